@@ -1,0 +1,244 @@
+//! Configuration objects and the events of the configuration log (`erp.config`).
+//!
+//! Every create, update or delete is one [`ConfigRecord`] carrying the full new snapshot of the
+//! object, so the current configuration is a fold of the log and the history of an object is a
+//! projection of it. The objects serialise in epilot's API shape; fields we do not interpret yet
+//! are kept verbatim in `extra` so a round trip through the API loses nothing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// An integration (epilot `Integration`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Integration {
+    pub id: String,
+    #[serde(rename = "orgId")]
+    pub org_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The other `IntegrationEditableFields` (`settings`, `environment_config`, …), verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The use-case types epilot defines.
+pub const USE_CASE_TYPES: [&str; 5] = [
+    "inbound",
+    "outbound",
+    "file_proxy",
+    "managed_call",
+    "secure_proxy",
+];
+
+/// A use case of an integration (epilot `UseCase`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UseCase {
+    pub id: String,
+    #[serde(rename = "integrationId")]
+    pub integration_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl UseCase {
+    /// Whether an inbound event with this routing key belongs to this use case: the slug when the
+    /// event names one, else the legacy `event_name` / `object_type` matched against the use
+    /// case's name (epilot's "Event Name") or its slug.
+    pub fn matches_route(&self, use_case_slug: Option<&str>, event_name: Option<&str>) -> bool {
+        match (use_case_slug, event_name) {
+            (Some(slug), _) => self.slug.as_deref() == Some(slug),
+            (None, Some(name)) => self.name == name || self.slug.as_deref() == Some(name),
+            (None, None) => false,
+        }
+    }
+}
+
+/// The retry policy of a webhook endpoint (epilot `retryPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    pub enabled: bool,
+    #[serde(default = "RetryPolicy::default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+impl RetryPolicy {
+    fn default_max_attempts() -> u32 {
+        3
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// A webhook endpoint (epilot Webhooks API `WebhookConfig`), without its signing secret: the
+/// secret travels beside it in [`ConfigChange::WebhookUpserted`] so that serialising an endpoint
+/// for an API response can never leak it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub name: String,
+    pub event_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default = "WebhookEndpoint::default_method")]
+    pub http_method: String,
+    #[serde(default = "WebhookEndpoint::default_enabled")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    pub creation_time: String,
+    pub updated_time: String,
+    /// The other `WebhookConfig` fields (`auth`, `filterConditions`, …), verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl WebhookEndpoint {
+    fn default_method() -> String {
+        "POST".to_owned()
+    }
+    fn default_enabled() -> bool {
+        true
+    }
+
+    /// Whether this endpoint subscribes to core events named `event_name`. Catalog event
+    /// subscriptions carry epilot's `event_` prefix (`event_InboundEventMapped`); the bare name
+    /// is accepted too.
+    pub fn subscribes_to(&self, event_name: &str) -> bool {
+        self.event_name == event_name
+            || self
+                .event_name
+                .strip_prefix("event_")
+                .is_some_and(|bare| bare == event_name)
+    }
+}
+
+/// One change to the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConfigChange {
+    IntegrationUpserted {
+        integration: Integration,
+    },
+    /// Removes the integration and every use case of it.
+    IntegrationDeleted {
+        integration_id: String,
+    },
+    UseCaseUpserted {
+        use_case: UseCase,
+    },
+    UseCaseDeleted {
+        integration_id: String,
+        use_case_id: String,
+    },
+    WebhookUpserted {
+        webhook: WebhookEndpoint,
+        signing_secret: String,
+    },
+    WebhookDeleted {
+        webhook_id: String,
+    },
+}
+
+/// A record of the configuration log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigRecord {
+    /// The organisation the object belongs to.
+    pub org_id: String,
+    /// When the change was made.
+    pub at: String,
+    /// Who made it (token or user id), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    pub change: ConfigChange,
+}
+
+impl ConfigRecord {
+    /// The record key: the id of the changed object, so compaction (if ever enabled) keeps the
+    /// latest snapshot of each.
+    pub fn key(&self) -> &str {
+        match &self.change {
+            ConfigChange::IntegrationUpserted { integration } => &integration.id,
+            ConfigChange::IntegrationDeleted { integration_id } => integration_id,
+            ConfigChange::UseCaseUpserted { use_case } => &use_case.id,
+            ConfigChange::UseCaseDeleted { use_case_id, .. } => use_case_id,
+            ConfigChange::WebhookUpserted { webhook, .. } => &webhook.id,
+            ConfigChange::WebhookDeleted { webhook_id } => webhook_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn integration_keeps_unknown_editable_fields() {
+        let body = json!({
+            "id": "i", "orgId": "o", "name": "SAP", "created_at": "t", "updated_at": "t",
+            "settings": {"autoRefresh": {"enabled": true}}, "protected": true
+        });
+        let integration: Integration = serde_json::from_value(body.clone()).expect("decodes");
+        assert_eq!(integration.extra.len(), 2);
+        assert_eq!(serde_json::to_value(&integration).expect("encodes"), body);
+    }
+
+    #[test]
+    fn routing_prefers_the_slug() {
+        let uc = UseCase {
+            id: "u".into(),
+            integration_id: "i".into(),
+            name: "Zaehlerstaende".into(),
+            slug: Some("meter-readings".into()),
+            kind: "inbound".into(),
+            enabled: true,
+            configuration: None,
+            change_description: None,
+            changed_by: None,
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        };
+        assert!(uc.matches_route(Some("meter-readings"), Some("other")));
+        assert!(!uc.matches_route(Some("other"), Some("Zaehlerstaende")));
+        assert!(uc.matches_route(None, Some("Zaehlerstaende")));
+        assert!(uc.matches_route(None, Some("meter-readings")));
+        assert!(!uc.matches_route(None, None));
+    }
+
+    #[test]
+    fn webhook_subscription_accepts_the_event_prefix() {
+        let wh: WebhookEndpoint = serde_json::from_value(json!({
+            "id": "w", "name": "n", "eventName": "event_InboundEventMapped",
+            "creationTime": "t", "updatedTime": "t"
+        }))
+        .expect("decodes");
+        assert!(wh.subscribes_to("InboundEventMapped"));
+        assert!(!wh.subscribes_to("MeterReadingAdded"));
+        assert_eq!(wh.http_method, "POST");
+        assert!(wh.enabled);
+    }
+}

@@ -1,0 +1,33 @@
+use thiserror::Error;
+
+/// What can go wrong when reading or writing one of our records.
+#[derive(Debug, Error)]
+pub enum SchemaError {
+    /// The bytes are not the JSON record they should be.
+    #[error("cannot decode {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value could not be serialised (only possible for non-string map keys or NaN).
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Decodes a JSON record, naming what was expected in the error.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, SchemaError> {
+    serde_json::from_slice(bytes).map_err(|source| SchemaError::Decode { what, source })
+}
+
+/// Encodes a record as JSON bytes.
+pub fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, SchemaError> {
+    serde_json::to_vec(value).map_err(|source| SchemaError::Encode { what, source })
+}
