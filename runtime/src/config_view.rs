@@ -1,0 +1,424 @@
+//! The configuration view: every role folds the configuration log (`erp.config`) into memory and
+//! answers lookups from that fold. Writers append a change and wait until their own view has
+//! applied it, so a client that created an object can read it back at once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus::IntCounter;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::Runtime;
+use crate::error::RuntimeError;
+use crate::kafka;
+use erp_schemas::config::{ConfigChange, ConfigRecord, Integration, UseCase, WebhookEndpoint};
+
+/// A use case with what the view knows about it beyond its API shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UseCaseEntry {
+    pub use_case: UseCase,
+    pub org_id: String,
+    /// The log offset of the change that produced this version: changes whenever the use case
+    /// does, so caches of compiled mappings can key on it.
+    pub revision: i64,
+}
+
+/// A webhook endpoint with its signing secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEntry {
+    pub webhook: WebhookEndpoint,
+    pub org_id: String,
+    pub signing_secret: String,
+    pub revision: i64,
+}
+
+/// Where an inbound event goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Route<'a> {
+    /// An enabled inbound use case matches.
+    Matched(&'a UseCaseEntry),
+    /// A use case matches but is disabled.
+    Disabled(&'a UseCaseEntry),
+    /// No inbound use case matches.
+    NotFound,
+}
+
+/// The configuration at one position of the log.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigState {
+    integrations: BTreeMap<String, Integration>,
+    use_cases: BTreeMap<String, UseCaseEntry>,
+    webhooks: BTreeMap<String, WebhookEntry>,
+}
+
+impl ConfigState {
+    /// Applies one record read at `offset`.
+    pub fn apply(&mut self, record: ConfigRecord, offset: i64) {
+        let org_id = record.org_id;
+        match record.change {
+            ConfigChange::IntegrationUpserted { integration } => {
+                self.integrations
+                    .insert(integration.id.clone(), integration);
+            }
+            ConfigChange::IntegrationDeleted { integration_id } => {
+                self.integrations.remove(&integration_id);
+                self.use_cases
+                    .retain(|_, entry| entry.use_case.integration_id != integration_id);
+            }
+            ConfigChange::UseCaseUpserted { use_case } => {
+                let entry = UseCaseEntry {
+                    use_case,
+                    org_id,
+                    revision: offset,
+                };
+                self.use_cases.insert(entry.use_case.id.clone(), entry);
+            }
+            ConfigChange::UseCaseDeleted { use_case_id, .. } => {
+                self.use_cases.remove(&use_case_id);
+            }
+            ConfigChange::WebhookUpserted {
+                webhook,
+                signing_secret,
+            } => {
+                let entry = WebhookEntry {
+                    webhook,
+                    org_id,
+                    signing_secret,
+                    revision: offset,
+                };
+                self.webhooks.insert(entry.webhook.id.clone(), entry);
+            }
+            ConfigChange::WebhookDeleted { webhook_id } => {
+                self.webhooks.remove(&webhook_id);
+            }
+        }
+    }
+
+    /// An integration of the organisation.
+    pub fn integration(&self, org_id: &str, id: &str) -> Option<&Integration> {
+        self.integrations.get(id).filter(|i| i.org_id == org_id)
+    }
+
+    /// The organisation's integrations, oldest first.
+    pub fn integrations(&self, org_id: &str) -> Vec<&Integration> {
+        let mut all: Vec<_> = self
+            .integrations
+            .values()
+            .filter(|i| i.org_id == org_id)
+            .collect();
+        all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        all
+    }
+
+    /// The use cases of an integration, oldest first.
+    pub fn use_cases(&self, org_id: &str, integration_id: &str) -> Vec<&UseCaseEntry> {
+        let mut all: Vec<_> = self
+            .use_cases
+            .values()
+            .filter(|e| e.org_id == org_id && e.use_case.integration_id == integration_id)
+            .collect();
+        all.sort_by(|a, b| {
+            (&a.use_case.created_at, &a.use_case.id).cmp(&(&b.use_case.created_at, &b.use_case.id))
+        });
+        all
+    }
+
+    /// One use case of an integration.
+    pub fn use_case(&self, org_id: &str, integration_id: &str, id: &str) -> Option<&UseCaseEntry> {
+        self.use_cases
+            .get(id)
+            .filter(|e| e.org_id == org_id && e.use_case.integration_id == integration_id)
+    }
+
+    /// Routes an inbound event by its slug or event name to an inbound use case. When several
+    /// match, an enabled one wins, then the oldest.
+    pub fn route(
+        &self,
+        org_id: &str,
+        integration_id: &str,
+        use_case_slug: Option<&str>,
+        event_name: Option<&str>,
+    ) -> Route<'_> {
+        let mut disabled = None;
+        for entry in self.use_cases(org_id, integration_id) {
+            if entry.use_case.kind != "inbound"
+                || !entry.use_case.matches_route(use_case_slug, event_name)
+            {
+                continue;
+            }
+            if entry.use_case.enabled {
+                return Route::Matched(entry);
+            }
+            disabled.get_or_insert(entry);
+        }
+        disabled.map_or(Route::NotFound, Route::Disabled)
+    }
+
+    /// The organisation's webhook endpoints, oldest first.
+    pub fn webhooks(&self, org_id: &str) -> Vec<&WebhookEntry> {
+        let mut all: Vec<_> = self
+            .webhooks
+            .values()
+            .filter(|e| e.org_id == org_id)
+            .collect();
+        all.sort_by(|a, b| {
+            (&a.webhook.creation_time, &a.webhook.id)
+                .cmp(&(&b.webhook.creation_time, &b.webhook.id))
+        });
+        all
+    }
+
+    /// One webhook endpoint of the organisation.
+    pub fn webhook(&self, org_id: &str, id: &str) -> Option<&WebhookEntry> {
+        self.webhooks.get(id).filter(|e| e.org_id == org_id)
+    }
+
+    /// The enabled endpoints of the organisation subscribed to an event name.
+    pub fn subscribers(&self, org_id: &str, event_name: &str) -> Vec<&WebhookEntry> {
+        self.webhooks(org_id)
+            .into_iter()
+            .filter(|e| e.webhook.enabled && e.webhook.subscribes_to(event_name))
+            .collect()
+    }
+}
+
+/// A live view of the configuration log.
+#[derive(Clone)]
+pub struct ConfigView {
+    state: Arc<RwLock<Arc<ConfigState>>>,
+    applied: watch::Receiver<i64>,
+}
+
+impl ConfigView {
+    /// A view that is not fed by Kafka, for tests and tools.
+    pub fn fixed(state: ConfigState) -> Self {
+        let (_, applied) = watch::channel(i64::MAX);
+        Self {
+            state: Arc::new(RwLock::new(Arc::new(state))),
+            applied,
+        }
+    }
+
+    /// The current configuration. Cheap: the state is shared, not copied.
+    pub fn snapshot(&self) -> Arc<ConfigState> {
+        match self.state.read() {
+            Ok(state) => Arc::clone(&state),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Waits until the record at `offset` has been applied.
+    pub async fn wait_applied(&self, offset: i64, timeout: Duration) -> Result<(), RuntimeError> {
+        let mut applied = self.applied.clone();
+        match tokio::time::timeout(timeout, applied.wait_for(|next| *next > offset)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(RuntimeError::ShuttingDown),
+            Err(_) => Err(RuntimeError::Timeout(format!(
+                "configuration change at offset {offset} not applied within {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Starts folding the configuration log from its beginning. The view reports ready (check
+    /// `config`) once it has applied everything that was in the log at start.
+    pub async fn start(
+        runtime: &Runtime,
+        role: &str,
+    ) -> Result<(Self, JoinHandle<()>), RuntimeError> {
+        let topic = runtime.kafka.topics.config();
+        let consumer = Arc::new(
+            runtime
+                .kafka
+                .reader(&format!("erp-toolkit-{role}-config"))?,
+        );
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&topic, 0, Offset::Beginning)?;
+        consumer.assign(&assignment)?;
+        drop(assignment);
+        let end_at_start = kafka::high_watermark(Arc::clone(&consumer), topic.clone(), 0).await?;
+
+        let applied_counter = IntCounter::new(
+            "erp_config_records_applied_total",
+            "Configuration log records folded into this process's view",
+        )
+        .map_err(|e| RuntimeError::Setting(e.to_string()))?;
+        let rejected_counter = IntCounter::new(
+            "erp_config_records_rejected_total",
+            "Configuration log records this process could not decode (skipped)",
+        )
+        .map_err(|e| RuntimeError::Setting(e.to_string()))?;
+        runtime.metrics.register(&applied_counter);
+        runtime.metrics.register(&rejected_counter);
+
+        let (applied_tx, applied) = watch::channel(0i64);
+        let view = Self {
+            state: Arc::new(RwLock::new(Arc::new(ConfigState::default()))),
+            applied,
+        };
+        let ready = runtime.readiness.flag(format!("{role}.config"));
+        ready.set(end_at_start == 0);
+        info!(topic, records = end_at_start, "loading configuration");
+
+        let state = Arc::clone(&view.state);
+        let shutdown = runtime.shutdown.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    message = consumer.recv() => message,
+                };
+                let message = match message {
+                    Ok(message) => message,
+                    Err(error) => {
+                        warn!(%error, "configuration log read failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                let offset = message.offset();
+                match erp_schemas::error::decode::<ConfigRecord>(
+                    "configuration record",
+                    message.payload().unwrap_or_default(),
+                ) {
+                    Ok(record) => {
+                        debug!(offset, key = record.key(), "configuration change");
+                        let mut guard = match state.write() {
+                            Ok(guard) => guard,
+                            Err(poisoned) => poisoned.into_inner(),
+                        };
+                        Arc::make_mut(&mut guard).apply(record, offset);
+                        applied_counter.inc();
+                    }
+                    Err(error) => {
+                        // A record we cannot read must not stop the fold: later changes still
+                        // apply. It stays in the log for inspection.
+                        error!(offset, %error, "skipping unreadable configuration record");
+                        rejected_counter.inc();
+                    }
+                }
+                let _ = applied_tx.send(offset + 1);
+                if offset + 1 >= end_at_start {
+                    ready.set(true);
+                }
+            }
+        });
+        Ok((view, task))
+    }
+}
+
+/// Appends configuration changes.
+#[derive(Clone)]
+pub struct ConfigWriter {
+    producer: FutureProducer,
+    topic: String,
+    view: ConfigView,
+    lock: Arc<Mutex<()>>,
+}
+
+impl ConfigWriter {
+    /// A writer appending to the runtime's configuration log and reading back through `view`.
+    pub fn new(runtime: &Runtime, producer: FutureProducer, view: ConfigView) -> Self {
+        Self {
+            producer,
+            topic: runtime.kafka.topics.config(),
+            view,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The view this writer reads back through.
+    pub fn view(&self) -> &ConfigView {
+        &self.view
+    }
+
+    /// Serialises check-then-write sequences (slug uniqueness, existence) within this process.
+    pub async fn exclusive(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.lock).lock_owned().await
+    }
+
+    /// Appends a change and waits until this process's view has applied it.
+    pub async fn append(&self, record: &ConfigRecord) -> Result<Arc<ConfigState>, RuntimeError> {
+        let bytes = erp_schemas::error::encode("configuration record", record)?;
+        let (_, offset) = kafka::send(&self.producer, &self.topic, record.key(), &bytes).await?;
+        self.view
+            .wait_applied(offset, Duration::from_secs(15))
+            .await?;
+        Ok(self.view.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn use_case(id: &str, name: &str, slug: Option<&str>, enabled: bool) -> ConfigRecord {
+        ConfigRecord {
+            org_id: "org".into(),
+            at: "t".into(),
+            actor: None,
+            change: ConfigChange::UseCaseUpserted {
+                use_case: UseCase {
+                    id: id.into(),
+                    integration_id: "int".into(),
+                    name: name.into(),
+                    slug: slug.map(Into::into),
+                    kind: "inbound".into(),
+                    enabled,
+                    configuration: None,
+                    change_description: None,
+                    changed_by: None,
+                    created_at: format!("t{id}"),
+                    updated_at: "t".into(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn routes_to_the_enabled_match_and_reports_disabled_ones() {
+        let mut state = ConfigState::default();
+        state.apply(use_case("1", "Customer", Some("customer"), false), 0);
+        assert!(matches!(
+            state.route("org", "int", Some("customer"), None),
+            Route::Disabled(_)
+        ));
+        state.apply(use_case("2", "Customer", Some("customer-v2"), true), 1);
+        match state.route("org", "int", None, Some("Customer")) {
+            Route::Matched(entry) => assert_eq!(entry.use_case.id, "2"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            state.route("other-org", "int", Some("customer"), None),
+            Route::NotFound
+        );
+        assert_eq!(
+            state.route("org", "int", Some("nope"), None),
+            Route::NotFound
+        );
+    }
+
+    #[test]
+    fn deleting_an_integration_removes_its_use_cases() {
+        let mut state = ConfigState::default();
+        state.apply(use_case("1", "A", Some("a"), true), 0);
+        state.apply(
+            ConfigRecord {
+                org_id: "org".into(),
+                at: "t".into(),
+                actor: None,
+                change: ConfigChange::IntegrationDeleted {
+                    integration_id: "int".into(),
+                },
+            },
+            1,
+        );
+        assert!(state.use_cases("org", "int").is_empty());
+    }
+}

@@ -1,0 +1,20 @@
+use thiserror::Error;
+
+/// Errors of the shared runtime.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Schema(#[from] erp_schemas::SchemaError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid setting: {0}")]
+    Setting(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("cannot create topic {topic}: {message}")]
+    TopicCreation { topic: String, message: String },
+    #[error("shutting down")]
+    ShuttingDown,
+}

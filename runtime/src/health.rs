@@ -1,0 +1,113 @@
+//! `/healthz`, `/readyz` and `/metrics`, served by every role.
+//!
+//! Liveness means the process answers; readiness means every registered check (configuration
+//! caught up, consumers started, …) has reported ready, so Kubernetes sends no traffic to a
+//! process that would answer from a stale configuration.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::metrics::Metrics;
+
+/// The readiness checks of a process.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Arc<Mutex<BTreeMap<String, bool>>>,
+}
+
+/// One readiness check; starts not ready.
+#[derive(Clone)]
+pub struct ReadyFlag {
+    name: String,
+    readiness: Readiness,
+}
+
+impl ReadyFlag {
+    /// Reports this check ready or not.
+    pub fn set(&self, ready: bool) {
+        if let Ok(mut checks) = self.readiness.checks.lock() {
+            checks.insert(self.name.clone(), ready);
+        }
+    }
+}
+
+impl Readiness {
+    /// No checks yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a check, not ready until its flag says so.
+    pub fn flag(&self, name: impl Into<String>) -> ReadyFlag {
+        let flag = ReadyFlag {
+            name: name.into(),
+            readiness: self.clone(),
+        };
+        flag.set(false);
+        flag
+    }
+
+    /// Every check and its state.
+    pub fn checks(&self) -> BTreeMap<String, bool> {
+        self.checks.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Whether every check is ready.
+    pub fn is_ready(&self) -> bool {
+        self.checks().values().all(|ready| *ready)
+    }
+}
+
+/// Adds `/healthz`, `/readyz` and `/metrics`. Needs `Readiness` and `Metrics` as app data.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    let checks = readiness.checks();
+    let ready = checks.values().all(|ready| *ready);
+    let body = json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks});
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.encode())
+}
+
+/// Serves only the operational routes, for roles without an API of their own.
+pub fn serve_ops(
+    listen: &str,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> std::io::Result<(std::net::SocketAddr, actix_web::dev::Server)> {
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(web::Data::new(metrics.clone()))
+            .app_data(web::Data::new(readiness.clone()))
+            .configure(routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("listener has no address"))?;
+    Ok((addr, server.run()))
+}

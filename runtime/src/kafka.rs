@@ -1,0 +1,244 @@
+//! Kafka client configuration. The choices here are the ones every role relies on:
+//! idempotent producers with `acks=all` (nothing acknowledged is lost or duplicated by the
+//! producer), manual offset commits (a record counts as done only when its effects are
+//! durable), and no snappy (the embedded broker cannot serve it).
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use crate::error::RuntimeError;
+use erp_schemas::topics::Topics;
+
+/// Where the cluster is and how topics are laid out.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic names.
+    pub topics: Topics,
+    /// Partitions of partitioned topics created by us.
+    pub partitions: i32,
+    /// Replication factor of topics created by us.
+    pub replication_factor: i32,
+    /// Extra librdkafka properties, applied last.
+    pub options: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    /// Settings for a broker at `brokers` with the default topic layout.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topics: Topics::default(),
+            partitions: 6,
+            replication_factor: 1,
+            options: Vec::new(),
+        }
+    }
+
+    /// Configuration shared by every client.
+    pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id)
+            // librdkafka may resolve `localhost` to ::1 while a broker listens on 127.0.0.1.
+            .set("broker.address.family", "v4");
+        config
+    }
+
+    fn finish(&self, mut config: ClientConfig) -> ClientConfig {
+        for (key, value) in &self.options {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// An idempotent producer with `acks=all`.
+    pub fn producer(&self, client_id: &str) -> Result<FutureProducer, RuntimeError> {
+        let mut config = self.client_config(client_id);
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", "30000")
+            // The Java client's partitioner, so keys land where Kafka Streams or Connect expect.
+            .set("partitioner", "murmur2_random");
+        Ok(self.finish(config).create()?)
+    }
+
+    /// A group member that commits its offsets itself.
+    pub fn group_consumer(
+        &self,
+        client_id: &str,
+        group_id: &str,
+    ) -> Result<StreamConsumer, RuntimeError> {
+        let mut config = self.client_config(client_id);
+        config
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "30000")
+            .set("fetch.wait.max.ms", "100");
+        Ok(self.finish(config).create()?)
+    }
+
+    /// A consumer that reads partitions it assigns itself, outside any group.
+    pub fn reader(&self, client_id: &str) -> Result<StreamConsumer, RuntimeError> {
+        let mut config = self.client_config(client_id);
+        config
+            // librdkafka wants a group id even when nothing is committed.
+            .set("group.id", format!("{client_id}-reader"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50");
+        Ok(self.finish(config).create()?)
+    }
+}
+
+/// Produces one record and waits for the broker's acknowledgement. Returns where it landed.
+pub async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<(i32, i64), RuntimeError> {
+    let record = FutureRecord::to(topic).key(key).payload(value);
+    producer
+        .send(record, Timeout::After(Duration::from_secs(30)))
+        .await
+        .map(|delivery| (delivery.partition, delivery.offset))
+        .map_err(|(error, _)| RuntimeError::Kafka(error))
+}
+
+/// The high watermark (next offset) of a partition, asked of the broker without blocking the
+/// async runtime.
+pub async fn high_watermark(
+    consumer: std::sync::Arc<StreamConsumer>,
+    topic: String,
+    partition: i32,
+) -> Result<i64, RuntimeError> {
+    tokio::task::spawn_blocking(move || {
+        consumer
+            .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+            .map(|(_, high)| high)
+            .map_err(RuntimeError::from)
+    })
+    .await
+    .map_err(|e| RuntimeError::Setting(format!("watermark task failed: {e}")))?
+}
+
+/// Hands one record to the producer without waiting for the broker, in call order (so records
+/// enqueued one after another keep their order per partition). Waits while the producer's
+/// queue is full: a slow broker slows the caller instead of growing memory.
+pub async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<rdkafka::producer::DeliveryFuture, RuntimeError> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    let mut record = FutureRecord::to(topic).key(key).payload(value);
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((error, _)) => return Err(RuntimeError::Kafka(error)),
+        }
+    }
+}
+
+/// Waits for every enqueued record's acknowledgement; the first failure wins.
+pub async fn await_deliveries(
+    deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+) -> Result<(), RuntimeError> {
+    use rdkafka::error::KafkaError;
+    let mut first_error = None;
+    for delivery in deliveries {
+        let outcome = match delivery.await {
+            Ok(Ok(_)) => continue,
+            Ok(Err((error, _))) => RuntimeError::Kafka(error),
+            Err(_) => RuntimeError::Kafka(KafkaError::Canceled),
+        };
+        first_error.get_or_insert(outcome);
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Waits for the first record, then takes what else arrives within a few milliseconds, up to
+/// `max` records. Returns an empty batch after a consume error (logged), so callers can check
+/// for shutdown and come back.
+pub async fn poll_batch(
+    consumer: &StreamConsumer,
+    max: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let mut batch = Vec::new();
+    match consumer.recv().await {
+        Ok(message) => batch.push(message.detach()),
+        Err(error) => {
+            tracing::warn!(%error, "consume failed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return batch;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => batch.push(message.detach()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "consume failed");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Commits, for every partition in `batch`, the offset after its last record, and waits for
+/// the broker to confirm (on a blocking thread), so a clean stop leaves nothing to redo. A commit
+/// for a partition lost in a rebalance fails quietly: its new owner re-reads from the last
+/// commit, which every role here tolerates by design.
+pub async fn commit_batch(
+    consumer: &std::sync::Arc<StreamConsumer>,
+    batch: &[rdkafka::message::OwnedMessage],
+) {
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::collections::BTreeMap;
+
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for message in batch {
+        let entry = next
+            .entry((message.topic(), message.partition()))
+            .or_insert(0);
+        *entry = (*entry).max(message.offset() + 1);
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            tracing::warn!(%error, "cannot build offset commit");
+        }
+    }
+    let consumer = std::sync::Arc::clone(consumer);
+    let outcome =
+        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "offset commit not accepted"),
+        Err(error) => tracing::warn!(%error, "offset commit task failed"),
+    }
+}

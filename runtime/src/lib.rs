@@ -1,0 +1,37 @@
+//! The runtime every erp-toolkit role shares: settings from flags and `ERP_TOOLKIT_*`
+//! variables, Kafka clients and topics, the metrics registry, tracing, health and readiness, the
+//! shutdown signal, and the in-memory view of the configuration log.
+//!
+//! Roles (`ingest`, `processor`, `dispatcher`) take a [`Runtime`] and never build these pieces
+//! themselves, so one deployment setting means the same thing in every role.
+
+pub mod config_view;
+pub mod error;
+pub mod health;
+pub mod kafka;
+pub mod metrics;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+pub use config_view::{ConfigState, ConfigView, ConfigWriter};
+pub use error::RuntimeError;
+pub use health::{Readiness, ReadyFlag};
+pub use kafka::KafkaSettings;
+pub use metrics::Metrics;
+
+use tokio_util::sync::CancellationToken;
+
+/// What a role needs from its surroundings.
+#[derive(Clone)]
+pub struct Runtime {
+    /// How to reach Kafka and what the topics are called.
+    pub kafka: KafkaSettings,
+    /// The registry every role registers its metrics in.
+    pub metrics: Metrics,
+    /// Readiness checks, served at `/readyz`.
+    pub readiness: Readiness,
+    /// Cancelled when the process should stop.
+    pub shutdown: CancellationToken,
+}

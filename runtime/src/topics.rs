@@ -1,0 +1,123 @@
+//! Topic creation at start-up. Creating is idempotent: a topic that exists is left as it is
+//! (its partition count included, since not every broker can add partitions).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use tracing::info;
+
+use crate::error::RuntimeError;
+use crate::kafka::KafkaSettings;
+
+/// A topic and how it must be created.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: Vec<(&'static str, &'static str)>,
+}
+
+/// Every topic of an installation, with the retention each needs.
+pub fn standard_topics(settings: &KafkaSettings) -> Vec<TopicSpec> {
+    let t = &settings.topics;
+    let n = settings.partitions;
+    let keep_forever = vec![("retention.ms", "-1"), ("retention.bytes", "-1")];
+    vec![
+        // The configuration log: one partition for one total order, history kept forever.
+        TopicSpec {
+            name: t.config(),
+            partitions: 1,
+            configs: keep_forever.clone(),
+        },
+        TopicSpec {
+            name: t.inbound_events(),
+            partitions: n,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.platform_events(),
+            partitions: n,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.core_events(),
+            partitions: n,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.acks(),
+            partitions: n,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.monitoring(),
+            partitions: n,
+            configs: vec![],
+        },
+        // Dead letters are the last copy of what failed: never expire them silently.
+        TopicSpec {
+            name: t.dlq(),
+            partitions: n,
+            configs: keep_forever,
+        },
+        TopicSpec {
+            name: t.processor_state(),
+            partitions: n,
+            configs: vec![("cleanup.policy", "compact")],
+        },
+    ]
+}
+
+/// Creates the topics that do not exist yet.
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    specs: &[TopicSpec],
+) -> Result<(), RuntimeError> {
+    let admin: AdminClient<DefaultClientContext> =
+        settings.client_config("erp-toolkit-admin").create()?;
+    // Ask first: some brokers log a create of an existing topic as an error.
+    let existing: Vec<String> = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(30))?
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect();
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|spec| !existing.contains(&spec.name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|spec| {
+            spec.configs.iter().fold(
+                NewTopic::new(
+                    &spec.name,
+                    spec.partitions,
+                    TopicReplication::Fixed(settings.replication_factor),
+                ),
+                |topic, (key, value)| topic.set(key, value),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(&new_topics, &options).await?;
+    for result in results {
+        match result {
+            Ok(topic) => info!(topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(RuntimeError::TopicCreation {
+                    topic,
+                    message: code.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
