@@ -1,0 +1,16 @@
+//! The processor: consumes accepted ERP events, drops duplicates (sled), maps each with its use
+//! case's configuration (epilot mapping on JSONata) and emits an `InboundEventMapped` core event.
+//! Anything that cannot be processed becomes a monitoring span and a dead letter; nothing stops
+//! a partition.
+
+pub mod dedup;
+pub mod error;
+pub mod jsonata;
+pub mod mapping;
+pub mod metrics;
+pub mod outcome;
+pub mod payload;
+pub mod worker;
+
+pub use error::ProcessorError;
+pub use worker::{ProcessorSettings, run};

@@ -1,0 +1,57 @@
+use crate::jsonata::JsonataError;
+
+/// Why a configuration cannot be used or a payload cannot be mapped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MappingError {
+    /// The configuration does not follow the mapping grammar. Found when a use case is saved or
+    /// simulated; `location` names the entity, field and key at fault.
+    #[error("invalid mapping configuration at {location}: {message}")]
+    InvalidConfiguration { location: String, message: String },
+    /// A JSONata expression of the configuration does not parse.
+    #[error("invalid JSONata at {location} (`{expression}`): {error}")]
+    InvalidExpression {
+        location: String,
+        expression: String,
+        error: JsonataError,
+    },
+    /// A JSONata expression failed while mapping a payload.
+    #[error("JSONata at {location} (`{expression}`) failed: {error}")]
+    ExpressionFailed {
+        location: String,
+        expression: String,
+        error: JsonataError,
+    },
+    /// A unique identifier attribute was not mapped or is empty.
+    #[error("required unique identifier field is empty: {entity_schema}.{attribute} at {location}")]
+    MissingIdentifier {
+        location: String,
+        entity_schema: String,
+        attribute: String,
+    },
+    /// The payload cannot be read in its declared format.
+    #[error("payload is not valid {format}: {message}")]
+    InvalidPayload { format: String, message: String },
+}
+
+impl MappingError {
+    /// The monitoring / error code of this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MappingError::InvalidConfiguration { .. } | MappingError::InvalidExpression { .. } => {
+                "USE_CASE_INVALID_CONFIG"
+            }
+            MappingError::ExpressionFailed { .. } => "MAPPING_EXPRESSION_FAILED",
+            MappingError::MissingIdentifier { .. } => "MISSING_IDENTIFIER",
+            MappingError::InvalidPayload { .. } => "INVALID_PAYLOAD",
+        }
+    }
+
+    /// The JSONata error code behind this failure, if any.
+    pub fn jsonata_code(&self) -> Option<&str> {
+        match self {
+            MappingError::InvalidExpression { error, .. }
+            | MappingError::ExpressionFailed { error, .. } => error.code.as_deref(),
+            _ => None,
+        }
+    }
+}

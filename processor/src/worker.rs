@@ -1,0 +1,435 @@
+//! The processor loop: poll a batch, decide every record (dedup, routing), map in a blocking
+//! task, write every output, then make the batch's dedup keys durable, then commit offsets.
+//!
+//! A batch is done only when all of its outputs are acknowledged by Kafka and its dedup keys are
+//! on disk; a crash anywhere before that re-processes the batch with the same derived ids. A
+//! failure to write (Kafka down) retries the same batch with backoff: the partition waits rather
+//! than skipping records.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use tracing::{error, info, warn};
+
+use erp_runtime::config_view::{Route, UseCaseEntry};
+use erp_runtime::{ConfigView, Runtime, kafka};
+use erp_schemas::dead_letter::SourceCoordinates;
+use erp_schemas::inbound::InboundEventRecord;
+use erp_schemas::timestamp::now_millis;
+
+use crate::dedup::{DedupStore, PendingKeys, Verdict};
+use crate::error::ProcessorError;
+use crate::mapping::{CompiledConfiguration, MappingError, map_payload};
+use crate::metrics::ProcessorMetrics;
+use crate::outcome::{self, Outcome};
+use crate::payload;
+
+/// How the processor runs.
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// Where the dedup store lives.
+    pub data_dir: PathBuf,
+    /// Consumer group of all processor instances.
+    pub group_id: String,
+    /// How long a dedup id suppresses later events with the same id.
+    pub dedup_window: Duration,
+    /// Time limit of one JSONata evaluation.
+    pub mapping_timeout: Duration,
+    /// Most records per poll batch.
+    pub max_batch: usize,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data/processor"),
+            group_id: "erp-toolkit-processor".into(),
+            dedup_window: Duration::from_secs(24 * 3600),
+            mapping_timeout: Duration::from_secs(1),
+            max_batch: 500,
+        }
+    }
+}
+
+/// A record of the batch with its coordinates.
+struct Input {
+    message: OwnedMessage,
+    source: SourceCoordinates,
+}
+
+/// Compiled configurations by use case, valid for one revision each.
+#[derive(Default)]
+struct MappingCache {
+    entries: HashMap<String, (i64, Result<Arc<CompiledConfiguration>, MappingError>)>,
+}
+
+impl MappingCache {
+    fn get(&mut self, entry: &UseCaseEntry) -> Result<Arc<CompiledConfiguration>, MappingError> {
+        if let Some((revision, compiled)) = self.entries.get(&entry.use_case.id)
+            && *revision == entry.revision
+        {
+            return compiled.clone();
+        }
+        let empty = serde_json::json!({});
+        let configuration = entry.use_case.configuration.as_ref().unwrap_or(&empty);
+        let compiled = CompiledConfiguration::compile(configuration).map(Arc::new);
+        self.entries.insert(
+            entry.use_case.id.clone(),
+            (entry.revision, compiled.clone()),
+        );
+        compiled
+    }
+}
+
+/// Runs the processor until the runtime's shutdown token is cancelled.
+pub async fn run(
+    runtime: Runtime,
+    view: ConfigView,
+    settings: ProcessorSettings,
+) -> Result<(), ProcessorError> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let store = Arc::new(DedupStore::open(
+        &settings.data_dir.join("dedup"),
+        settings.dedup_window,
+    )?);
+    let metrics = ProcessorMetrics::new(&runtime.metrics);
+    metrics.dedup_keys.set(store.len() as i64);
+    let topics = runtime.kafka.topics.clone();
+    let producer = runtime.kafka.producer("erp-toolkit-processor")?;
+    let consumer = Arc::new(
+        runtime
+            .kafka
+            .group_consumer("erp-toolkit-processor", &settings.group_id)?,
+    );
+    consumer.subscribe(&[&topics.inbound_events()])?;
+    runtime.readiness.flag("processor").set(true);
+    info!(
+        topic = topics.inbound_events(),
+        group = settings.group_id,
+        "processor started"
+    );
+
+    let mut cache = MappingCache::default();
+    let mut expiry = tokio::time::interval(Duration::from_secs(600));
+    let shutdown = runtime.shutdown.clone();
+    let worker = Worker {
+        producer,
+        store: Arc::clone(&store),
+        metrics: metrics.clone(),
+        settings,
+        topics,
+    };
+    loop {
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = expiry.tick() => {
+                let expiring = Arc::clone(&store);
+                match tokio::task::spawn_blocking(move || expiring.expire(now_millis())).await {
+                    Ok(Ok(removed)) if removed > 0 => info!(removed, "expired dedup keys"),
+                    Ok(Err(error)) => warn!(%error, "dedup expiry failed"),
+                    _ => {}
+                }
+                metrics.dedup_keys.set(store.len() as i64);
+                continue;
+            }
+            batch = next_batch(&consumer, worker.settings.max_batch) => batch,
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match worker.process(&view, &mut cache, &batch).await {
+                Ok(()) => break,
+                Err(error) => {
+                    metrics.batch_retries.inc();
+                    error!(%error, records = batch.len(), ?backoff, "batch failed; retrying it");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {
+                            // Nothing of this batch is committed; it is processed again later,
+                            // with the same ids.
+                            info!("stopping with an unfinished batch left uncommitted");
+                            store.flush().await?;
+                            return Ok(());
+                        }
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        let messages: Vec<OwnedMessage> = batch.into_iter().map(|input| input.message).collect();
+        kafka::commit_batch(&consumer, &messages).await;
+        metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.batch_records.observe(messages.len() as f64);
+        metrics.dedup_keys.set(store.len() as i64);
+    }
+    store.flush().await?;
+    info!("processor stopped");
+    Ok(())
+}
+
+/// Polls a batch and notes where each record came from.
+async fn next_batch(consumer: &StreamConsumer, max: usize) -> Vec<Input> {
+    kafka::poll_batch(consumer, max)
+        .await
+        .into_iter()
+        .map(|message| Input {
+            source: SourceCoordinates {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+            },
+            message,
+        })
+        .collect()
+}
+
+struct Worker {
+    producer: FutureProducer,
+    store: Arc<DedupStore>,
+    metrics: ProcessorMetrics,
+    settings: ProcessorSettings,
+    topics: erp_schemas::topics::Topics,
+}
+
+/// A record's fate before mapping.
+enum Plan {
+    Done(Outcome),
+    Map {
+        record: Box<InboundEventRecord>,
+        use_case: Box<UseCaseEntry>,
+        compiled: Arc<CompiledConfiguration>,
+    },
+}
+
+impl Worker {
+    async fn process(
+        &self,
+        view: &ConfigView,
+        cache: &mut MappingCache,
+        batch: &[Input],
+    ) -> Result<(), ProcessorError> {
+        let config = view.snapshot();
+        let mut pending = PendingKeys::default();
+        let mut plans = Vec::with_capacity(batch.len());
+        for input in batch {
+            let record: InboundEventRecord = match erp_schemas::error::decode(
+                "inbound event",
+                input.message.payload().unwrap_or_default(),
+            ) {
+                Ok(record) => record,
+                Err(error) => {
+                    plans.push(Plan::Done(Outcome::Poison {
+                        reason: error.to_string(),
+                    }));
+                    continue;
+                }
+            };
+            plans.push(self.plan(&config, cache, &mut pending, record)?);
+        }
+
+        // Mapping is CPU work: run it off the async threads, all of the batch in one task.
+        let mut work = Vec::new();
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(plans.len());
+        for (index, plan) in plans.into_iter().enumerate() {
+            match plan {
+                Plan::Done(outcome) => outcomes.push(Some(outcome)),
+                Plan::Map {
+                    record,
+                    use_case,
+                    compiled,
+                } => {
+                    work.push((index, record, use_case, compiled));
+                    outcomes.push(None);
+                }
+            }
+        }
+        let timeout = self.settings.mapping_timeout;
+        let mapped = tokio::task::spawn_blocking(move || {
+            work.into_iter()
+                .map(|(index, record, use_case, compiled)| {
+                    let result = payload::parse(record.format, &record.payload)
+                        .and_then(|payload| map_payload(&compiled, &payload, timeout));
+                    let outcome = match result {
+                        Ok(result) => Outcome::Mapped {
+                            record,
+                            use_case,
+                            result,
+                        },
+                        Err(error) => Outcome::Failed {
+                            record,
+                            use_case,
+                            error,
+                        },
+                    };
+                    (index, outcome)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| ProcessorError::Task(e.to_string()))?;
+        for (index, outcome) in mapped {
+            if let Some(slot) = outcomes.get_mut(index) {
+                *slot = Some(outcome);
+            }
+        }
+
+        // Write every output in record order, then wait for all acknowledgements.
+        let mut deliveries = Vec::new();
+        let mut counts: Vec<&'static str> = Vec::with_capacity(outcomes.len());
+        for (input, outcome) in batch.iter().zip(outcomes.iter()) {
+            let Some(outcome) = outcome else { continue };
+            counts.push(outcome.label());
+            self.write(input, outcome, &mut deliveries).await?;
+        }
+        kafka::await_deliveries(deliveries).await?;
+        self.store.commit(pending).await?;
+        for label in counts {
+            self.metrics.events.with_label_values(&[label]).inc();
+        }
+        Ok(())
+    }
+
+    fn plan(
+        &self,
+        config: &erp_runtime::ConfigState,
+        cache: &mut MappingCache,
+        pending: &mut PendingKeys,
+        record: InboundEventRecord,
+    ) -> Result<Plan, ProcessorError> {
+        let record = Box::new(record);
+        if config
+            .integration(&record.org_id, &record.integration_id)
+            .is_none()
+        {
+            return Ok(Plan::Done(Outcome::Ignored {
+                message: format!(
+                    "integration {} does not exist (any more)",
+                    record.integration_id
+                ),
+                record,
+                code: "INTEGRATION_NOT_FOUND",
+                use_case: None,
+            }));
+        }
+        if let Some(dedup_id) = &record.deduplication_id {
+            let verdict = self.store.check(
+                pending,
+                &record.integration_id,
+                dedup_id,
+                &record.event_id,
+                record.received_at,
+            )?;
+            if let Verdict::Duplicate { first_event_id, .. } = verdict {
+                return Ok(Plan::Done(Outcome::Duplicate {
+                    record,
+                    first_event_id,
+                }));
+            }
+        }
+        let route = config.route(
+            &record.org_id,
+            &record.integration_id,
+            record.use_case_slug.as_deref(),
+            record.event_name.as_deref(),
+        );
+        let routing_key = record
+            .use_case_slug
+            .clone()
+            .or_else(|| record.event_name.clone())
+            .unwrap_or_default();
+        Ok(match route {
+            Route::NotFound => Plan::Done(Outcome::Ignored {
+                message: format!("no inbound use case matches {routing_key:?}"),
+                record,
+                code: "USE_CASE_NOT_FOUND",
+                use_case: None,
+            }),
+            Route::Disabled(entry) => Plan::Done(Outcome::Ignored {
+                message: format!("use case {:?} is disabled", entry.use_case.name),
+                record,
+                code: "USE_CASE_DISABLED",
+                use_case: Some(Box::new(entry.clone())),
+            }),
+            Route::Matched(entry) => match cache.get(entry) {
+                Ok(compiled) => Plan::Map {
+                    record,
+                    use_case: Box::new(entry.clone()),
+                    compiled,
+                },
+                Err(error) => Plan::Done(Outcome::Failed {
+                    record,
+                    use_case: Box::new(entry.clone()),
+                    error,
+                }),
+            },
+        })
+    }
+
+    async fn write(
+        &self,
+        input: &Input,
+        outcome: &Outcome,
+        deliveries: &mut Vec<rdkafka::producer::DeliveryFuture>,
+    ) -> Result<(), ProcessorError> {
+        let key = input
+            .message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        if let Outcome::Mapped {
+            record,
+            use_case,
+            result,
+        } = outcome
+        {
+            let event = outcome::core_event(record, use_case, result, &input.source);
+            let bytes = erp_schemas::error::encode("core event", &event)?;
+            deliveries.push(
+                kafka::enqueue(
+                    &self.producer,
+                    &self.topics.core_events(),
+                    &record.key(),
+                    &bytes,
+                )
+                .await?,
+            );
+        }
+        let span = outcome::span(outcome, &input.source);
+        let bytes = erp_schemas::error::encode("monitoring span", &span)?;
+        deliveries.push(
+            kafka::enqueue(
+                &self.producer,
+                &self.topics.monitoring(),
+                &span.integration_id,
+                &bytes,
+            )
+            .await?,
+        );
+        let value =
+            String::from_utf8_lossy(input.message.payload().unwrap_or_default()).into_owned();
+        if let Some(letter) =
+            outcome::dead_letter(outcome, input.source.clone(), key.clone(), value)
+        {
+            let bytes = erp_schemas::error::encode("dead letter", &letter)?;
+            deliveries.push(
+                kafka::enqueue(
+                    &self.producer,
+                    &self.topics.dlq(),
+                    key.as_deref().unwrap_or_default(),
+                    &bytes,
+                )
+                .await?,
+            );
+        }
+        Ok(())
+    }
+}
