@@ -1,0 +1,137 @@
+//! Reading request bodies as JSON with our own errors (size limit, malformed JSON), and small
+//! validators that name the offending field.
+
+use actix_web::web;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Reads the body as a JSON value of at most `limit` bytes.
+pub async fn read_json(mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(format!(
+                "request body exceeds the limit of {limit} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request_code(
+            "INVALID_JSON",
+            "request body is empty",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request_code(
+            "INVALID_JSON",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// The body as an object.
+pub fn object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ApiError> {
+    value
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request(format!("{what} must be a JSON object")))
+}
+
+/// An optional string field with a length range.
+pub fn opt_string<'a>(
+    map: &'a Map<String, Value>,
+    path: &str,
+    key: &str,
+    min: usize,
+    max: usize,
+) -> Result<Option<&'a str>, ApiError> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => {
+            let len = s.chars().count();
+            if len < min || len > max {
+                Err(ApiError::bad_request(format!(
+                    "{path}{key} must be {min} to {max} characters long (is {len})"
+                )))
+            } else {
+                Ok(Some(s))
+            }
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{path}{key} must be a string, not {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// A required string field with a length range.
+pub fn req_string<'a>(
+    map: &'a Map<String, Value>,
+    path: &str,
+    key: &str,
+    min: usize,
+    max: usize,
+) -> Result<&'a str, ApiError> {
+    opt_string(map, path, key, min, max)?
+        .ok_or_else(|| ApiError::bad_request(format!("{path}{key} is required")))
+}
+
+/// An optional boolean field.
+pub fn opt_bool(map: &Map<String, Value>, path: &str, key: &str) -> Result<Option<bool>, ApiError> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{path}{key} must be a boolean, not {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// Whether `text` matches `^[a-z0-9][a-z0-9_-]*$` (epilot's slug pattern).
+pub fn is_slug(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Whether `text` matches `^[a-zA-Z0-9_-]+$` (epilot's deduplication id pattern).
+pub fn is_dedup_id(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The JSON type of a value, for messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_and_dedup_patterns() {
+        assert!(is_slug("customer-sync_2"));
+        assert!(!is_slug("-customer"));
+        assert!(!is_slug("Customer"));
+        assert!(!is_slug(""));
+        assert!(is_dedup_id("customer-C001-update_1"));
+        assert!(!is_dedup_id("a b"));
+        assert!(!is_dedup_id(""));
+    }
+}

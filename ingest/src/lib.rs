@@ -1,0 +1,68 @@
+//! The HTTP face of erp-toolkit, following epilot's ERP/Integration Toolkit API path for path:
+//! inbound event ingest, the configuration API (integrations, use cases, webhook endpoints), and
+//! the operational routes every role serves.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod events;
+pub mod integrations;
+pub mod metrics;
+pub mod state;
+pub mod use_cases;
+pub mod webhooks;
+
+use actix_web::{HttpResponse, web};
+
+pub use error::ApiError;
+pub use state::ApiState;
+
+/// Adds every API route. Needs `web::Data<ApiState>` as app data.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v3/erp/updates/events", web::post().to(events::post_v3))
+        .route("/v2/erp/updates/events", web::post().to(events::post_v2))
+        .route("/v1/integrations", web::get().to(integrations::list))
+        .route("/v1/integrations", web::post().to(integrations::create))
+        .route("/v1/integrations/{id}", web::get().to(integrations::get))
+        .route("/v1/integrations/{id}", web::put().to(integrations::update))
+        .route(
+            "/v1/integrations/{id}",
+            web::delete().to(integrations::delete),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases",
+            web::get().to(use_cases::list),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases",
+            web::post().to(use_cases::create),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/{use_case_id}",
+            web::get().to(use_cases::get),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/{use_case_id}",
+            web::put().to(use_cases::update),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/{use_case_id}",
+            web::delete().to(use_cases::delete),
+        )
+        .route("/v1/webhooks/configs", web::get().to(webhooks::list))
+        .route("/v1/webhooks/configs", web::post().to(webhooks::create))
+        .route("/v1/webhooks/configs/{id}", web::get().to(webhooks::get))
+        .route("/v1/webhooks/configs/{id}", web::put().to(webhooks::update))
+        .route(
+            "/v1/webhooks/configs/{id}",
+            web::delete().to(webhooks::delete),
+        );
+}
+
+/// The answer for paths and methods the API does not have, in the API's error shape.
+pub async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "code": "NOT_FOUND",
+        "message": "no such route",
+    }))
+}

@@ -1,0 +1,308 @@
+//! `/v1/integrations/{id}/use-cases[/{useCaseId}]` (epilot spec §2.4.3), `type: inbound`.
+//!
+//! A configuration is compiled when it is saved: grammar errors and JSONata that does not parse
+//! are answered with 422 naming the entity, field and expression, so a broken mapping never
+//! reaches the processor.
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Map, Value, json};
+
+use erp_processor::mapping::CompiledConfiguration;
+use erp_schemas::config::{ConfigChange, ConfigRecord, USE_CASE_TYPES, UseCase};
+use erp_schemas::timestamp::now_rfc3339;
+
+use crate::auth::Caller;
+use crate::body::{is_slug, kind, object, opt_bool, opt_string, read_json, req_string};
+use crate::error::ApiError;
+use crate::state::ApiState;
+
+fn integration_missing(id: &str) -> ApiError {
+    ApiError::not_found(
+        "INTEGRATION_NOT_FOUND",
+        format!("integration {id} not found"),
+    )
+}
+
+fn use_case_missing(id: &str) -> ApiError {
+    ApiError::not_found("USE_CASE_NOT_FOUND", format!("use case {id} not found"))
+}
+
+fn check_slug(slug: &str) -> Result<(), ApiError> {
+    if is_slug(slug) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "slug {slug:?} must match ^[a-z0-9][a-z0-9_-]*$"
+        )))
+    }
+}
+
+fn check_type(kind: &str) -> Result<(), ApiError> {
+    if !USE_CASE_TYPES.contains(&kind) {
+        return Err(ApiError::bad_request(format!(
+            "type must be one of {}, got {kind:?}",
+            USE_CASE_TYPES.join(", ")
+        )));
+    }
+    if kind != "inbound" {
+        return Err(ApiError::bad_request_code(
+            "USE_CASE_TYPE_NOT_SUPPORTED",
+            format!("use cases of type {kind:?} are not supported by this version; inbound is"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an inbound configuration the way the processor will read it.
+fn check_configuration(configuration: &Value) -> Result<(), ApiError> {
+    if !configuration.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "configuration must be an object, not {}",
+            kind(configuration)
+        )));
+    }
+    CompiledConfiguration::compile(configuration)
+        .map(|_| ())
+        .map_err(|error| ApiError::unprocessable("INVALID_CONFIGURATION", error.to_string()))
+}
+
+/// `GET /v1/integrations/{id}/use-cases`
+pub async fn list(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let integration_id = path.into_inner();
+    let config = state.view().snapshot();
+    if config
+        .integration(&caller.org_id, &integration_id)
+        .is_none()
+    {
+        return Err(integration_missing(&integration_id));
+    }
+    let use_cases: Vec<&UseCase> = config
+        .use_cases(&caller.org_id, &integration_id)
+        .into_iter()
+        .map(|entry| &entry.use_case)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"use_cases": use_cases})))
+}
+
+/// `POST /v1/integrations/{id}/use-cases`
+pub async fn create(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let integration_id = path.into_inner();
+    let body = read_json(body, state.body_limit).await?;
+    let map = object(&body, "request body")?;
+    let name = req_string(map, "", "name", 1, 255)?.to_owned();
+    let slug = req_string(map, "", "slug", 1, 255)?.to_owned();
+    check_slug(&slug)?;
+    let kind = req_string(map, "", "type", 1, 64)?.to_owned();
+    check_type(&kind)?;
+    let enabled = opt_bool(map, "", "enabled")?
+        .ok_or_else(|| ApiError::bad_request("enabled is required"))?;
+    let change_description = opt_string(map, "", "change_description", 0, 2000)?.map(str::to_owned);
+    let configuration = map.get("configuration").cloned();
+    if let Some(configuration) = &configuration {
+        check_configuration(configuration)?;
+    }
+
+    let _guard = state.config.exclusive().await;
+    let config = state.view().snapshot();
+    if config
+        .integration(&caller.org_id, &integration_id)
+        .is_none()
+    {
+        return Err(integration_missing(&integration_id));
+    }
+    if config
+        .use_cases(&caller.org_id, &integration_id)
+        .iter()
+        .any(|e| e.use_case.slug.as_deref() == Some(slug.as_str()))
+    {
+        return Err(ApiError::conflict(
+            "SLUG_TAKEN",
+            format!("slug {slug:?} is already used by another use case of this integration"),
+        ));
+    }
+    let now = now_rfc3339();
+    let use_case = UseCase {
+        id: uuid::Uuid::new_v4().to_string(),
+        integration_id,
+        name,
+        slug: Some(slug),
+        kind,
+        enabled,
+        configuration,
+        change_description,
+        changed_by: Some(caller.actor.clone()),
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    append(&state, &caller, now, use_case.clone()).await?;
+    Ok(HttpResponse::Created().json(use_case))
+}
+
+async fn append(
+    state: &ApiState,
+    caller: &Caller,
+    at: String,
+    use_case: UseCase,
+) -> Result<(), ApiError> {
+    state
+        .config
+        .append(&ConfigRecord {
+            org_id: caller.org_id.clone(),
+            at,
+            actor: Some(caller.actor.clone()),
+            change: ConfigChange::UseCaseUpserted { use_case },
+        })
+        .await?;
+    Ok(())
+}
+
+/// `GET /v1/integrations/{id}/use-cases/{useCaseId}`
+pub async fn get(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (integration_id, use_case_id) = path.into_inner();
+    let config = state.view().snapshot();
+    if config
+        .integration(&caller.org_id, &integration_id)
+        .is_none()
+    {
+        return Err(integration_missing(&integration_id));
+    }
+    let entry = config
+        .use_case(&caller.org_id, &integration_id, &use_case_id)
+        .ok_or_else(|| use_case_missing(&use_case_id))?;
+    Ok(HttpResponse::Ok().json(&entry.use_case))
+}
+
+/// `PUT /v1/integrations/{id}/use-cases/{useCaseId}`: partial update. A slug can be set once on
+/// a use case without one and never changed.
+pub async fn update(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (integration_id, use_case_id) = path.into_inner();
+    let body = read_json(body, state.body_limit).await?;
+    let map: &Map<String, Value> = object(&body, "request body")?;
+    let name = opt_string(map, "", "name", 1, 255)?.map(str::to_owned);
+    let slug = opt_string(map, "", "slug", 1, 255)?.map(str::to_owned);
+    if let Some(slug) = &slug {
+        check_slug(slug)?;
+    }
+    let kind = opt_string(map, "", "type", 1, 64)?.map(str::to_owned);
+    let enabled = opt_bool(map, "", "enabled")?;
+    let change_description = opt_string(map, "", "change_description", 0, 2000)?.map(str::to_owned);
+    let configuration = map.get("configuration").cloned();
+
+    let _guard = state.config.exclusive().await;
+    let config = state.view().snapshot();
+    if config
+        .integration(&caller.org_id, &integration_id)
+        .is_none()
+    {
+        return Err(integration_missing(&integration_id));
+    }
+    let mut use_case = config
+        .use_case(&caller.org_id, &integration_id, &use_case_id)
+        .map(|e| e.use_case.clone())
+        .ok_or_else(|| use_case_missing(&use_case_id))?;
+    if let Some(kind) = kind
+        && kind != use_case.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "type cannot change from {:?} to {kind:?}",
+            use_case.kind
+        )));
+    }
+    if let Some(slug) = slug {
+        match &use_case.slug {
+            Some(current) if *current == slug => {}
+            Some(current) => {
+                return Err(ApiError::bad_request_code(
+                    "SLUG_IMMUTABLE",
+                    format!("slug is immutable once set (is {current:?})"),
+                ));
+            }
+            None => {
+                if config
+                    .use_cases(&caller.org_id, &integration_id)
+                    .iter()
+                    .any(|e| e.use_case.slug.as_deref() == Some(slug.as_str()))
+                {
+                    return Err(ApiError::conflict(
+                        "SLUG_TAKEN",
+                        format!(
+                            "slug {slug:?} is already used by another use case of this integration"
+                        ),
+                    ));
+                }
+                use_case.slug = Some(slug);
+            }
+        }
+    }
+    if let Some(configuration) = configuration {
+        check_configuration(&configuration)?;
+        use_case.configuration = Some(configuration);
+    }
+    if let Some(name) = name {
+        use_case.name = name;
+    }
+    if let Some(enabled) = enabled {
+        use_case.enabled = enabled;
+    }
+    // Describes this change only; not inherited from the previous version.
+    use_case.change_description = change_description;
+    use_case.changed_by = Some(caller.actor.clone());
+    let now = now_rfc3339();
+    use_case.updated_at = now.clone();
+    append(&state, &caller, now, use_case.clone()).await?;
+    Ok(HttpResponse::Ok().json(use_case))
+}
+
+/// `DELETE /v1/integrations/{id}/use-cases/{useCaseId}`
+pub async fn delete(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (integration_id, use_case_id) = path.into_inner();
+    let _guard = state.config.exclusive().await;
+    let config = state.view().snapshot();
+    if config
+        .integration(&caller.org_id, &integration_id)
+        .is_none()
+    {
+        return Err(integration_missing(&integration_id));
+    }
+    if config
+        .use_case(&caller.org_id, &integration_id, &use_case_id)
+        .is_none()
+    {
+        return Err(use_case_missing(&use_case_id));
+    }
+    state
+        .config
+        .append(&ConfigRecord {
+            org_id: caller.org_id,
+            at: now_rfc3339(),
+            actor: Some(caller.actor),
+            change: ConfigChange::UseCaseDeleted {
+                integration_id,
+                use_case_id: use_case_id.clone(),
+            },
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"message": format!("use case {use_case_id} deleted")})))
+}

@@ -1,0 +1,273 @@
+//! `/v1/webhooks/configs[/{configId}]` in the shape of epilot's Webhooks API. The signing secret
+//! (`whsec_…`) is generated on create and returned in that response only.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use erp_dispatcher::signing;
+use erp_schemas::config::{ConfigChange, ConfigRecord, RetryPolicy, WebhookEndpoint};
+use erp_schemas::timestamp::now_rfc3339;
+
+use crate::auth::Caller;
+use crate::body::{kind, object, opt_bool, opt_string, read_json, req_string};
+use crate::error::ApiError;
+use crate::state::ApiState;
+
+/// `WebhookConfig` fields stored verbatim (their behaviour arrives with the full dispatcher).
+const KEPT: [&str; 13] = [
+    "eventVersion",
+    "auth",
+    "filter",
+    "filterConditions",
+    "payloadConfiguration",
+    "enableStaticIP",
+    "protected",
+    "secureProxy",
+    "status",
+    "jsonataExpression",
+    "deliveryMode",
+    "multipartConfig",
+    "_manifest",
+];
+
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"];
+
+/// The validated fields of a `WebhookConfig` body.
+struct Fields {
+    name: String,
+    event_name: String,
+    url: Option<String>,
+    http_method: String,
+    enabled: bool,
+    retry_policy: RetryPolicy,
+    extra: Map<String, Value>,
+}
+
+fn fields(body: &Value) -> Result<Fields, ApiError> {
+    let map = object(body, "request body")?;
+    let name = req_string(map, "", "name", 1, 255)?.to_owned();
+    let event_name = req_string(map, "", "eventName", 1, 255)?.to_owned();
+    let url = opt_string(map, "", "url", 1, 2048)?.map(str::to_owned);
+    if let Some(url) = &url {
+        match url::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "url {url:?} must be an absolute http or https URL"
+                )));
+            }
+        }
+    }
+    let http_method = opt_string(map, "", "httpMethod", 1, 16)?
+        .unwrap_or("POST")
+        .to_owned();
+    if !METHODS.contains(&http_method.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "httpMethod must be one of {}, got {http_method:?}",
+            METHODS.join(", ")
+        )));
+    }
+    let enabled = opt_bool(map, "", "enabled")?.unwrap_or(true);
+    let retry_policy = match map.get("retryPolicy") {
+        None | Some(Value::Null) => RetryPolicy::default(),
+        Some(value @ Value::Object(_)) => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Raw {
+                enabled: bool,
+                max_attempts: Option<u32>,
+            }
+            let raw: Raw = serde_json::from_value(value.clone())
+                .map_err(|e| ApiError::bad_request(format!("retryPolicy is not valid: {e}")))?;
+            let max_attempts = raw.max_attempts.unwrap_or(3);
+            if !(1..=5).contains(&max_attempts) {
+                return Err(ApiError::bad_request(format!(
+                    "retryPolicy.maxAttempts must be 1 to 5, got {max_attempts}"
+                )));
+            }
+            RetryPolicy {
+                enabled: raw.enabled,
+                max_attempts,
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "retryPolicy must be an object, not {}",
+                kind(other)
+            )));
+        }
+    };
+    let extra = KEPT
+        .iter()
+        .filter_map(|key| map.get(*key).map(|v| ((*key).to_owned(), v.clone())))
+        .collect();
+    Ok(Fields {
+        name,
+        event_name,
+        url,
+        http_method,
+        enabled,
+        retry_policy,
+        extra,
+    })
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(
+        "WEBHOOK_NOT_FOUND",
+        format!("webhook config {id} not found"),
+    )
+}
+
+/// `GET /v1/webhooks/configs[?eventName=]`
+pub async fn list(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    query: web::Query<Map<String, Value>>,
+) -> HttpResponse {
+    let config = state.view().snapshot();
+    let event_name = query.get("eventName").and_then(Value::as_str);
+    let configs: Vec<&WebhookEndpoint> = config
+        .webhooks(&caller.org_id)
+        .into_iter()
+        .map(|entry| &entry.webhook)
+        .filter(|w| event_name.is_none_or(|name| w.event_name == name))
+        .collect();
+    HttpResponse::Ok().json(configs)
+}
+
+/// `POST /v1/webhooks/configs`
+pub async fn create(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(body, state.body_limit).await?;
+    let fields = fields(&body)?;
+    let now = now_rfc3339();
+    let webhook = WebhookEndpoint {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: fields.name,
+        event_name: fields.event_name,
+        url: fields.url,
+        http_method: fields.http_method,
+        enabled: fields.enabled,
+        retry_policy: Some(fields.retry_policy),
+        creation_time: now.clone(),
+        updated_time: now.clone(),
+        extra: fields.extra,
+    };
+    let secret = signing::new_secret();
+    state
+        .config
+        .append(&ConfigRecord {
+            org_id: caller.org_id,
+            at: now,
+            actor: Some(caller.actor),
+            change: ConfigChange::WebhookUpserted {
+                webhook: webhook.clone(),
+                signing_secret: secret.clone(),
+            },
+        })
+        .await?;
+    let mut response = serde_json::to_value(&webhook)
+        .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
+    if let Some(map) = response.as_object_mut() {
+        map.insert("signingSecret".into(), json!(secret));
+    }
+    Ok(HttpResponse::Created().json(response))
+}
+
+/// `GET /v1/webhooks/configs/{configId}`
+pub async fn get(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let config = state.view().snapshot();
+    let entry = config
+        .webhook(&caller.org_id, &id)
+        .ok_or_else(|| not_found(&id))?;
+    Ok(HttpResponse::Ok().json(&entry.webhook))
+}
+
+/// `PUT /v1/webhooks/configs/{configId}`: replaces the configuration; id, secret and creation
+/// time stay. An omitted `retryPolicy` keeps the stored one.
+pub async fn update(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let body = read_json(body, state.body_limit).await?;
+    let fields = fields(&body)?;
+    let retry_given = body.get("retryPolicy").is_some_and(|v| !v.is_null());
+    let _guard = state.config.exclusive().await;
+    let current = state
+        .view()
+        .snapshot()
+        .webhook(&caller.org_id, &id)
+        .cloned()
+        .ok_or_else(|| not_found(&id))?;
+    let now = now_rfc3339();
+    let webhook = WebhookEndpoint {
+        id: id.clone(),
+        name: fields.name,
+        event_name: fields.event_name,
+        url: fields.url,
+        http_method: fields.http_method,
+        enabled: fields.enabled,
+        retry_policy: if retry_given {
+            Some(fields.retry_policy)
+        } else {
+            current.webhook.retry_policy
+        },
+        creation_time: current.webhook.creation_time.clone(),
+        updated_time: now.clone(),
+        extra: fields.extra,
+    };
+    state
+        .config
+        .append(&ConfigRecord {
+            org_id: caller.org_id,
+            at: now,
+            actor: Some(caller.actor),
+            change: ConfigChange::WebhookUpserted {
+                webhook: webhook.clone(),
+                signing_secret: current.signing_secret,
+            },
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(webhook))
+}
+
+/// `DELETE /v1/webhooks/configs/{configId}`
+pub async fn delete(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let _guard = state.config.exclusive().await;
+    if state
+        .view()
+        .snapshot()
+        .webhook(&caller.org_id, &id)
+        .is_none()
+    {
+        return Err(not_found(&id));
+    }
+    state
+        .config
+        .append(&ConfigRecord {
+            org_id: caller.org_id,
+            at: now_rfc3339(),
+            actor: Some(caller.actor),
+            change: ConfigChange::WebhookDeleted { webhook_id: id },
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
