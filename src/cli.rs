@@ -1,0 +1,223 @@
+//! The command line: one subcommand per role, every flag also readable from an `ERP_TOOLKIT_*`
+//! environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use erp_dispatcher::DispatcherSettings;
+use erp_processor::ProcessorSettings;
+use erp_runtime::settings::{KafkaArgs, LogArgs};
+
+/// erp-toolkit: a self-hosted ERP integration toolkit for energy utilities.
+#[derive(Parser, Debug)]
+#[command(name = "erp-toolkit", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles and tools.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Everything in one process on an embedded broker: for a laptop, a demo, a small site.
+    #[cfg(feature = "embedded-broker")]
+    Standalone(StandaloneArgs),
+    /// The embedded broker alone, for multi-process setups and tests.
+    #[cfg(feature = "embedded-broker")]
+    Broker(BrokerArgs),
+    /// The HTTP API (ingest and configuration) against a Kafka cluster.
+    Ingest(IngestArgs),
+    /// The processor against a Kafka cluster.
+    Processor(ProcessorArgs),
+    /// The dispatcher against a Kafka cluster.
+    Dispatcher(DispatcherArgs),
+    /// A webhook receiver that prints each delivery and checks its signature: a stand-in
+    /// endpoint for trying the pipeline out.
+    WebhookReceiver(ReceiverArgs),
+}
+
+/// `webhook-receiver`
+#[derive(Args, Debug, Clone)]
+pub struct ReceiverArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: String,
+    /// The endpoint's `whsec_…` signing secret, to verify signatures.
+    #[arg(long, env = "ERP_TOOLKIT_RECEIVER_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+}
+
+/// `standalone`
+#[derive(Args, Debug, Clone)]
+pub struct StandaloneArgs {
+    /// Where the broker's log, the dedup store and the admin token live.
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_DATA_DIR",
+        default_value = "./erp-toolkit-data"
+    )]
+    pub data_dir: PathBuf,
+    /// HTTP address of the API, `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Address of the embedded Kafka broker (port 0 picks a free one).
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_BROKER_LISTEN",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub broker_listen: SocketAddr,
+    /// Partitions of the partitioned topics.
+    #[arg(long, env = "ERP_TOOLKIT_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub processing: ProcessingArgs,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// `broker`
+#[derive(Args, Debug, Clone)]
+pub struct BrokerArgs {
+    /// Where the broker's log lives.
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_DATA_DIR",
+        default_value = "./erp-toolkit-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_BROKER_LISTEN",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub listen: SocketAddr,
+}
+
+/// Settings of the HTTP API.
+#[derive(Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// The organisation this deployment serves.
+    #[arg(long, env = "ERP_TOOLKIT_ORG_ID", default_value = "default")]
+    pub org_id: String,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ERP_TOOLKIT_BODY_LIMIT", default_value_t = 10 * 1024 * 1024)]
+    pub body_limit: usize,
+}
+
+/// `ingest`
+#[derive(Args, Debug, Clone)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// HTTP address of the API and the operational routes.
+    #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The bearer token that authorises API calls.
+    #[arg(long, env = "ERP_TOOLKIT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Settings of the processor.
+#[derive(Args, Debug, Clone)]
+pub struct ProcessingArgs {
+    /// How long a deduplication_id suppresses later events with the same id, in seconds.
+    #[arg(long, env = "ERP_TOOLKIT_DEDUP_WINDOW_SECS", default_value_t = 24 * 3600)]
+    pub dedup_window_secs: u64,
+    /// Time limit of one JSONata evaluation, in milliseconds.
+    #[arg(long, env = "ERP_TOOLKIT_MAPPING_TIMEOUT_MS", default_value_t = 1000)]
+    pub mapping_timeout_ms: u64,
+    /// Most records the processor takes per poll batch.
+    #[arg(long, env = "ERP_TOOLKIT_PROCESSOR_BATCH", default_value_t = 500)]
+    pub processor_batch: usize,
+}
+
+impl ProcessingArgs {
+    /// The processor settings, storing state under `data_dir`.
+    pub fn settings(&self, data_dir: PathBuf) -> ProcessorSettings {
+        ProcessorSettings {
+            data_dir,
+            dedup_window: Duration::from_secs(self.dedup_window_secs),
+            mapping_timeout: Duration::from_millis(self.mapping_timeout_ms.max(1)),
+            max_batch: self.processor_batch.max(1),
+            ..ProcessorSettings::default()
+        }
+    }
+}
+
+/// `processor`
+#[derive(Args, Debug, Clone)]
+pub struct ProcessorArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: String,
+    /// Where the dedup store lives.
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_DATA_DIR",
+        default_value = "./erp-toolkit-data"
+    )]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub processing: ProcessingArgs,
+}
+
+/// Settings of the dispatcher.
+#[derive(Args, Debug, Clone)]
+pub struct DeliveryArgs {
+    /// Time limit of one webhook request, in seconds.
+    #[arg(long, env = "ERP_TOOLKIT_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
+    pub request_timeout_secs: u64,
+    /// Most webhook deliveries in progress at once.
+    #[arg(long, env = "ERP_TOOLKIT_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// Seconds to wait before each retry (comma-separated); an endpoint's
+    /// `retryPolicy.maxAttempts` uses the first ones.
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_RETRY_SCHEDULE_SECS",
+        value_delimiter = ',',
+        default_value = "1,5,30,60,120"
+    )]
+    pub retry_schedule_secs: Vec<f64>,
+}
+
+impl DeliveryArgs {
+    /// The dispatcher settings.
+    pub fn settings(&self) -> DispatcherSettings {
+        DispatcherSettings {
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            max_in_flight: self.max_in_flight.max(1),
+            retry_schedule: self
+                .retry_schedule_secs
+                .iter()
+                .map(|s| Duration::from_secs_f64(s.max(0.0)))
+                .collect(),
+            ..DispatcherSettings::default()
+        }
+    }
+}
+
+/// `dispatcher`
+#[derive(Args, Debug, Clone)]
+pub struct DispatcherArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8082")]
+    pub listen: String,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}

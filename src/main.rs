@@ -1,0 +1,63 @@
+use clap::Parser;
+
+use erp_toolkit::cli::{Cli, Command};
+use erp_toolkit::roles;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    erp_runtime::telemetry::init(&cli.log);
+    let shutdown = erp_runtime::shutdown::on_signal();
+    match cli.command {
+        #[cfg(feature = "embedded-broker")]
+        Command::Standalone(args) => standalone(args, shutdown).await,
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker(args) => {
+            let mut broker =
+                erp_toolkit::broker::EmbeddedBroker::start(&args.data_dir, args.listen).await?;
+            println!("broker listening on {}", broker.address());
+            shutdown.cancelled().await;
+            broker.stop().await;
+            Ok(())
+        }
+        Command::Ingest(args) => roles::ingest(args, shutdown).await,
+        Command::Processor(args) => roles::processor(args, shutdown).await,
+        Command::Dispatcher(args) => roles::dispatcher(args, shutdown).await,
+        Command::WebhookReceiver(args) => {
+            let receiver =
+                erp_toolkit::receiver::Receiver::start(&args.listen, args.secret, true).await?;
+            println!("receiving webhooks at {}", receiver.url());
+            shutdown.cancelled().await;
+            receiver.stop().await;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(feature = "embedded-broker")]
+async fn standalone(
+    args: erp_toolkit::cli::StandaloneArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use erp_toolkit::{Standalone, StandaloneOptions};
+
+    let options = StandaloneOptions {
+        listen: args.listen.clone(),
+        broker_listen: args.broker_listen,
+        partitions: args.partitions,
+        org_id: args.api.org_id.clone(),
+        body_limit: args.api.body_limit,
+        processor: args.processing.settings(args.data_dir.join("processor")),
+        dispatcher: args.delivery.settings(),
+        ..StandaloneOptions::new(args.data_dir.clone())
+    };
+    let running = Standalone::start(options, shutdown.clone()).await?;
+    println!("erp-toolkit standalone");
+    println!("  API:         http://{}", running.http_address);
+    println!("  Kafka:       {}", running.broker_address);
+    println!("  data:        {}", args.data_dir.display());
+    println!("  admin token: {}", running.admin_token);
+    println!("Ctrl-C stops it.");
+    shutdown.cancelled().await;
+    running.stop().await
+}

@@ -1,0 +1,184 @@
+//! A webhook receiver: records (and optionally prints) every delivery and checks its Standard
+//! Webhooks signature. Used by `erp-toolkit webhook-receiver` for trying the pipeline out, by the
+//! tests and by the load generator.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use tokio::sync::Notify;
+
+use erp_dispatcher::signing;
+
+/// One received request.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub webhook_id: String,
+    pub timestamp: i64,
+    pub signature: String,
+    pub body: web::Bytes,
+    /// Whether the signature verified (`None` when the receiver has no secret).
+    pub verified: Option<bool>,
+    pub received_at: Instant,
+}
+
+impl Delivery {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    /// Checks the signature with `secret`.
+    pub fn verify(&self, secret: &str) -> bool {
+        signing::verify(
+            secret,
+            &self.webhook_id,
+            self.timestamp,
+            &self.body,
+            &self.signature,
+        )
+        .is_ok()
+    }
+}
+
+struct Shared {
+    deliveries: Mutex<Vec<Delivery>>,
+    arrived: Notify,
+    status: AtomicU16,
+    secret: Option<String>,
+    print: bool,
+}
+
+/// A running receiver.
+pub struct Receiver {
+    /// Where it listens.
+    pub address: SocketAddr,
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+}
+
+impl Receiver {
+    /// Starts a receiver on `listen` answering 204. With `secret`, signatures are verified; with
+    /// `print`, each delivery is written to stdout.
+    pub async fn start(listen: &str, secret: Option<String>, print: bool) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            deliveries: Mutex::new(Vec::new()),
+            arrived: Notify::new(),
+            status: AtomicU16::new(204),
+            secret,
+            print,
+        });
+        let data = web::Data::from(Arc::clone(&shared));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                .default_service(web::to(receive))
+        })
+        .workers(2)
+        .disable_signals()
+        .bind(listen)?;
+        let address = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("listener has no address"))?;
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self {
+            address,
+            shared,
+            handle,
+        })
+    }
+
+    /// The URL to configure as a webhook endpoint.
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.address)
+    }
+
+    /// Makes every following request answer `status`.
+    pub fn respond_with(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Everything received so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared
+            .deliveries
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many requests arrived.
+    pub fn count(&self) -> usize {
+        self.shared.deliveries.lock().map(|d| d.len()).unwrap_or(0)
+    }
+
+    /// Waits until at least `n` requests arrived; false on timeout.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let arrived = self.shared.arrived.notified();
+            if self.count() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.count() >= n;
+            }
+        }
+    }
+
+    /// Stops listening.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut delivery = Delivery {
+        webhook_id: header("webhook-id"),
+        timestamp: header("webhook-timestamp").parse().unwrap_or_default(),
+        signature: header("webhook-signature"),
+        body,
+        verified: None,
+        received_at: Instant::now(),
+    };
+    if let Some(secret) = &shared.secret {
+        delivery.verified = Some(delivery.verify(secret));
+    }
+    if shared.print {
+        let verdict = match delivery.verified {
+            Some(true) => "signature valid",
+            Some(false) => "SIGNATURE INVALID",
+            None => "signature not checked (no --secret)",
+        };
+        println!(
+            "{} {} webhook-id={} ({verdict})\n{}\n",
+            req.method(),
+            req.path(),
+            delivery.webhook_id,
+            serde_json::to_string_pretty(&delivery.json()).unwrap_or_default()
+        );
+    }
+    if let Ok(mut deliveries) = shared.deliveries.lock() {
+        deliveries.push(delivery);
+    }
+    shared.arrived.notify_waiters();
+    let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst))
+        .unwrap_or(StatusCode::NO_CONTENT);
+    HttpResponse::build(status).finish()
+}

@@ -1,0 +1,117 @@
+//! Each role on its own against a Kafka cluster, until SIGINT or SIGTERM.
+
+use std::time::Duration;
+
+use actix_web::web;
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use erp_ingest::ApiState;
+use erp_runtime::settings::KafkaArgs;
+use erp_runtime::topics::{ensure_topics, standard_topics};
+use erp_runtime::{ConfigView, ConfigWriter, Metrics, Readiness, Runtime, health};
+
+use crate::cli::{DispatcherArgs, IngestArgs, ProcessorArgs};
+
+async fn runtime(kafka: &KafkaArgs, shutdown: CancellationToken) -> anyhow::Result<Runtime> {
+    let kafka = kafka.settings()?;
+    ensure_topics(&kafka, &standard_topics(&kafka))
+        .await
+        .with_context(|| format!("cannot prepare topics on {}", kafka.brokers))?;
+    Ok(Runtime {
+        kafka,
+        metrics: Metrics::new(),
+        readiness: Readiness::new(),
+        shutdown,
+    })
+}
+
+/// `erp-toolkit ingest`
+pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let (view, view_task) = ConfigView::start(&runtime, "ingest").await?;
+    let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
+    let state = web::Data::new(ApiState {
+        org_id: args.api.org_id.clone(),
+        admin_token: args.admin_token.clone(),
+        config: ConfigWriter::new(&runtime, producer.clone(), view),
+        producer,
+        topics: runtime.kafka.topics.clone(),
+        metrics: ApiState::metrics_in(&runtime.metrics),
+        body_limit: args.api.body_limit,
+    });
+    let (address, server) = crate::api::server(
+        &args.listen,
+        state,
+        runtime.metrics.clone(),
+        runtime.readiness.clone(),
+    )?;
+    info!(%address, "ingest API listening");
+    let handle = server.handle();
+    let serving = tokio::spawn(server);
+    shutdown.cancelled().await;
+    handle.stop(true).await;
+    let _ = serving.await;
+    view_task.abort();
+    Ok(())
+}
+
+/// `erp-toolkit processor`
+pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let (view, view_task) = ConfigView::start(&runtime, "processor").await?;
+    let (address, server) = health::serve_ops(
+        &args.listen,
+        runtime.metrics.clone(),
+        runtime.readiness.clone(),
+    )?;
+    info!(%address, "processor metrics and health listening");
+    let handle = server.handle();
+    let serving = tokio::spawn(server);
+    let settings = args.processing.settings(args.data_dir.join("processor"));
+    let outcome = erp_processor::run(runtime, view, settings).await;
+    handle.stop(true).await;
+    let _ = serving.await;
+    view_task.abort();
+    Ok(outcome?)
+}
+
+/// `erp-toolkit dispatcher`
+pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let (view, view_task) = ConfigView::start(&runtime, "dispatcher").await?;
+    let (address, server) = health::serve_ops(
+        &args.listen,
+        runtime.metrics.clone(),
+        runtime.readiness.clone(),
+    )?;
+    info!(%address, "dispatcher metrics and health listening");
+    let handle = server.handle();
+    let serving = tokio::spawn(server);
+    let outcome = erp_dispatcher::run(runtime, view, args.delivery.settings()).await;
+    handle.stop(true).await;
+    let _ = serving.await;
+    view_task.abort();
+    Ok(outcome?)
+}
+
+/// Waits for `task` up to `limit`; a task that does not finish in time is abandoned (its work
+/// is uncommitted and will be redone).
+pub(crate) async fn join_within<T>(
+    name: &str,
+    task: tokio::task::JoinHandle<T>,
+    limit: Duration,
+) -> Option<T> {
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(error)) => {
+            tracing::error!(name, %error, "task failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(name, ?limit, "task did not stop in time");
+            None
+        }
+    }
+}

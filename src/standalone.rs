@@ -1,0 +1,227 @@
+//! `erp-toolkit standalone`: the embedded broker and every role in one process, sharing one
+//! configuration view and one metrics registry.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use erp_dispatcher::DispatcherSettings;
+use erp_ingest::ApiState;
+use erp_processor::ProcessorSettings;
+use erp_runtime::topics::{ensure_topics, standard_topics};
+use erp_runtime::{ConfigView, ConfigWriter, KafkaSettings, Metrics, Readiness, Runtime};
+
+use crate::broker::EmbeddedBroker;
+use crate::roles::join_within;
+
+/// How to run the standalone process.
+#[derive(Debug, Clone)]
+pub struct StandaloneOptions {
+    /// Broker log, dedup store and admin token live here.
+    pub data_dir: PathBuf,
+    /// HTTP listen address (port 0 picks a free one).
+    pub listen: String,
+    /// Broker listen address (port 0 picks a free one).
+    pub broker_listen: SocketAddr,
+    /// Partitions of the partitioned topics.
+    pub partitions: i32,
+    /// The organisation served.
+    pub org_id: String,
+    /// Largest accepted request body.
+    pub body_limit: usize,
+    /// Processor settings (its data directory is placed under `data_dir`).
+    pub processor: ProcessorSettings,
+    /// Dispatcher settings.
+    pub dispatcher: DispatcherSettings,
+}
+
+impl StandaloneOptions {
+    /// Defaults for a data directory, on free ports.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: "127.0.0.1:0".into(),
+            broker_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            partitions: 6,
+            org_id: "default".into(),
+            body_limit: 10 * 1024 * 1024,
+            processor: ProcessorSettings::default(),
+            dispatcher: DispatcherSettings::default(),
+        }
+    }
+}
+
+/// A running standalone process.
+pub struct Standalone {
+    /// Where the API listens.
+    pub http_address: SocketAddr,
+    /// Where the embedded broker listens.
+    pub broker_address: SocketAddr,
+    /// The bearer token of the API.
+    pub admin_token: String,
+    /// The shared metrics registry.
+    pub metrics: Metrics,
+    /// The shared readiness checks.
+    pub readiness: Readiness,
+    shutdown: CancellationToken,
+    server: ServerHandle,
+    serving: JoinHandle<std::io::Result<()>>,
+    processor: JoinHandle<Result<(), erp_processor::ProcessorError>>,
+    dispatcher: JoinHandle<Result<(), erp_dispatcher::DispatcherError>>,
+    view_task: JoinHandle<()>,
+    broker: EmbeddedBroker,
+}
+
+impl Standalone {
+    /// Starts everything. `shutdown` stops it all when cancelled (then call [`Self::stop`]).
+    pub async fn start(
+        options: StandaloneOptions,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let data_dir = options.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let admin_token = admin_token(&data_dir)?;
+        let broker = EmbeddedBroker::start(&data_dir.join("kafka"), options.broker_listen).await?;
+
+        let mut kafka = KafkaSettings::new(broker.address().to_string());
+        kafka.partitions = options.partitions;
+        ensure_topics(&kafka, &standard_topics(&kafka)).await?;
+        let runtime = Runtime {
+            kafka,
+            metrics: Metrics::new(),
+            readiness: Readiness::new(),
+            shutdown: shutdown.clone(),
+        };
+
+        let (view, view_task) = ConfigView::start(&runtime, "standalone").await?;
+        let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
+        let state = web::Data::new(ApiState {
+            org_id: options.org_id.clone(),
+            admin_token: admin_token.clone(),
+            config: ConfigWriter::new(&runtime, producer.clone(), view.clone()),
+            producer,
+            topics: runtime.kafka.topics.clone(),
+            metrics: ApiState::metrics_in(&runtime.metrics),
+            body_limit: options.body_limit,
+        });
+        let (http_address, server) = crate::api::server(
+            &options.listen,
+            state,
+            runtime.metrics.clone(),
+            runtime.readiness.clone(),
+        )
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+        let server_handle = server.handle();
+        let serving = tokio::spawn(server);
+
+        let processor_settings = ProcessorSettings {
+            data_dir: data_dir.join("processor"),
+            ..options.processor
+        };
+        let processor = tokio::spawn(erp_processor::run(
+            runtime.clone(),
+            view.clone(),
+            processor_settings,
+        ));
+        let dispatcher = tokio::spawn(erp_dispatcher::run(
+            runtime.clone(),
+            view,
+            options.dispatcher,
+        ));
+        info!(%http_address, broker = %broker.address(), "standalone running");
+        Ok(Self {
+            http_address,
+            broker_address: broker.address(),
+            admin_token,
+            metrics: runtime.metrics.clone(),
+            readiness: runtime.readiness.clone(),
+            shutdown,
+            server: server_handle,
+            serving,
+            processor,
+            dispatcher,
+            view_task,
+            broker,
+        })
+    }
+
+    /// Waits until every readiness check passes.
+    pub async fn ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        while !self.readiness.is_ready() {
+            if started.elapsed() > limit {
+                anyhow::bail!("not ready after {limit:?}: {:?}", self.readiness.checks());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops accepting requests, lets the processor finish its batch and flush its store, lets
+    /// the dispatcher finish or abandon (uncommitted) its deliveries, then stops the broker.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.server.stop(true).await;
+        let _ = join_within("http", self.serving, Duration::from_secs(35)).await;
+        let processed = join_within("processor", self.processor, Duration::from_secs(30)).await;
+        let dispatched = join_within("dispatcher", self.dispatcher, Duration::from_secs(30)).await;
+        self.view_task.abort();
+        let _ = self.view_task.await;
+        self.broker.stop().await;
+        if let Some(Err(error)) = processed {
+            return Err(error.into());
+        }
+        if let Some(Err(error)) = dispatched {
+            return Err(error.into());
+        }
+        Ok(())
+    }
+}
+
+/// The API token: generated on first start and kept (owner-readable only) in the data
+/// directory, so restarts keep it.
+fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let token = existing.trim();
+        if !token.is_empty() {
+            return Ok(token.to_owned());
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("erpt_{}", URL_SAFE_NO_PAD.encode(bytes));
+    write_private(&path, &token)
+        .with_context(|| format!("cannot store the admin token in {}", path.display()))?;
+    Ok(token)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    std::fs::write(path, content)
+}

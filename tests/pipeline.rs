@@ -1,0 +1,418 @@
+//! End-to-end tests of the standalone pipeline: HTTP ingest → `erp.inbound.events` → processor
+//! (dedup in sled, JSONata mapping) → `erp.core.events` → dispatcher → signed webhook at a real
+//! receiver, all on the embedded Kafka-protocol broker.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::{Harness, expected_attributes, meter_mapping, read_topic, reading_event};
+use erp_toolkit::receiver::{Delivery, Receiver};
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// Event `n`'s deduplication id: every tenth event repeats the id (and payload) of the event
+/// four places earlier, so 1,000 events hold 900 distinct ones.
+fn dedup_of(n: usize) -> (usize, String) {
+    let original = if n % 10 == 9 { n - 4 } else { n };
+    (original, format!("reading-{original}"))
+}
+
+/// Posts events `range` in batches of 100 and checks every one was queued.
+async fn post_readings(h: &Harness, integration_id: &str, range: std::ops::Range<usize>) {
+    let all: Vec<usize> = range.collect();
+    for chunk in all.chunks(100) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|&n| {
+                let (original, dedup) = dedup_of(n);
+                reading_event(original, &dedup)
+            })
+            .collect();
+        let (status, body) = h
+            .post(
+                "/v3/erp/updates/events",
+                json!({"integration_id": integration_id, "events": events}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let results = body["results"].as_array().expect("results");
+        assert_eq!(results.len(), chunk.len());
+        for result in results {
+            assert_eq!(result["status"], "success", "{result}");
+            assert!(
+                result["event_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("evt_"))
+            );
+        }
+    }
+}
+
+/// Checks deliveries: one per distinct dedup id, signed, with the mapped attributes.
+fn check_deliveries(deliveries: &[Delivery], secret: &str, expected: usize) {
+    let mut by_dedup: BTreeMap<String, usize> = BTreeMap::new();
+    let mut webhook_ids = BTreeSet::new();
+    for delivery in deliveries {
+        assert!(
+            delivery.verify(secret),
+            "signature of {} does not verify",
+            delivery.webhook_id
+        );
+        let event = delivery.json();
+        assert_eq!(event["_event_name"], "InboundEventMapped");
+        assert_eq!(
+            delivery.webhook_id,
+            format!("msg_{}", event["_event_id"].as_str().expect("id"))
+        );
+        webhook_ids.insert(delivery.webhook_id.clone());
+        let dedup = event["deduplication_id"]
+            .as_str()
+            .expect("dedup id")
+            .to_owned();
+        let n: usize = dedup
+            .trim_start_matches("reading-")
+            .parse()
+            .expect("number");
+        let updates = event["entity_updates"].as_array().expect("updates");
+        assert_eq!(updates.len(), 1, "{event}");
+        assert_eq!(updates[0]["entity_slug"], "meter");
+        assert_eq!(updates[0]["mode"], "upsert");
+        assert_eq!(updates[0]["attributes"], expected_attributes(n), "{dedup}");
+        assert_eq!(
+            updates[0]["unique_identifiers"],
+            json!({"meter_number": expected_attributes(n)["meter_number"]})
+        );
+        *by_dedup.entry(dedup).or_default() += 1;
+    }
+    assert_eq!(deliveries.len(), expected, "deliveries");
+    assert_eq!(
+        by_dedup.len(),
+        expected,
+        "distinct deduplication ids delivered"
+    );
+    assert_eq!(webhook_ids.len(), expected, "distinct webhook-ids");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_events_with_duplicates_arrive_once_each_signed_and_mapped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let receiver = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (integration_id, secret) = h.configure(meter_mapping(), &receiver.url()).await;
+
+    post_readings(&h, &integration_id, 0..1000).await;
+
+    assert!(
+        receiver.wait_for(900, LONG).await,
+        "only {} deliveries",
+        receiver.count()
+    );
+    assert!(
+        h.eventually(LONG, |h| h.metric("erp_processor_events_total") >= 1000.0
+            && h.metric("erp_dispatcher_deliveries_total") >= 900.0)
+            .await,
+        "processor or dispatcher did not finish"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        h.metric("erp_processor_events_total{outcome=\"success\"}"),
+        900.0
+    );
+    assert_eq!(
+        h.metric("erp_processor_events_total{outcome=\"skipped\"}"),
+        100.0
+    );
+    check_deliveries(&receiver.deliveries(), &secret, 900);
+
+    // Every event left a monitoring span: 900 mapped, 100 duplicates, 900 deliveries.
+    let brokers = h.standalone.broker_address.to_string();
+    let spans = read_topic(&brokers, "erp.monitoring", 1900, LONG).await;
+    let levels = spans.iter().fold(BTreeMap::new(), |mut acc, (_, span)| {
+        *acc.entry(span["level"].as_str().unwrap_or("?").to_owned())
+            .or_insert(0) += 1;
+        acc
+    });
+    assert_eq!(levels.get("success"), Some(&1800), "{levels:?}");
+    assert_eq!(levels.get("skipped"), Some(&100), "{levels:?}");
+    h.standalone.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_configuration_events_and_dedup_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let receiver = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+
+    let first = Harness::start(dir.path()).await;
+    let token = first.standalone.admin_token.clone();
+    let (integration_id, secret) = first.configure(meter_mapping(), &receiver.url()).await;
+    post_readings(&first, &integration_id, 0..500).await;
+    assert!(
+        receiver.wait_for(450, LONG).await,
+        "only {} deliveries",
+        receiver.count()
+    );
+    // Events accepted but perhaps not yet processed must survive the stop too.
+    first.standalone.stop().await.expect("clean stop");
+
+    let second = Harness::start(dir.path()).await;
+    assert_eq!(
+        second.standalone.admin_token, token,
+        "the admin token is kept"
+    );
+    let (status, integration) = second
+        .get(&format!("/v1/integrations/{integration_id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{integration}");
+    let (_, use_cases) = second
+        .get(&format!("/v1/integrations/{integration_id}/use-cases"))
+        .await;
+    assert_eq!(use_cases["use_cases"][0]["slug"], "meter-readings");
+    let (_, webhooks) = second.get("/v1/webhooks/configs").await;
+    assert_eq!(webhooks.as_array().map(Vec::len), Some(1));
+    assert!(
+        webhooks[0].get("signingSecret").is_none(),
+        "the secret is shown once only"
+    );
+
+    // The second half repeats dedup ids of the first half across the restart: event 500's
+    // dedup id is new, 509 repeats 505; and ten events repeat ids from before the restart.
+    post_readings(&second, &integration_id, 500..1000).await;
+    let repeats: Vec<Value> = (0..10)
+        .map(|k| reading_event(k * 40, &format!("reading-{}", k * 40)))
+        .collect();
+    let (status, body) = second
+        .post(
+            "/v3/erp/updates/events",
+            json!({"integration_id": integration_id, "events": repeats}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    assert!(
+        receiver.wait_for(900, LONG).await,
+        "only {} deliveries",
+        receiver.count()
+    );
+    assert!(
+        second
+            .eventually(LONG, |h| h.metric("erp_processor_events_total") >= 510.0)
+            .await,
+        "processor did not finish"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(second.metric("erp_processor_events_total{outcome=\"skipped\"}") >= 60.0);
+    check_deliveries(&receiver.deliveries(), &secret, 900);
+    second.standalone.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_precise_errors_and_breaks_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let receiver = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (integration_id, secret) = h.configure(meter_mapping(), &receiver.url()).await;
+    let events = "/v3/erp/updates/events";
+
+    // No token, wrong token.
+    let response = h
+        .client
+        .post(format!("{}{events}", h.base))
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "UNAUTHORIZED");
+    let response = h
+        .client
+        .get(format!("{}/v1/integrations", h.base))
+        .bearer_auth("erpt_wrong")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // Malformed JSON.
+    let response = h
+        .client
+        .post(format!("{}{events}", h.base))
+        .bearer_auth(&h.standalone.admin_token)
+        .header("content-type", "application/json")
+        .body("{\"integration_id\": ")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "INVALID_JSON");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    // Missing fields and wrong types: 400 naming the field.
+    let good = reading_event(1, "bad-input-1");
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"events": [good.clone()]}),
+            "integration_id is required",
+        ),
+        (
+            json!({"integration_id": integration_id}),
+            "events is required",
+        ),
+        (
+            json!({"integration_id": integration_id, "events": [{"use_case_slug": "meter-readings", "format": "json", "payload": {"a": 1}}]}),
+            "events[0].timestamp is required",
+        ),
+        (
+            json!({"integration_id": integration_id, "events": [{"use_case_slug": "meter-readings", "timestamp": 5, "payload": {"a": 1}}]}),
+            "events[0].timestamp must be a string",
+        ),
+        (
+            json!({"integration_id": integration_id, "events": [{"use_case_slug": "meter-readings", "timestamp": "2025-01-15T10:00:00Z", "payload": 7}]}),
+            "events[0].payload must be a string or an object",
+        ),
+        (
+            json!({"integration_id": integration_id, "events": [good.clone(), {"timestamp": "2025-01-15T10:00:00Z", "payload": {"a": 1}}]}),
+            "events[1].use_case_slug or events[1].event_name is required",
+        ),
+        (
+            json!({"integration_id": 42, "events": []}),
+            "integration_id must be a string",
+        ),
+        (
+            json!({"integration_id": integration_id, "events": [good.clone()], "group_id": ["g"]}),
+            "group_id must be a string",
+        ),
+    ];
+    for (body, message) in cases {
+        let (status, answer) = h.post(events, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["code"], "BAD_REQUEST", "{answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message)),
+            "expected {message:?} in {answer}"
+        );
+    }
+
+    // Unknown integration: 404.
+    let (status, answer) = h
+        .post(events, json!({"integration_id": "00000000-0000-4000-8000-000000000000", "events": [good.clone()]}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["code"], "INTEGRATION_NOT_FOUND");
+
+    // 101 events: 400.
+    let many: Vec<Value> = (0..101)
+        .map(|n| reading_event(n, &format!("many-{n}")))
+        .collect();
+    let (status, answer) = h
+        .post(
+            events,
+            json!({"integration_id": integration_id, "events": many}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["code"], "TOO_MANY_EVENTS");
+
+    // A configuration whose JSONata does not parse is refused when saved: 422 naming the place.
+    let (status, answer) = h
+        .post(
+            &format!("/v1/integrations/{integration_id}/use-cases"),
+            json!({"name": "Broken", "slug": "broken", "type": "inbound", "enabled": true,
+                   "configuration": {"entities": [{"entity_schema": "contact", "unique_ids": ["id"],
+                       "fields": [{"attribute": "id", "jsonataExpression": "customer.("}]}]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["code"], "INVALID_CONFIGURATION");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("entities[0] (contact).fields[0]")),
+        "{answer}"
+    );
+
+    // A mapping that throws at run time: the event is accepted, then dead-lettered with its
+    // source coordinates, and the events after it still flow.
+    let (status, answer) = h
+        .post(
+            &format!("/v1/integrations/{integration_id}/use-cases"),
+            json!({"name": "Throws", "slug": "throws", "type": "inbound", "enabled": true,
+                   "configuration": {"entities": [{"entity_schema": "contact", "unique_ids": ["id"],
+                       "fields": [{"attribute": "id", "jsonataExpression": "$error('ERP sent garbage')"}]}]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let throwing = json!({"use_case_slug": "throws", "timestamp": "2025-01-15T10:00:00Z", "payload": {"a": 1}});
+    let unrouted = json!({"use_case_slug": "nobody-home", "timestamp": "2025-01-15T10:00:00Z", "payload": {"a": 1}});
+    let (status, answer) = h
+        .post(
+            events,
+            json!({"integration_id": integration_id, "events": [throwing, unrouted, good]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][0]["status"], "success");
+    assert_eq!(answer["results"][1]["status"], "ignored");
+    assert_eq!(answer["results"][2]["status"], "success");
+
+    assert!(
+        receiver.wait_for(1, LONG).await,
+        "the good event was not delivered"
+    );
+    let delivered = receiver.deliveries();
+    assert!(delivered[0].verify(&secret));
+    assert_eq!(delivered[0].json()["deduplication_id"], "bad-input-1");
+
+    let brokers = h.standalone.broker_address.to_string();
+    let letters = read_topic(&brokers, "erp.dlq", 1, LONG).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0].1;
+    assert_eq!(letter["stage"], "processor");
+    assert_eq!(letter["code"], "MAPPING_EXPRESSION_FAILED");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ERP sent garbage")),
+        "{letter}"
+    );
+    assert_eq!(letter["source"]["topic"], "erp.inbound.events");
+    assert!(letter["source"]["offset"].is_i64());
+    let original: Value =
+        serde_json::from_str(letter["value"].as_str().expect("value")).expect("record");
+    assert_eq!(original["use_case_slug"], "throws");
+    assert_eq!(answer["results"][0]["event_id"], original["event_id"]);
+
+    assert!(
+        h.eventually(LONG, |h| h.metric("erp_processor_events_total") >= 3.0)
+            .await,
+        "processor did not finish"
+    );
+    assert_eq!(
+        h.metric("erp_processor_events_total{outcome=\"error\"}"),
+        1.0
+    );
+    assert_eq!(
+        h.metric("erp_processor_events_total{outcome=\"ignored\"}"),
+        1.0
+    );
+
+    // Unknown routes and methods answer in the same error shape.
+    let (status, answer) = h.get("/v9/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["code"], "NOT_FOUND");
+    h.standalone.stop().await.expect("clean stop");
+}
