@@ -40,11 +40,21 @@ impl JsonataError {
     }
 
     fn from_message(text: &str) -> Self {
-        match jsonata_core::evaluator::error_code_prefix(text) {
-            Some(code) => Self {
-                code: Some(code.to_owned()),
-                message: text[code.len()..].trim_start_matches(':').trim().to_owned(),
-            },
+        // The engine puts the code at the start of most messages ("T2002: …"), but some parse
+        // errors wrap it ("Invalid syntax: S0209: …"): take the first code-shaped word.
+        match find_code(text) {
+            Some(at) => {
+                let before = text[..at].trim_end().trim_end_matches(':').trim_end();
+                let after = text[at + 5..].trim_start_matches(':').trim();
+                Self {
+                    code: Some(text[at..at + 5].to_owned()),
+                    message: if before.is_empty() {
+                        after.to_owned()
+                    } else {
+                        format!("{before}: {after}")
+                    },
+                }
+            }
             None => Self {
                 code: None,
                 message: text.to_owned(),
@@ -58,6 +68,17 @@ impl JsonataError {
             message: "the JSONata engine failed internally on this expression".into(),
         }
     }
+}
+
+/// Where the first JSONata error code (`S0201`, `T2002`, `D1012`, `U1001`) in `text` starts.
+fn find_code(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(4)).find(|&i| {
+        matches!(bytes[i], b'S' | b'T' | b'D' | b'U')
+            && bytes[i + 1..i + 5].iter().all(u8::is_ascii_digit)
+            && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
+            && bytes.get(i + 5).is_none_or(|b| !b.is_ascii_alphanumeric())
+    })
 }
 
 /// A parsed JSONata expression, cheap to clone and safe to share across threads.
@@ -97,8 +118,20 @@ pub struct Evaluation {
 impl Evaluation {
     /// An evaluation whose `$$` is `root`, each expression limited to `timeout`.
     pub fn new(root: &JValue, timeout: Duration) -> Self {
+        Self::with_bindings(root, timeout, Vec::new())
+    }
+
+    /// Like [`Evaluation::new`], with variables bound (`("x", v)` is `$x`).
+    pub fn with_bindings(
+        root: &JValue,
+        timeout: Duration,
+        bindings: Vec<(String, JValue)>,
+    ) -> Self {
         let mut context = Context::new();
         context.set_parent(root.clone());
+        for (name, value) in bindings {
+            context.bind(name, value);
+        }
         let options = EvaluatorOptions {
             timeout_ms: Some(
                 u64::try_from(timeout.as_millis())

@@ -24,7 +24,9 @@ use erp_schemas::timestamp::now_millis;
 
 use crate::dedup::{DedupStore, PendingKeys, Verdict};
 use crate::error::ProcessorError;
-use crate::mapping::{CompiledConfiguration, MappingError, map_payload};
+use crate::mapping::{
+    CompiledConfiguration, FileProxyContext, MappingContext, MappingError, map_payload,
+};
 use crate::metrics::ProcessorMetrics;
 use crate::outcome::{self, Outcome};
 use crate::payload;
@@ -42,6 +44,9 @@ pub struct ProcessorSettings {
     pub mapping_timeout: Duration,
     /// Most records per poll batch.
     pub max_batch: usize,
+    /// Root URL of the file proxy that `file_proxy_url` fields point at (`None`: such fields
+    /// are left out).
+    pub file_proxy_base_url: Option<String>,
 }
 
 impl Default for ProcessorSettings {
@@ -52,6 +57,7 @@ impl Default for ProcessorSettings {
             dedup_window: Duration::from_secs(24 * 3600),
             mapping_timeout: Duration::from_secs(1),
             max_batch: 500,
+            file_proxy_base_url: None,
         }
     }
 }
@@ -254,11 +260,22 @@ impl Worker {
             }
         }
         let timeout = self.settings.mapping_timeout;
+        let file_proxy_base_url = self.settings.file_proxy_base_url.clone();
         let mapped = tokio::task::spawn_blocking(move || {
             work.into_iter()
                 .map(|(index, record, use_case, compiled)| {
+                    let file_proxy =
+                        file_proxy_base_url
+                            .as_ref()
+                            .map(|base_url| FileProxyContext {
+                                base_url: base_url.clone(),
+                                org_id: record.org_id.clone(),
+                                integration_id: record.integration_id.clone(),
+                                streaming_use_cases: Default::default(),
+                            });
+                    let context = MappingContext::processing(timeout, file_proxy);
                     let result = payload::parse(record.format, &record.payload)
-                        .and_then(|payload| map_payload(&compiled, &payload, timeout));
+                        .and_then(|payload| map_payload(&compiled, &payload, &context));
                     let outcome = match result {
                         Ok(result) => Outcome::Mapped {
                             record,

@@ -87,8 +87,15 @@ async fn main() -> anyhow::Result<()> {
         outcome?;
     }
     let accepted = started.elapsed();
-    if !receiver.wait_for(args.events, Duration::from_secs(1800)).await {
-        bail!("only {} of {} deliveries arrived", receiver.count(), args.events);
+    if !receiver
+        .wait_for(args.events, Duration::from_secs(1800))
+        .await
+    {
+        bail!(
+            "only {} of {} deliveries arrived",
+            receiver.count(),
+            args.events
+        );
     }
     let deliveries = receiver.deliveries();
     let last = deliveries
@@ -100,13 +107,33 @@ async fn main() -> anyhow::Result<()> {
     let pipeline_rate = args.events as f64 / pipeline.as_secs_f64();
     let ingest_rate = args.events as f64 / accepted.as_secs_f64();
 
-    let baseline = baseline(&standalone.broker_address.to_string(), args.events, args.partitions).await?;
+    let baseline = baseline(
+        &standalone.broker_address.to_string(),
+        args.events,
+        args.partitions,
+    )
+    .await?;
     let baseline_rate = args.events as f64 / baseline.as_secs_f64();
 
-    println!("ingest accepted all events:        {:>8.2} s  {:>9.0} events/s", accepted.as_secs_f64(), ingest_rate);
-    println!("first POST -> last delivery:       {:>8.2} s  {:>9.0} events/s", pipeline.as_secs_f64(), pipeline_rate);
-    println!("baseline produce -> consume:       {:>8.2} s  {:>9.0} records/s", baseline.as_secs_f64(), baseline_rate);
-    println!("pipeline / baseline:               {:>8.3}", pipeline_rate / baseline_rate);
+    println!(
+        "ingest accepted all events:        {:>8.2} s  {:>9.0} events/s",
+        accepted.as_secs_f64(),
+        ingest_rate
+    );
+    println!(
+        "first POST -> last delivery:       {:>8.2} s  {:>9.0} events/s",
+        pipeline.as_secs_f64(),
+        pipeline_rate
+    );
+    println!(
+        "baseline produce -> consume:       {:>8.2} s  {:>9.0} records/s",
+        baseline.as_secs_f64(),
+        baseline_rate
+    );
+    println!(
+        "pipeline / baseline:               {:>8.3}",
+        pipeline_rate / baseline_rate
+    );
     receiver.stop().await;
     standalone.stop().await?;
     Ok(())
@@ -136,8 +163,13 @@ impl Api {
     }
 
     async fn configure(&self, url: &str) -> anyhow::Result<String> {
-        let integration = self.post("/v1/integrations", json!({"name": "loadgen"})).await?;
-        let id = integration["id"].as_str().context("integration id")?.to_owned();
+        let integration = self
+            .post("/v1/integrations", json!({"name": "loadgen"}))
+            .await?;
+        let id = integration["id"]
+            .as_str()
+            .context("integration id")?
+            .to_owned();
         self.post(
             &format!("/v1/integrations/{id}/use-cases"),
             json!({"name": "Meter readings", "slug": "meter-readings", "type": "inbound",
@@ -152,7 +184,12 @@ impl Api {
         Ok(id)
     }
 
-    async fn post_events(&self, integration_id: &str, numbers: &[usize], groups: usize) -> anyhow::Result<()> {
+    async fn post_events(
+        &self,
+        integration_id: &str,
+        numbers: &[usize],
+        groups: usize,
+    ) -> anyhow::Result<()> {
         let events: Vec<Value> = numbers
             .iter()
             .map(|&n| {
@@ -164,7 +201,10 @@ impl Api {
             })
             .collect();
         let body = self
-            .post("/v3/erp/updates/events", json!({"integration_id": integration_id, "events": events}))
+            .post(
+                "/v3/erp/updates/events",
+                json!({"integration_id": integration_id, "events": events}),
+            )
             .await?;
         let queued = body["results"]
             .as_array()
@@ -185,7 +225,11 @@ async fn baseline(brokers: &str, count: usize, partitions: i32) -> anyhow::Resul
     let topic = "loadgen.baseline";
     erp_runtime::topics::ensure_topics(
         &settings,
-        &[erp_runtime::topics::TopicSpec { name: topic.into(), partitions, configs: vec![] }],
+        &[erp_runtime::topics::TopicSpec {
+            name: topic.into(),
+            partitions,
+            configs: vec![],
+        }],
     )
     .await?;
     let producer: FutureProducer = settings.producer("loadgen")?;
@@ -200,7 +244,10 @@ async fn baseline(brokers: &str, count: usize, partitions: i32) -> anyhow::Resul
             let payload = payload.clone();
             async move {
                 producer
-                    .send(FutureRecord::to(topic).key(&key).payload(&payload), Duration::from_secs(30))
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&payload),
+                        Duration::from_secs(30),
+                    )
                     .await
                     .map(|_| ())
                     .map_err(|(e, _)| e)

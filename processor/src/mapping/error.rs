@@ -28,6 +28,9 @@ pub enum MappingError {
         entity_schema: String,
         attribute: String,
     },
+    /// A meter reading misses a required attribute or has one the metering API rejects.
+    #[error("invalid meter reading at {location}: {message}")]
+    InvalidReading { location: String, message: String },
     /// The payload cannot be read in its declared format.
     #[error("payload is not valid {format}: {message}")]
     InvalidPayload { format: String, message: String },
@@ -42,6 +45,7 @@ impl MappingError {
             }
             MappingError::ExpressionFailed { .. } => "MAPPING_EXPRESSION_FAILED",
             MappingError::MissingIdentifier { .. } => "MISSING_IDENTIFIER",
+            MappingError::InvalidReading { .. } => "METER_READING_INVALID",
             MappingError::InvalidPayload { .. } => "INVALID_PAYLOAD",
         }
     }
