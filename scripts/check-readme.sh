@@ -60,4 +60,8 @@ if [ "$deliveries" != 1 ] || [ "$valid" != 1 ] || [ "${skipped:-0}" != 1 ] \
   cat receiver.log standalone.log >&2
   exit 1
 fi
-echo "README walkthrough: ok (1 signed delivery, 1 duplicate skipped)"
+simulate=$(block simulate); [ -n "$simulate" ] || { echo "no check:simulate block in README" >&2; exit 1; }
+eval "$simulate" >simulate.log
+grep -q '"full_name": "John Doe"' simulate.log || { echo "simulation failed:"; cat simulate.log; exit 1; }
+
+echo "README walkthrough: ok (1 signed delivery, 1 duplicate skipped, simulation)"

@@ -124,6 +124,9 @@ pub struct IngestArgs {
     /// The bearer token that authorises API calls.
     #[arg(long, env = "ERP_TOOLKIT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
+    /// Time limit of one JSONata evaluation in mapping simulations, in milliseconds.
+    #[arg(long, env = "ERP_TOOLKIT_MAPPING_TIMEOUT_MS", default_value_t = 1000)]
+    pub mapping_timeout_ms: u64,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -140,6 +143,10 @@ pub struct ProcessingArgs {
     /// Most records the processor takes per poll batch.
     #[arg(long, env = "ERP_TOOLKIT_PROCESSOR_BATCH", default_value_t = 500)]
     pub processor_batch: usize,
+    /// Root URL of the file proxy that `file_proxy_url` mapping fields point at (they are left
+    /// out while it is not set).
+    #[arg(long, env = "ERP_TOOLKIT_FILE_PROXY_URL")]
+    pub file_proxy_url: Option<String>,
 }
 
 impl ProcessingArgs {
@@ -150,6 +157,7 @@ impl ProcessingArgs {
             dedup_window: Duration::from_secs(self.dedup_window_secs),
             mapping_timeout: Duration::from_millis(self.mapping_timeout_ms.max(1)),
             max_batch: self.processor_batch.max(1),
+            file_proxy_base_url: self.file_proxy_url.clone(),
             ..ProcessorSettings::default()
         }
     }

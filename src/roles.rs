@@ -40,6 +40,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         topics: runtime.kafka.topics.clone(),
         metrics: ApiState::metrics_in(&runtime.metrics),
         body_limit: args.api.body_limit,
+        mapping_timeout: std::time::Duration::from_millis(args.mapping_timeout_ms.max(1)),
     });
     let (address, server) = crate::api::server(
         &args.listen,

@@ -114,6 +114,7 @@ impl Standalone {
             topics: runtime.kafka.topics.clone(),
             metrics: ApiState::metrics_in(&runtime.metrics),
             body_limit: options.body_limit,
+            mapping_timeout: options.processor.mapping_timeout,
         });
         let (http_address, server) = crate::api::server(
             &options.listen,

@@ -416,3 +416,121 @@ async fn bad_input_gets_precise_errors_and_breaks_nothing() {
     assert_eq!(answer["code"], "NOT_FOUND");
     h.standalone.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_simulation_and_xml_meter_readings_through_the_pipeline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+
+    // v2 simulation: the configuration format of use cases.
+    let readings = json!({"meter_readings": [{
+        "jsonataExpression": "Zaehlerstaende.Stand",
+        "meter": {"unique_ids": [{"attribute": "meter_number", "field": "$$.Zaehlerstaende.`@geraet`"}]},
+        "fields": [
+            {"attribute": "external_id", "jsonataExpression": "$$.Zaehlerstaende.`@geraet` & '-' & datum"},
+            {"attribute": "timestamp", "field": "datum"},
+            {"attribute": "value", "jsonataExpression": "$number(wert)"},
+            {"attribute": "source", "constant": "ERP"}]}]});
+    let xml = "<Zaehlerstaende geraet=\"1ESY1160\"><Stand><datum>2025-01-15</datum><wert>4711.5</wert></Stand>\
+               <Stand><datum>2025-02-15</datum><wert>4800</wert></Stand></Zaehlerstaende>";
+    let (status, result) = h
+        .post(
+            "/v2/erp/updates/mapping_simulation",
+            json!({"event_configuration": readings, "format": "xml", "payload": xml}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(
+        result["meter_readings_updates"][1]["attributes"],
+        json!({"external_id": "1ESY1160-2025-02-15", "timestamp": "2025-02-15T00:00:00.000Z", "value": 4800, "source": "ERP"})
+    );
+    assert_eq!(result["entity_updates"], json!([]));
+
+    // Object payloads, and errors: 400 malformed, 422 invalid configuration or payload.
+    let (status, result) = h
+        .post(
+            "/v2/erp/updates/mapping_simulation",
+            json!({"event_configuration": meter_mapping(), "format": "json", "payload": common::reading_payload(3)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(
+        result["entity_updates"][0]["attributes"],
+        expected_attributes(3)
+    );
+    let cases = [
+        (
+            json!({"format": "json", "payload": "{}"}),
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            json!({"event_configuration": {}, "payload": 5}),
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+        ),
+        (
+            json!({"event_configuration": {"entities": [{"entity_schema": "c", "unique_ids": [], "fields": [{"attribute": "a", "jsonataExpression": "(("}]}]}, "payload": "{}"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_CONFIGURATION",
+        ),
+        (
+            json!({"event_configuration": meter_mapping(), "payload": "{broken"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_PAYLOAD",
+        ),
+        (
+            json!({"event_configuration": meter_mapping(), "payload": {"reading": {}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "MISSING_IDENTIFIER",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = h.post("/v2/erp/updates/mapping_simulation", body).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{answer}"
+        );
+    }
+
+    // v1 simulation with the legacy v1.0 object mapping.
+    let (status, result) = h
+        .post(
+            "/v1/erp/updates/mapping_simulation",
+            json!({"object_type": "business_partner", "format": "json", "payload": "{\"partnerId\":\"BP1\",\"firstName\":\"Anna\"}",
+                   "mapping_configuration": {"version": "1.0", "mapping": {"objects": {"business_partner": {
+                       "unique_ids": {"contact": {"partnerId": "customer_number"}},
+                       "fields": [{"entity": "contact", "attribute": "first_name", "field": "firstName"}]}}}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(
+        result["entity_updates"][0]["unique_identifiers"],
+        json!({"customer_number": "BP1"})
+    );
+
+    // The same XML meter-reading mapping in the running pipeline.
+    let receiver = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (integration_id, secret) = h.configure(readings, &receiver.url()).await;
+    let (status, answer) = h
+        .post(
+            "/v3/erp/updates/events",
+            json!({"integration_id": integration_id, "events": [{"use_case_slug": "meter-readings",
+                   "timestamp": "2025-02-15T06:00:00Z", "format": "xml", "payload": xml}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(receiver.wait_for(1, LONG).await, "no delivery");
+    let delivery = &receiver.deliveries()[0];
+    assert!(delivery.verify(&secret));
+    assert_eq!(
+        delivery.json()["meter_readings_updates"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    h.standalone.stop().await.expect("clean stop");
+}

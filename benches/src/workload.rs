@@ -28,7 +28,7 @@ pub fn meter_reading(n: usize) -> Value {
         "meterId": format!("1ESY{:08}", n % 5000),
         "location": {"maLo": format!("5{:010}", n % 5000), "meLo": format!("DE00{:029}", n % 5000)},
         "reading": {"value": format!("{}.{}", 10_000 + n, n % 10), "readAt": "2025-01-15T00:00:00Z",
-                    "obis": "1-1:1.8.0", "unit": "KWH", "status": if n % 50 == 0 { "99" } else { "00" }}
+                    "obis": "1-1:1.8.0", "unit": "KWH", "status": if n.is_multiple_of(50) { "99" } else { "00" }}
     })
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod integrations;
 pub mod metrics;
+pub mod simulation;
 pub mod state;
 pub mod use_cases;
 pub mod webhooks;
@@ -21,6 +22,14 @@ pub use state::ApiState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v3/erp/updates/events", web::post().to(events::post_v3))
         .route("/v2/erp/updates/events", web::post().to(events::post_v2))
+        .route(
+            "/v2/erp/updates/mapping_simulation",
+            web::post().to(simulation::simulate_v2),
+        )
+        .route(
+            "/v1/erp/updates/mapping_simulation",
+            web::post().to(simulation::simulate_v1),
+        )
         .route("/v1/integrations", web::get().to(integrations::list))
         .route("/v1/integrations", web::post().to(integrations::create))
         .route("/v1/integrations/{id}", web::get().to(integrations::get))

@@ -23,6 +23,8 @@ pub struct ApiState {
     pub metrics: IngestMetrics,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Time limit of one JSONata evaluation in a simulation.
+    pub mapping_timeout: std::time::Duration,
 }
 
 impl ApiState {

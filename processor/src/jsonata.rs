@@ -194,12 +194,40 @@ pub fn to_jvalue(value: &Value) -> JValue {
 }
 
 /// Converts an engine value into JSON. `None` for undefined; functions and regexes, which have
-/// no JSON form, also give `None`.
+/// no JSON form, also give `None`. Inside containers the engine's own serialisation rules apply
+/// (undefined and non-finite numbers become null, functions ""), built directly rather than
+/// through serde, because mapping results convert large values on the hot path.
 pub fn to_json(value: &JValue) -> Option<Value> {
     if value.is_undefined() || value.is_function() || value.is_regex() {
         return None;
     }
-    serde_json::to_value(value).ok()
+    Some(convert(value))
+}
+
+fn convert(value: &JValue) -> Value {
+    match value {
+        JValue::Null | JValue::Undefined => Value::Null,
+        JValue::Bool(b) => Value::Bool(*b),
+        JValue::Number(n) => {
+            if !n.is_finite() {
+                Value::Null
+            } else if n.fract() == 0.0 && *n >= i64::MIN as f64 && *n <= i64::MAX as f64 {
+                Value::from(*n as i64)
+            } else {
+                serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+            }
+        }
+        JValue::String(s) => Value::String(s.to_string()),
+        JValue::Array(items) => Value::Array(items.iter().map(convert).collect()),
+        JValue::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
+        }
+        JValue::Lambda(_) | JValue::Builtin { .. } | JValue::Regex { .. } => {
+            Value::String(String::new())
+        }
+        #[allow(unreachable_patterns)]
+        _ => serde_json::to_value(value).unwrap_or(Value::Null),
+    }
 }
 
 /// Evaluates a standalone expression against a JSON document (`$` = `$$` = the document).

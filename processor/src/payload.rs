@@ -4,7 +4,8 @@
 //!
 //! - the root element is the single top-level key: `<customer>…</customer>` → `{"customer": …}`;
 //! - an element without attributes and child elements becomes its text (`""` when empty);
-//! - otherwise an object: attributes as `"@name"`, child elements by name, text as `"#text"`;
+//! - otherwise an object: attributes as `"@name"`, child elements by name, text as `"#text"`
+//!   (in JSONata these keys need backticks: ``Partner.`@id` ``);
 //! - repeated child elements become an array in document order (a single one is not wrapped:
 //!   JSONata paths treat one value and a one-item array alike, and `[]` forces an array);
 //! - names are kept as written, namespace prefixes included (`"sap:Partner"`);
@@ -26,6 +27,21 @@ pub fn parse(format: PayloadFormat, text: &str) -> Result<Value, MappingError> {
             serde_json::from_str(text).map_err(|e| invalid("json", e.to_string()))
         }
         PayloadFormat::Xml => xml_to_json(text).map_err(|message| invalid("xml", message)),
+    }
+}
+
+/// Parses a payload straight into the mapping engine's value type (JSON without an
+/// intermediate tree).
+pub fn parse_document(
+    format: PayloadFormat,
+    text: &str,
+) -> Result<jsonata_core::value::JValue, MappingError> {
+    match format {
+        PayloadFormat::Json => jsonata_core::value::JValue::from_json_str(text)
+            .map_err(|e| invalid("json", e.to_string())),
+        PayloadFormat::Xml => xml_to_json(text)
+            .map(jsonata_core::value::JValue::from)
+            .map_err(|message| invalid("xml", message)),
     }
 }
 

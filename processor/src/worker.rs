@@ -25,7 +25,7 @@ use erp_schemas::timestamp::now_millis;
 use crate::dedup::{DedupStore, PendingKeys, Verdict};
 use crate::error::ProcessorError;
 use crate::mapping::{
-    CompiledConfiguration, FileProxyContext, MappingContext, MappingError, map_payload,
+    CompiledConfiguration, FileProxyContext, MappingContext, MappingError, map_document,
 };
 use crate::metrics::ProcessorMetrics;
 use crate::outcome::{self, Outcome};
@@ -274,8 +274,8 @@ impl Worker {
                                 streaming_use_cases: Default::default(),
                             });
                     let context = MappingContext::processing(timeout, file_proxy);
-                    let result = payload::parse(record.format, &record.payload)
-                        .and_then(|payload| map_payload(&compiled, &payload, &context));
+                    let result = payload::parse_document(record.format, &record.payload)
+                        .and_then(|document| map_document(&compiled, document, &context));
                     let outcome = match result {
                         Ok(result) => Outcome::Mapped {
                             record,

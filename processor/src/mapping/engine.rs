@@ -23,7 +23,16 @@ pub fn map_payload(
     payload: &Value,
     context: &MappingContext,
 ) -> Result<MappingResult, MappingError> {
-    let root = to_jvalue(payload);
+    map_document(configuration, to_jvalue(payload), context)
+}
+
+/// Maps a payload already in the engine's value type (see [`crate::payload::parse_document`]):
+/// the fast path, with no intermediate JSON tree.
+pub fn map_document(
+    configuration: &CompiledConfiguration,
+    root: JValue,
+    context: &MappingContext,
+) -> Result<MappingResult, MappingError> {
     let run = Run {
         evaluation: Evaluation::new(&root, context.timeout),
         context,

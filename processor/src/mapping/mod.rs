@@ -15,7 +15,7 @@ mod source;
 
 pub use compile::{CompiledConfiguration, CompiledEntity, REQUIRED_READING_ATTRIBUTES};
 pub use context::{EnvValue, FileProxyContext, MappingContext};
-pub use engine::map_payload;
+pub use engine::{map_document, map_payload};
 pub use error::MappingError;
 pub use readings::normalize_timestamp;
 pub use result::{EntityUpdate, MappingResult};
