@@ -3,13 +3,15 @@
 //! Anything that cannot be processed becomes a monitoring span and a dead letter; nothing stops
 //! a partition.
 
-pub mod dedup;
+pub mod changelog;
 pub mod error;
 pub mod jsonata;
 pub mod mapping;
 pub mod metrics;
 pub mod outcome;
 pub mod payload;
+pub mod rebalance;
+pub mod state;
 pub mod worker;
 
 pub use error::ProcessorError;

@@ -17,6 +17,8 @@ pub struct ProcessorMetrics {
     pub dedup_keys: IntGauge,
     /// Batches that had to be processed again because Kafka or the store failed.
     pub batch_retries: prometheus::IntCounter,
+    /// Changelog records replayed into the state store on assignment.
+    pub restored_records: prometheus::IntCounter,
 }
 
 impl ProcessorMetrics {
@@ -52,6 +54,12 @@ impl ProcessorMetrics {
             "Poll batches processed again after a Kafka or store failure",
         )
         .expect("static metric definition");
+        let restored_records = prometheus::IntCounter::new(
+            "erp_processor_restored_records_total",
+            "Changelog records replayed into the state store when partitions were assigned",
+        )
+        .expect("static metric definition");
+        metrics.register(&restored_records);
         metrics.register(&events);
         metrics.register(&batch_seconds);
         metrics.register(&batch_records);
@@ -63,6 +71,7 @@ impl ProcessorMetrics {
             batch_records,
             dedup_keys,
             batch_retries,
+            restored_records,
         }
     }
 }

@@ -1,19 +1,22 @@
 //! The processor loop: poll a batch, decide every record (dedup, routing), map in a blocking
-//! task, write every output, then make the batch's dedup keys durable, then commit offsets.
+//! task, write every output and the changelog of the batch, then commit the batch's dedup keys
+//! and input positions to sled in one atomic write (decision 2), then make an advisory group
+//! commit.
 //!
-//! A batch is done only when all of its outputs are acknowledged by Kafka and its dedup keys are
-//! on disk; a crash anywhere before that re-processes the batch with the same derived ids. A
-//! failure to write (Kafka down) retries the same batch with backoff: the partition waits rather
-//! than skipping records.
+//! A batch is done only when all of its outputs and changelog records are acknowledged by Kafka
+//! and its state is on disk; a crash anywhere before that re-processes the batch from the
+//! stored position with the same derived ids. A failure to write (Kafka down) retries the same
+//! batch with backoff: the partition waits rather than skipping records.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::{error, info, warn};
 
 use erp_runtime::config_view::{Route, UseCaseEntry};
@@ -22,7 +25,7 @@ use erp_schemas::dead_letter::SourceCoordinates;
 use erp_schemas::inbound::InboundEventRecord;
 use erp_schemas::timestamp::now_millis;
 
-use crate::dedup::{DedupStore, PendingKeys, Verdict};
+use crate::changelog;
 use crate::error::ProcessorError;
 use crate::mapping::{
     CompiledConfiguration, FileProxyContext, MappingContext, MappingError, map_document,
@@ -30,6 +33,8 @@ use crate::mapping::{
 use crate::metrics::ProcessorMetrics;
 use crate::outcome::{self, Outcome};
 use crate::payload;
+use crate::rebalance::{Owned, ProcessorContext};
+use crate::state::{PendingState, StateStore, Verdict};
 
 /// How the processor runs.
 #[derive(Debug, Clone)]
@@ -99,18 +104,28 @@ pub async fn run(
     settings: ProcessorSettings,
 ) -> Result<(), ProcessorError> {
     std::fs::create_dir_all(&settings.data_dir)?;
-    let store = Arc::new(DedupStore::open(
-        &settings.data_dir.join("dedup"),
+    let store = Arc::new(StateStore::open(
+        &settings.data_dir.join("state"),
         settings.dedup_window,
     )?);
     let metrics = ProcessorMetrics::new(&runtime.metrics);
-    metrics.dedup_keys.set(store.len() as i64);
+    metrics.dedup_keys.set(store.dedup_len() as i64);
     let topics = runtime.kafka.topics.clone();
     let producer = runtime.kafka.producer("erp-toolkit-processor")?;
-    let consumer = Arc::new(
+    let owned: Owned = Arc::default();
+    let failed = Arc::new(AtomicBool::new(false));
+    let context = ProcessorContext {
+        store: Arc::clone(&store),
+        kafka: runtime.kafka.clone(),
+        owned: Arc::clone(&owned),
+        failed: Arc::clone(&failed),
+        restored_records: metrics.restored_records.clone(),
+    };
+    let consumer: Arc<StreamConsumer<ProcessorContext>> = Arc::new(
         runtime
             .kafka
-            .group_consumer("erp-toolkit-processor", &settings.group_id)?,
+            .group_consumer_config("erp-toolkit-processor", &settings.group_id)
+            .create_with_context(context)?,
     );
     consumer.subscribe(&[&topics.inbound_events()])?;
     runtime.readiness.flag("processor").set(true);
@@ -131,19 +146,22 @@ pub async fn run(
         topics,
     };
     loop {
+        if failed.load(Ordering::SeqCst) {
+            store.flush().await?;
+            return Err(ProcessorError::Task(
+                "state restore from the changelog failed; stopping rather than processing without dedup state".into(),
+            ));
+        }
         let batch = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = expiry.tick() => {
-                let expiring = Arc::clone(&store);
-                match tokio::task::spawn_blocking(move || expiring.expire(now_millis())).await {
-                    Ok(Ok(removed)) if removed > 0 => info!(removed, "expired dedup keys"),
-                    Ok(Err(error)) => warn!(%error, "dedup expiry failed"),
-                    _ => {}
+                if let Err(error) = worker.expire(&owned).await {
+                    warn!(%error, "dedup expiry failed");
                 }
-                metrics.dedup_keys.set(store.len() as i64);
+                metrics.dedup_keys.set(store.dedup_len() as i64);
                 continue;
             }
-            batch = next_batch(&consumer, worker.settings.max_batch) => batch,
+            batch = next_batch(&consumer, worker.settings.max_batch, &owned) => batch,
         };
         if batch.is_empty() {
             continue;
@@ -159,7 +177,7 @@ pub async fn run(
                     tokio::select! {
                         _ = shutdown.cancelled() => {
                             // Nothing of this batch is committed; it is processed again later,
-                            // with the same ids.
+                            // from the stored position, with the same ids.
                             info!("stopping with an unfinished batch left uncommitted");
                             store.flush().await?;
                             return Ok(());
@@ -171,23 +189,31 @@ pub async fn run(
             }
         }
         let messages: Vec<OwnedMessage> = batch.into_iter().map(|input| input.message).collect();
+        // Advisory: the stored position is what counts; the group offset feeds lag metrics.
         kafka::commit_batch(&consumer, &messages).await;
         metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
         metrics.batch_records.observe(messages.len() as f64);
-        metrics.dedup_keys.set(store.len() as i64);
+        metrics.dedup_keys.set(store.dedup_len() as i64);
     }
     store.flush().await?;
     info!("processor stopped");
     Ok(())
 }
 
-/// Polls a batch and notes where each record came from.
-async fn next_batch(consumer: &StreamConsumer, max: usize) -> Vec<Input> {
-    kafka::poll_batch(consumer, max)
-        .await
+/// Polls a batch and notes where each record came from. Records of partitions revoked while
+/// the batch was being collected are left to their new owner.
+async fn next_batch(
+    consumer: &StreamConsumer<ProcessorContext>,
+    max: usize,
+    owned: &Owned,
+) -> Vec<Input> {
+    let messages = kafka::poll_batch(consumer, max).await;
+    let owned = owned.lock().map(|o| o.clone()).unwrap_or_default();
+    messages
         .into_iter()
+        .filter(|m| owned.contains(&(m.topic().to_owned(), m.partition())))
         .map(|message| Input {
             source: SourceCoordinates {
                 topic: message.topic().to_owned(),
@@ -199,9 +225,27 @@ async fn next_batch(consumer: &StreamConsumer, max: usize) -> Vec<Input> {
         .collect()
 }
 
+/// Hands a record to the producer, waiting while its queue is full.
+async fn send_now<'a>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, [u8], [u8]>,
+) -> Result<rdkafka::producer::DeliveryFuture, ProcessorError> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((error, _)) => return Err(ProcessorError::Kafka(error)),
+        }
+    }
+}
+
 struct Worker {
     producer: FutureProducer,
-    store: Arc<DedupStore>,
+    store: Arc<StateStore>,
     metrics: ProcessorMetrics,
     settings: ProcessorSettings,
     topics: erp_schemas::topics::Topics,
@@ -225,7 +269,7 @@ impl Worker {
         batch: &[Input],
     ) -> Result<(), ProcessorError> {
         let config = view.snapshot();
-        let mut pending = PendingKeys::default();
+        let mut pending = PendingState::default();
         let mut plans = Vec::with_capacity(batch.len());
         for input in batch {
             let record: InboundEventRecord = match erp_schemas::error::decode(
@@ -240,7 +284,7 @@ impl Worker {
                     continue;
                 }
             };
-            plans.push(self.plan(&config, cache, &mut pending, record)?);
+            plans.push(self.plan(&config, cache, &mut pending, record, input.source.partition)?);
         }
 
         // Mapping is CPU work: run it off the async threads, all of the batch in one task.
@@ -308,7 +352,22 @@ impl Worker {
             counts.push(outcome.label());
             self.write(input, outcome, &mut deliveries).await?;
         }
+        for input in batch {
+            pending.advance(
+                &input.source.topic,
+                input.source.partition,
+                input.source.offset + 1,
+            );
+        }
+        let changelog = self.write_changelog(&pending).await?;
         kafka::await_deliveries(deliveries).await?;
+        for (partition, delivery) in changelog {
+            match delivery.await {
+                Ok(Ok(delivered)) => pending.checkpoint(partition, delivered.offset + 1),
+                Ok(Err((error, _))) => return Err(ProcessorError::Kafka(error)),
+                Err(_) => return Err(ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled)),
+            }
+        }
         self.store.commit(pending).await?;
         for label in counts {
             self.metrics.events.with_label_values(&[label]).inc();
@@ -320,8 +379,9 @@ impl Worker {
         &self,
         config: &erp_runtime::ConfigState,
         cache: &mut MappingCache,
-        pending: &mut PendingKeys,
+        pending: &mut PendingState,
         record: InboundEventRecord,
+        partition: i32,
     ) -> Result<Plan, ProcessorError> {
         let record = Box::new(record);
         if config
@@ -345,6 +405,7 @@ impl Worker {
                 dedup_id,
                 &record.event_id,
                 record.received_at,
+                partition,
             )?;
             if let Verdict::Duplicate { first_event_id, .. } = verdict {
                 return Ok(Plan::Done(Outcome::Duplicate {
@@ -390,6 +451,61 @@ impl Worker {
                 }),
             },
         })
+    }
+
+    /// Writes the batch's new dedup keys and positions to the changelog, each to the changelog
+    /// partition of its input partition.
+    async fn write_changelog(
+        &self,
+        pending: &PendingState,
+    ) -> Result<Vec<(i32, rdkafka::producer::DeliveryFuture)>, ProcessorError> {
+        let topic = self.topics.processor_state();
+        let mut deliveries = Vec::new();
+        for (key, entry) in pending.dedup_entries() {
+            let value = changelog::dedup_record(entry);
+            let record = FutureRecord::to(&topic)
+                .partition(entry.partition)
+                .key(key.as_slice())
+                .payload(value.as_slice());
+            deliveries.push((entry.partition, send_now(&self.producer, record).await?));
+        }
+        for ((input_topic, partition), next) in pending.offsets() {
+            let (key, value) = changelog::position_record(input_topic, *next);
+            let record = FutureRecord::to(&topic)
+                .partition(*partition)
+                .key(key.as_slice())
+                .payload(value.as_slice());
+            deliveries.push((*partition, send_now(&self.producer, record).await?));
+        }
+        Ok(deliveries)
+    }
+
+    /// Removes expired dedup keys; for partitions this instance owns, also from the changelog
+    /// (tombstones), so a restore does not bring them back.
+    async fn expire(&self, owned: &Owned) -> Result<(), ProcessorError> {
+        let store = Arc::clone(&self.store);
+        let removed = tokio::task::spawn_blocking(move || store.expire(now_millis()))
+            .await
+            .map_err(|e| ProcessorError::Task(e.to_string()))??;
+        let owned: Vec<i32> = owned
+            .lock()
+            .map(|o| o.iter().map(|(_, p)| *p).collect())
+            .unwrap_or_default();
+        let topic = self.topics.processor_state();
+        let mut tombstones = Vec::new();
+        for (key, partition) in &removed {
+            if owned.contains(partition) {
+                let record = FutureRecord::<[u8], [u8]>::to(&topic)
+                    .partition(*partition)
+                    .key(key.as_slice());
+                tombstones.push(send_now(&self.producer, record).await?);
+            }
+        }
+        kafka::await_deliveries(tombstones).await?;
+        if !removed.is_empty() {
+            info!(removed = removed.len(), "expired dedup keys");
+        }
+        Ok(())
     }
 
     async fn write(

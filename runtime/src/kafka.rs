@@ -78,6 +78,11 @@ impl KafkaSettings {
         client_id: &str,
         group_id: &str,
     ) -> Result<StreamConsumer, RuntimeError> {
+        Ok(self.group_consumer_config(client_id, group_id).create()?)
+    }
+
+    /// The configuration of [`Self::group_consumer`], for consumers with a context of their own.
+    pub fn group_consumer_config(&self, client_id: &str, group_id: &str) -> ClientConfig {
         let mut config = self.client_config(client_id);
         config
             .set("group.id", group_id)
@@ -87,11 +92,16 @@ impl KafkaSettings {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "30000")
             .set("fetch.wait.max.ms", "100");
-        Ok(self.finish(config).create()?)
+        self.finish(config)
     }
 
     /// A consumer that reads partitions it assigns itself, outside any group.
     pub fn reader(&self, client_id: &str) -> Result<StreamConsumer, RuntimeError> {
+        Ok(self.reader_config(client_id).create()?)
+    }
+
+    /// The configuration of [`Self::reader`], for blocking readers.
+    pub fn reader_config(&self, client_id: &str) -> ClientConfig {
         let mut config = self.client_config(client_id);
         config
             // librdkafka wants a group id even when nothing is committed.
@@ -101,7 +111,7 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "50");
-        Ok(self.finish(config).create()?)
+        self.finish(config)
     }
 }
 
@@ -180,8 +190,8 @@ pub async fn await_deliveries(
 /// Waits for the first record, then takes what else arrives within a few milliseconds, up to
 /// `max` records. Returns an empty batch after a consume error (logged), so callers can check
 /// for shutdown and come back.
-pub async fn poll_batch(
-    consumer: &StreamConsumer,
+pub async fn poll_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
     max: usize,
 ) -> Vec<rdkafka::message::OwnedMessage> {
     let mut batch = Vec::new();
@@ -211,8 +221,8 @@ pub async fn poll_batch(
 /// the broker to confirm (on a blocking thread), so a clean stop leaves nothing to redo. A commit
 /// for a partition lost in a rebalance fails quietly: its new owner re-reads from the last
 /// commit, which every role here tolerates by design.
-pub async fn commit_batch(
-    consumer: &std::sync::Arc<StreamConsumer>,
+pub async fn commit_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &std::sync::Arc<StreamConsumer<C>>,
     batch: &[rdkafka::message::OwnedMessage],
 ) {
     use rdkafka::consumer::CommitMode;
