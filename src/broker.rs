@@ -204,10 +204,25 @@ mod tests {
 
     #[test]
     fn storage_url_climbs_from_the_working_directory() {
-        let url = storage_url(Path::new("/tmp/erp/kafka.db")).expect("url");
         let cwd = std::env::current_dir().expect("cwd");
-        let resolved = absolute(&cwd.join(url.path()), &cwd);
-        assert_eq!(resolved, PathBuf::from("/tmp/erp/kafka.db"));
-        assert!(storage_url(Path::new("/tmp/with space/kafka.db")).is_err());
+        let url = storage_url(Path::new("/tmp/erp/kafka.db")).expect("url");
+        assert_eq!(
+            absolute(&cwd.join(url.path()), &cwd),
+            PathBuf::from("/tmp/erp/kafka.db")
+        );
+        // Paths the URL would alter are refused rather than silently moved.
+        for path in [
+            "/tmp/with space/kafka.db",
+            "/tmp/per%cent/kafka.db",
+            "/tmp/q?uery/kafka.db",
+        ] {
+            if let Ok(url) = storage_url(Path::new(path)) {
+                assert_eq!(
+                    absolute(&cwd.join(url.path()), &cwd),
+                    PathBuf::from(path),
+                    "{path}"
+                );
+            }
+        }
     }
 }

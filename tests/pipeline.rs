@@ -534,3 +534,123 @@ async fn mapping_simulation_and_xml_meter_readings_through_the_pipeline() {
     );
     h.standalone.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_platform_events_are_filtered_mapped_and_delivered_to_their_webhook() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let receiver = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (status, webhook) = h
+        .post("/v1/webhooks/configs", json!({"name": "ERP middleware", "eventName": "event_InstallmentUpdated", "url": receiver.url()}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{webhook}");
+    let secret = webhook["signingSecret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let webhook_id = webhook["id"].as_str().expect("id").to_owned();
+    let (_, integration) = h.post("/v1/integrations", json!({"name": "SAP"})).await;
+    let integration_id = integration["id"].as_str().expect("id").to_owned();
+    let use_cases = format!("/v1/integrations/{integration_id}/use-cases");
+    let (status, use_case) = h
+        .post(&use_cases, json!({"name": "Change installment", "slug": "change-installment", "type": "outbound", "enabled": true,
+            "configuration": {"event_catalog_event": "InstallmentUpdated", "event_filter": "contract.installment_amount > 0",
+                "mappings": [{"name": "ERP installment", "enabled": true,
+                    "jsonata_expression": "{\"acknowledgeId\": _ack_id, \"contract_number\": contract.contract_number, \"event_name\": _event_name, \"value\": $string(contract.installment_amount)}",
+                    "delivery": {"type": "webhook", "webhook_id": webhook_id}}]}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{use_case}");
+    assert!(
+        use_case["configuration"]["mappings"][0]["id"].is_string(),
+        "mapping ids are assigned"
+    );
+    let (status, _) = h
+        .post(&use_cases, json!({"name": "Payment method", "slug": "payment-method", "type": "outbound", "enabled": true,
+            "configuration": {"event_catalog_event": "PaymentMethodUpdated", "event_filter": "$error('filter bug')",
+                "mappings": [{"name": "ERP", "enabled": true, "jsonata_expression": "$", "delivery": {"type": "webhook", "webhook_id": webhook_id}}]}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, answer) = h
+        .post(&use_cases, json!({"name": "Broken", "slug": "broken", "type": "outbound", "enabled": true,
+            "configuration": {"event_catalog_event": "X", "mappings": [{"name": "m", "jsonata_expression": "{(", "delivery": {"type": "webhook", "webhook_id": "w"}}]}}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+
+    let event = |id: &str, name: &str, amount: i64| {
+        json!({
+        "_event_id": id, "_event_name": name, "_event_time": "2025-03-01T08:00:00.000Z", "_event_version": "1.0",
+        "_ack_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "trigger_entity": "c-1", "operation": "updateEntity",
+        "contract": {"contract_number": "V-2024-0001", "installment_amount": amount}})
+    };
+    let (status, answer) = h
+        .post(
+            "/v1/events",
+            json!({"events": [
+            event("01JN0000000000000000000001", "InstallmentUpdated", 8900),
+            event("01JN0000000000000000000002", "InstallmentUpdated", 0),
+            event("01JN0000000000000000000003", "PaymentMethodUpdated", 1),
+            event("01JN0000000000000000000004", "TariffChange", 1)]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = h
+        .post(
+            "/v1/events",
+            json!([{"_event_name": "X", "_event_time": "2025-03-01T08:00:00Z"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("events[0]._event_id is required")),
+        "{answer}"
+    );
+
+    assert!(receiver.wait_for(1, LONG).await, "nothing delivered");
+    let brokers = h.standalone.broker_address.to_string();
+    let letters = read_topic(&brokers, "erp.dlq", 1, LONG).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deliveries = receiver.deliveries();
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "only the matching event is delivered, once"
+    );
+    assert!(deliveries[0].verify(&secret));
+    assert_eq!(
+        deliveries[0].json(),
+        json!({"acknowledgeId": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "contract_number": "V-2024-0001",
+               "event_name": "InstallmentUpdated", "value": "8900"})
+    );
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].1["code"], "MAPPING_EXPRESSION_FAILED");
+    assert_eq!(letters[0].1["source"]["topic"], "erp.platform.events");
+    assert!(
+        letters[0].1["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("filter bug"))
+    );
+
+    let spans = read_topic(&brokers, "erp.monitoring", 4, LONG).await;
+    let codes: BTreeSet<String> = spans
+        .iter()
+        .filter(|(_, s)| s["use_case_type"] == "outbound")
+        .map(|(_, s)| {
+            format!(
+                "{}:{}",
+                s["level"].as_str().unwrap_or(""),
+                s["code"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        codes.contains("success:")
+            && codes.contains("skipped:EVENT_FILTERED")
+            && codes.contains("error:MAPPING_EXPRESSION_FAILED"),
+        "{codes:?}"
+    );
+    h.standalone.stop().await.expect("clean stop");
+}

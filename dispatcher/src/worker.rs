@@ -16,7 +16,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use erp_runtime::config_view::WebhookEntry;
 use erp_runtime::{ConfigView, Runtime, kafka};
@@ -74,6 +74,7 @@ struct EventHead {
     /// The inbound event a mapped event came from: groups spans of one inbound event.
     trace_event_id: String,
     correlation_id: String,
+    use_case_type: String,
 }
 
 impl EventHead {
@@ -85,8 +86,15 @@ impl EventHead {
             event_name: text("_event_name")?,
             integration_id: text("integration_id").unwrap_or_default(),
             use_case_id: text("use_case_id").unwrap_or_default(),
-            trace_event_id: text("inbound_event_id").unwrap_or_else(|| event_id.clone()),
+            trace_event_id: text("inbound_event_id")
+                .or_else(|| text("source_event_id"))
+                .unwrap_or_else(|| event_id.clone()),
             correlation_id: text("correlation_id").unwrap_or_default(),
+            use_case_type: match (value.get("_delivery"), value.get("use_case_id")) {
+                (Some(_), _) => "outbound".into(),
+                (None, Some(_)) => "inbound".into(),
+                _ => String::new(),
+            },
             event_id,
         })
     }
@@ -213,11 +221,9 @@ impl Dispatcher {
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned());
             let payload = message.payload().unwrap_or_default();
-            let head = serde_json::from_slice::<Value>(payload)
-                .ok()
-                .as_ref()
-                .and_then(EventHead::read);
-            let Some(head) = head else {
+            let event = serde_json::from_slice::<Value>(payload).ok();
+            let head = event.as_ref().and_then(EventHead::read);
+            let (Some(event), Some(head)) = (event, head) else {
                 let letter = dead_letter(
                     "POISON_RECORD",
                     "not a core event: JSON with _event_id, _event_name and _org_id expected",
@@ -231,6 +237,65 @@ impl Dispatcher {
                 continue;
             };
             let head = Arc::new(head);
+            // An outbound message is addressed to one delivery; other events go to every
+            // endpoint subscribed to their name.
+            if let Some(delivery) = event.get("_delivery") {
+                match delivery.get("type").and_then(Value::as_str) {
+                    Some("webhook") => {
+                        let webhook_id = delivery
+                            .get("webhook_id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        match config.webhook(&head.org_id, webhook_id) {
+                            Some(endpoint) if endpoint.webhook.enabled => {
+                                let body = serde_json::to_vec(
+                                    event.get("payload").unwrap_or(&Value::Null),
+                                )
+                                .unwrap_or_default();
+                                jobs.push(Job {
+                                    head: Arc::clone(&head),
+                                    endpoint: endpoint.clone(),
+                                    body: Arc::from(body),
+                                    source: source.clone(),
+                                    key: key.clone(),
+                                });
+                            }
+                            found => {
+                                // Parked, not dropped: the dead letter names the endpoint and
+                                // holds the event for recovery once the endpoint exists or is
+                                // enabled again.
+                                let (code, reason) = if found.is_some() {
+                                    (
+                                        "WEBHOOK_DISABLED",
+                                        format!("webhook {webhook_id} is disabled"),
+                                    )
+                                } else {
+                                    (
+                                        "WEBHOOK_NOT_FOUND",
+                                        format!("webhook {webhook_id} does not exist"),
+                                    )
+                                };
+                                let letter = dead_letter(
+                                    code,
+                                    &reason,
+                                    source,
+                                    key,
+                                    payload,
+                                    Some(&head),
+                                    Some(webhook_id),
+                                );
+                                self.enqueue_dead_letter(&letter, &mut records).await?;
+                            }
+                        }
+                    }
+                    // The poll stream and file deliveries consume these from the topic.
+                    _ => debug!(
+                        event_id = head.event_id,
+                        "not a webhook delivery; left to its consumer"
+                    ),
+                }
+                continue;
+            }
             let body: Arc<[u8]> = Arc::from(payload);
             for endpoint in config.subscribers(&head.org_id, &head.event_name) {
                 jobs.push(Job {
@@ -390,11 +455,7 @@ impl Dispatcher {
             event_id: head.trace_event_id.clone(),
             correlation_id: head.correlation_id.clone(),
             use_case_id: head.use_case_id.clone(),
-            use_case_type: if head.use_case_id.is_empty() {
-                String::new()
-            } else {
-                "inbound".into()
-            },
+            use_case_type: head.use_case_type.clone(),
             level,
             code,
             message,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod integrations;
 pub mod metrics;
+pub mod platform;
 pub mod simulation;
 pub mod state;
 pub mod use_cases;
@@ -30,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/v1/erp/updates/mapping_simulation",
             web::post().to(simulation::simulate_v1),
         )
+        .route("/v1/events", web::post().to(platform::post))
         .route("/v1/integrations", web::get().to(integrations::list))
         .route("/v1/integrations", web::post().to(integrations::create))
         .route("/v1/integrations/{id}", web::get().to(integrations::get))

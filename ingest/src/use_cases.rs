@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
 use erp_processor::mapping::CompiledConfiguration;
+use erp_processor::outbound::CompiledOutbound;
 use erp_schemas::config::{ConfigChange, ConfigRecord, USE_CASE_TYPES, UseCase};
 use erp_schemas::timestamp::now_rfc3339;
 
@@ -44,22 +45,42 @@ fn check_type(kind: &str) -> Result<(), ApiError> {
             USE_CASE_TYPES.join(", ")
         )));
     }
-    if kind != "inbound" {
+    if kind != "inbound" && kind != "outbound" {
         return Err(ApiError::bad_request_code(
             "USE_CASE_TYPE_NOT_SUPPORTED",
-            format!("use cases of type {kind:?} are not supported by this version; inbound is"),
+            format!(
+                "use cases of type {kind:?} are not supported by this version; inbound and outbound are"
+            ),
         ));
     }
     Ok(())
 }
 
-/// Checks an inbound configuration the way the processor will read it.
-fn check_configuration(configuration: &Value) -> Result<(), ApiError> {
-    if !configuration.is_object() {
+/// Checks a configuration the way the processor will read it; gives outbound mappings without
+/// an `id` a new one (and creation times), as epilot does.
+fn check_configuration(kind_of_use_case: &str, configuration: &mut Value) -> Result<(), ApiError> {
+    let Some(object) = configuration.as_object_mut() else {
         return Err(ApiError::bad_request(format!(
             "configuration must be an object, not {}",
             kind(configuration)
         )));
+    };
+    if kind_of_use_case == "outbound" {
+        let now = erp_schemas::timestamp::now_rfc3339();
+        if let Some(Value::Array(mappings)) = object.get_mut("mappings") {
+            for mapping in mappings.iter_mut().filter_map(Value::as_object_mut) {
+                if !mapping.get("id").is_some_and(Value::is_string) {
+                    mapping.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+                }
+                mapping
+                    .entry("created_at")
+                    .or_insert_with(|| Value::String(now.clone()));
+                mapping.insert("updated_at".into(), Value::String(now.clone()));
+            }
+        }
+        return CompiledOutbound::compile(configuration)
+            .map(|_| ())
+            .map_err(|error| ApiError::unprocessable("INVALID_CONFIGURATION", error.to_string()));
     }
     CompiledConfiguration::compile(configuration)
         .map(|_| ())
@@ -106,9 +127,9 @@ pub async fn create(
     let enabled = opt_bool(map, "", "enabled")?
         .ok_or_else(|| ApiError::bad_request("enabled is required"))?;
     let change_description = opt_string(map, "", "change_description", 0, 2000)?.map(str::to_owned);
-    let configuration = map.get("configuration").cloned();
-    if let Some(configuration) = &configuration {
-        check_configuration(configuration)?;
+    let mut configuration = map.get("configuration").cloned();
+    if let Some(configuration) = &mut configuration {
+        check_configuration(&kind, configuration)?;
     }
 
     let _guard = state.config.exclusive().await;
@@ -252,8 +273,8 @@ pub async fn update(
             }
         }
     }
-    if let Some(configuration) = configuration {
-        check_configuration(&configuration)?;
+    if let Some(mut configuration) = configuration {
+        check_configuration(&use_case.kind, &mut configuration)?;
         use_case.configuration = Some(configuration);
     }
     if let Some(name) = name {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod jsonata;
 pub mod mapping;
 pub mod metrics;
+pub mod outbound;
 pub mod outcome;
 pub mod payload;
 pub mod rebalance;

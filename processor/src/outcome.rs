@@ -14,6 +14,7 @@ use erp_schemas::monitoring::{Level, MonitoringSpan};
 use erp_schemas::timestamp::{format_millis, millis_of, now_rfc3339, parse_rfc3339};
 
 use crate::mapping::{MappingError, MappingResult};
+use crate::outbound::OutboundOutcome;
 
 /// The fate of one record.
 #[derive(Debug)]
@@ -44,6 +45,46 @@ pub enum Outcome {
     },
     /// The record itself cannot be read.
     Poison { reason: String },
+    /// A platform event and what each matching outbound use case made of it.
+    Outbound {
+        head: PlatformHead,
+        results: Vec<(Box<UseCaseEntry>, Result<OutboundOutcome, MappingError>)>,
+    },
+    /// A platform event no enabled outbound use case subscribes to.
+    NotSubscribed,
+}
+
+/// The envelope fields of a platform core event the processor needs.
+#[derive(Debug, Clone)]
+pub struct PlatformHead {
+    pub org_id: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub event_time: String,
+    pub event_version: String,
+    pub ack_id: Option<String>,
+    pub trigger_source_type: Option<String>,
+    pub trigger_source: Option<String>,
+    /// The whole event, as the filter and mappings see it.
+    pub event: Value,
+}
+
+impl PlatformHead {
+    /// Reads the envelope; `None` when a required field is missing.
+    pub fn read(event: Value) -> Option<Self> {
+        let text = |key: &str| event.get(key).and_then(Value::as_str).map(str::to_owned);
+        Some(Self {
+            org_id: text("_org_id")?,
+            event_id: text("_event_id")?,
+            event_name: text("_event_name")?,
+            event_time: text("_event_time").unwrap_or_default(),
+            event_version: text("_event_version").unwrap_or_else(|| "1.0".into()),
+            ack_id: text("_ack_id"),
+            trigger_source_type: text("_trigger_source_type"),
+            trigger_source: text("_trigger_source"),
+            event,
+        })
+    }
 }
 
 impl Outcome {
@@ -54,6 +95,14 @@ impl Outcome {
             Outcome::Duplicate { .. } => "skipped",
             Outcome::Ignored { .. } => "ignored",
             Outcome::Failed { .. } | Outcome::Poison { .. } => "error",
+            Outcome::Outbound { results, .. } => {
+                if results.iter().any(|(_, r)| r.is_err()) {
+                    "error"
+                } else {
+                    "outbound"
+                }
+            }
+            Outcome::NotSubscribed => "ignored",
         }
     }
 }
@@ -122,8 +171,8 @@ pub fn core_event(
     }
 }
 
-/// The monitoring span of an outcome.
-pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> MonitoringSpan {
+/// The monitoring span of an inbound outcome (`None` for platform events, which have their own).
+pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> Option<MonitoringSpan> {
     let (record, use_case, level, code, message, detail): (
         Option<&InboundEventRecord>,
         Option<&UseCaseEntry>,
@@ -192,12 +241,13 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> MonitoringSpan {
             reason.clone(),
             json!({"source": source}),
         ),
+        Outcome::Outbound { .. } | Outcome::NotSubscribed => return None,
     };
     let event_id = record.map_or_else(
         || format!("{}/{}/{}", source.topic, source.partition, source.offset),
         |r| r.event_id.clone(),
     );
-    MonitoringSpan {
+    Some(MonitoringSpan {
         id: derived_uuid(&[&event_id, "processor", code]),
         org_id: record.map(|r| r.org_id.clone()).unwrap_or_default(),
         integration_id: record.map(|r| r.integration_id.clone()).unwrap_or_default(),
@@ -212,7 +262,118 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> MonitoringSpan {
         message,
         detail,
         created_at: now_rfc3339(),
+    })
+}
+
+/// What a platform event yields: core events for the dispatcher (each addressed to its
+/// delivery), one span per matching use case, and a dead letter per failed use case.
+pub fn outbound_records(
+    head: &PlatformHead,
+    results: &[(Box<UseCaseEntry>, Result<OutboundOutcome, MappingError>)],
+    source: &SourceCoordinates,
+    key: Option<&str>,
+    value: &str,
+) -> (Vec<CoreEvent>, Vec<MonitoringSpan>, Vec<DeadLetter>) {
+    let (mut events, mut spans, mut letters) = (Vec::new(), Vec::new(), Vec::new());
+    let millis = parse_rfc3339(&head.event_time).map(millis_of).unwrap_or(0);
+    for (use_case, result) in results {
+        let uc = &use_case.use_case;
+        let ack_tracking = uc
+            .configuration
+            .as_ref()
+            .and_then(|c| c.get("ack_tracking"))
+            .and_then(Value::as_str)
+            != Some("off");
+        let (level, code, message, detail) = match result {
+            Ok(OutboundOutcome::Filtered) => (
+                Level::Skipped,
+                "EVENT_FILTERED",
+                "the use case's event_filter did not match".to_owned(),
+                json!({}),
+            ),
+            Ok(OutboundOutcome::Messages(messages)) => {
+                let mut ids = Vec::new();
+                for message in messages {
+                    let event_id =
+                        derived_ulid(millis, &[&head.event_id, &uc.id, &message.mapping_id])
+                            .to_string();
+                    ids.push(event_id.clone());
+                    let body = json!({
+                        "integration_id": uc.integration_id,
+                        "use_case_id": uc.id,
+                        "use_case_slug": uc.slug,
+                        "mapping_id": message.mapping_id,
+                        "source_event_id": head.event_id,
+                        "ack_tracking": ack_tracking,
+                        "_delivery": message.delivery,
+                        "payload": message.payload,
+                    });
+                    events.push(CoreEvent {
+                        envelope: Envelope {
+                            _org_id: head.org_id.clone(),
+                            _event_time: head.event_time.clone(),
+                            _ack_id: head
+                                .ack_id
+                                .clone()
+                                .unwrap_or_else(|| derived_uuid(&[&head.event_id, "ack"])),
+                            _event_id: event_id,
+                            _event_name: head.event_name.clone(),
+                            _event_version: head.event_version.clone(),
+                            _event_source: Some("erp-toolkit.processor".to_owned()),
+                            _trigger_source_type: head.trigger_source_type.clone(),
+                            _trigger_source: head.trigger_source.clone(),
+                        },
+                        body: match body {
+                            Value::Object(map) => map,
+                            _ => serde_json::Map::new(),
+                        },
+                    });
+                }
+                (
+                    Level::Success,
+                    "",
+                    format!("{} outbound message(s) for delivery", messages.len()),
+                    json!({"core_event_ids": ids, "ack_tracking": ack_tracking}),
+                )
+            }
+            Err(error) => {
+                letters.push(DeadLetter {
+                    stage: "processor".into(),
+                    code: error.code().into(),
+                    reason: format!("outbound use case {}: {error}", uc.id),
+                    source: source.clone(),
+                    org_id: Some(head.org_id.clone()),
+                    integration_id: Some(uc.integration_id.clone()),
+                    event_id: Some(head.event_id.clone()),
+                    webhook_id: None,
+                    key: key.map(str::to_owned),
+                    value: value.to_owned(),
+                    failed_at: now_rfc3339(),
+                });
+                (
+                    Level::Error,
+                    error.code(),
+                    error.to_string(),
+                    json!({"jsonata_code": error.jsonata_code(), "source": source}),
+                )
+            }
+        };
+        spans.push(MonitoringSpan {
+            id: derived_uuid(&[&head.event_id, "processor", &uc.id]),
+            org_id: head.org_id.clone(),
+            integration_id: uc.integration_id.clone(),
+            event_id: head.event_id.clone(),
+            correlation_id: String::new(),
+            use_case_id: uc.id.clone(),
+            use_case_type: "outbound".into(),
+            level,
+            code: code.to_owned(),
+            message,
+            detail,
+            created_at: now_rfc3339(),
+        });
     }
+    (events, spans, letters)
 }
 
 /// The dead letter of a failed outcome; `None` for outcomes that are not failures.

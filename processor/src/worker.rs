@@ -31,7 +31,8 @@ use crate::mapping::{
     CompiledConfiguration, FileProxyContext, MappingContext, MappingError, map_document,
 };
 use crate::metrics::ProcessorMetrics;
-use crate::outcome::{self, Outcome};
+use crate::outbound::CompiledOutbound;
+use crate::outcome::{self, Outcome, PlatformHead};
 use crate::payload;
 use crate::rebalance::{Owned, ProcessorContext};
 use crate::state::{PendingState, StateStore, Verdict};
@@ -77,6 +78,7 @@ struct Input {
 #[derive(Default)]
 struct MappingCache {
     entries: HashMap<String, (i64, Result<Arc<CompiledConfiguration>, MappingError>)>,
+    outbound: HashMap<String, (i64, Result<Arc<CompiledOutbound>, MappingError>)>,
 }
 
 impl MappingCache {
@@ -95,6 +97,56 @@ impl MappingCache {
         );
         compiled
     }
+
+    fn outbound(&mut self, entry: &UseCaseEntry) -> Result<Arc<CompiledOutbound>, MappingError> {
+        if let Some((revision, compiled)) = self.outbound.get(&entry.use_case.id)
+            && *revision == entry.revision
+        {
+            return compiled.clone();
+        }
+        let empty = serde_json::json!({});
+        let configuration = entry.use_case.configuration.as_ref().unwrap_or(&empty);
+        let compiled = CompiledOutbound::compile(configuration).map(Arc::new);
+        self.outbound.insert(
+            entry.use_case.id.clone(),
+            (entry.revision, compiled.clone()),
+        );
+        compiled
+    }
+}
+
+/// Finds the enabled outbound use cases of the event's organisation subscribed to its name. A
+/// use case whose configuration no longer compiles is reported as failed for this event; the
+/// healthy ones still run.
+fn plan_outbound(
+    config: &erp_runtime::ConfigState,
+    cache: &mut MappingCache,
+    head: PlatformHead,
+    timeout: Duration,
+) -> Plan {
+    let mut use_cases = Vec::new();
+    let mut failed = Vec::new();
+    for entry in config.enabled_use_cases(&head.org_id, "outbound") {
+        match cache.outbound(entry) {
+            Ok(compiled) if compiled.event == head.event_name => {
+                use_cases.push((Box::new(entry.clone()), compiled))
+            }
+            Ok(_) => {}
+            Err(error) => failed.push((Box::new(entry.clone()), Err(error))),
+        }
+    }
+    if use_cases.is_empty() && failed.is_empty() {
+        return Plan::Done(Outcome::NotSubscribed);
+    }
+    if !failed.is_empty() {
+        let mut results = failed;
+        for (entry, compiled) in use_cases {
+            let result = compiled.apply(&head.event, timeout);
+            results.push((entry, result));
+        }
+        return Plan::Done(Outcome::Outbound { head, results });
+    }
+    Plan::Outbound { head, use_cases }
 }
 
 /// Runs the processor until the runtime's shutdown token is cancelled.
@@ -127,7 +179,7 @@ pub async fn run(
             .group_consumer_config("erp-toolkit-processor", &settings.group_id)
             .create_with_context(context)?,
     );
-    consumer.subscribe(&[&topics.inbound_events()])?;
+    consumer.subscribe(&[&topics.inbound_events(), &topics.platform_events()])?;
     runtime.readiness.flag("processor").set(true);
     info!(
         topic = topics.inbound_events(),
@@ -259,6 +311,23 @@ enum Plan {
         use_case: Box<UseCaseEntry>,
         compiled: Arc<CompiledConfiguration>,
     },
+    Outbound {
+        head: PlatformHead,
+        use_cases: Vec<(Box<UseCaseEntry>, Arc<CompiledOutbound>)>,
+    },
+}
+
+/// The CPU work of a batch, done off the async threads.
+enum Work {
+    Inbound(
+        Box<InboundEventRecord>,
+        Box<UseCaseEntry>,
+        Arc<CompiledConfiguration>,
+    ),
+    Outbound(
+        Box<PlatformHead>,
+        Vec<(Box<UseCaseEntry>, Arc<CompiledOutbound>)>,
+    ),
 }
 
 impl Worker {
@@ -271,7 +340,22 @@ impl Worker {
         let config = view.snapshot();
         let mut pending = PendingState::default();
         let mut plans = Vec::with_capacity(batch.len());
+        let platform_topic = self.topics.platform_events();
         for input in batch {
+            if input.source.topic == platform_topic {
+                let head = serde_json::from_slice::<serde_json::Value>(
+                    input.message.payload().unwrap_or_default(),
+                )
+                .ok()
+                .and_then(PlatformHead::read);
+                plans.push(match head {
+                    Some(head) => plan_outbound(&config, cache, head, self.settings.mapping_timeout),
+                    None => Plan::Done(Outcome::Poison {
+                        reason: "not a core event: JSON with _event_id, _event_name and _org_id expected".into(),
+                    }),
+                });
+                continue;
+            }
             let record: InboundEventRecord = match erp_schemas::error::decode(
                 "inbound event",
                 input.message.payload().unwrap_or_default(),
@@ -298,7 +382,11 @@ impl Worker {
                     use_case,
                     compiled,
                 } => {
-                    work.push((index, record, use_case, compiled));
+                    work.push((index, Work::Inbound(record, use_case, compiled)));
+                    outcomes.push(None);
+                }
+                Plan::Outbound { head, use_cases } => {
+                    work.push((index, Work::Outbound(Box::new(head), use_cases)));
                     outcomes.push(None);
                 }
             }
@@ -307,7 +395,26 @@ impl Worker {
         let file_proxy_base_url = self.settings.file_proxy_base_url.clone();
         let mapped = tokio::task::spawn_blocking(move || {
             work.into_iter()
-                .map(|(index, record, use_case, compiled)| {
+                .map(|(index, work)| {
+                    let (record, use_case, compiled) = match work {
+                        Work::Inbound(record, use_case, compiled) => (record, use_case, compiled),
+                        Work::Outbound(head, use_cases) => {
+                            let results = use_cases
+                                .into_iter()
+                                .map(|(use_case, compiled)| {
+                                    let result = compiled.apply(&head.event, timeout);
+                                    (use_case, result)
+                                })
+                                .collect();
+                            return (
+                                index,
+                                Outcome::Outbound {
+                                    head: *head,
+                                    results,
+                                },
+                            );
+                        }
+                    };
                     let file_proxy =
                         file_proxy_base_url
                             .as_ref()
@@ -536,17 +643,56 @@ impl Worker {
                 .await?,
             );
         }
-        let span = outcome::span(outcome, &input.source);
-        let bytes = erp_schemas::error::encode("monitoring span", &span)?;
-        deliveries.push(
-            kafka::enqueue(
-                &self.producer,
-                &self.topics.monitoring(),
-                &span.integration_id,
-                &bytes,
-            )
-            .await?,
-        );
+        if let Outcome::Outbound { head, results } = outcome {
+            let value = String::from_utf8_lossy(input.message.payload().unwrap_or_default());
+            let (events, spans, letters) =
+                outcome::outbound_records(head, results, &input.source, key.as_deref(), &value);
+            // Keyed like the platform event (its trigger entity), so per-entity order holds.
+            let event_key = key.clone().unwrap_or_else(|| head.event_id.clone());
+            for event in events {
+                let bytes = erp_schemas::error::encode("core event", &event)?;
+                deliveries.push(
+                    kafka::enqueue(
+                        &self.producer,
+                        &self.topics.core_events(),
+                        &event_key,
+                        &bytes,
+                    )
+                    .await?,
+                );
+            }
+            for span in spans {
+                let bytes = erp_schemas::error::encode("monitoring span", &span)?;
+                deliveries.push(
+                    kafka::enqueue(
+                        &self.producer,
+                        &self.topics.monitoring(),
+                        &span.integration_id,
+                        &bytes,
+                    )
+                    .await?,
+                );
+            }
+            for letter in letters {
+                let bytes = erp_schemas::error::encode("dead letter", &letter)?;
+                deliveries.push(
+                    kafka::enqueue(&self.producer, &self.topics.dlq(), &event_key, &bytes).await?,
+                );
+            }
+            return Ok(());
+        }
+        if let Some(span) = outcome::span(outcome, &input.source) {
+            let bytes = erp_schemas::error::encode("monitoring span", &span)?;
+            deliveries.push(
+                kafka::enqueue(
+                    &self.producer,
+                    &self.topics.monitoring(),
+                    &span.integration_id,
+                    &bytes,
+                )
+                .await?,
+            );
+        }
         let value =
             String::from_utf8_lossy(input.message.payload().unwrap_or_default()).into_owned();
         if let Some(letter) =

@@ -137,6 +137,19 @@ impl ConfigState {
             .filter(|e| e.org_id == org_id && e.use_case.integration_id == integration_id)
     }
 
+    /// The organisation's enabled use cases of one type, oldest first.
+    pub fn enabled_use_cases(&self, org_id: &str, kind: &str) -> Vec<&UseCaseEntry> {
+        let mut all: Vec<_> = self
+            .use_cases
+            .values()
+            .filter(|e| e.org_id == org_id && e.use_case.enabled && e.use_case.kind == kind)
+            .collect();
+        all.sort_by(|a, b| {
+            (&a.use_case.created_at, &a.use_case.id).cmp(&(&b.use_case.created_at, &b.use_case.id))
+        });
+        all
+    }
+
     /// Routes an inbound event by its slug or event name to an inbound use case. When several
     /// match, an enabled one wins, then the oldest.
     pub fn route(
