@@ -1,0 +1,255 @@
+//! Processor throughput on the embedded broker, against a bare consume → produce pass-through
+//! measured in the same run: N inbound records (meter readings, 10-field mapping, 16 ordering
+//! groups) are produced first; then a pass-through consumer group copies them to another topic,
+//! batch by batch with awaited acknowledgements; then the processor maps them (dedup, mapping,
+//! core event, monitoring span, changelog, sled commit per batch). Both include their group
+//! join. Reports both rates, the ratio and the processor's mean batch size.
+//!
+//! ```sh
+//! cargo run --release -p erp-benches --bin procbench -- --events 20000
+//! ```
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures::StreamExt;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+
+use erp_benches::workload::{meter_reading, meter_reading_mapping};
+use erp_processor::ProcessorSettings;
+use erp_runtime::topics::{TopicSpec, ensure_topics, standard_topics};
+use erp_runtime::{ConfigView, KafkaSettings, Metrics, Readiness, Runtime, kafka};
+use erp_schemas::config::{ConfigChange, ConfigRecord, Integration, UseCase};
+use erp_schemas::inbound::{InboundEventRecord, PayloadFormat};
+use erp_toolkit::broker::EmbeddedBroker;
+
+#[derive(Parser, Debug)]
+#[command(about = "Processor throughput against a pass-through baseline")]
+struct Args {
+    /// Inbound records to process.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Partitions of the topics.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Most records per processor poll batch.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let mut broker =
+        EmbeddedBroker::start(&dir.path().join("kafka"), "127.0.0.1:0".parse()?).await?;
+    let mut settings = KafkaSettings::new(broker.address().to_string());
+    settings.partitions = args.partitions;
+    let mut topics = standard_topics(&settings);
+    topics.push(TopicSpec {
+        name: "bench.passthrough".into(),
+        partitions: args.partitions,
+        configs: vec![],
+    });
+    ensure_topics(&settings, &topics).await?;
+    let producer: FutureProducer = settings.producer("procbench")?;
+
+    // Configuration: one integration, one inbound use case.
+    let now = erp_schemas::timestamp::now_rfc3339();
+    let integration = Integration {
+        id: "00000000-0000-4000-8000-000000000001".into(),
+        org_id: "bench".into(),
+        name: "bench".into(),
+        description: None,
+        extra: Default::default(),
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    let use_case = UseCase {
+        id: "00000000-0000-4000-8000-000000000002".into(),
+        integration_id: integration.id.clone(),
+        name: "Meter readings".into(),
+        slug: Some("meter-readings".into()),
+        kind: "inbound".into(),
+        enabled: true,
+        configuration: Some(meter_reading_mapping()),
+        change_description: None,
+        changed_by: None,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    for change in [
+        ConfigChange::IntegrationUpserted {
+            integration: integration.clone(),
+        },
+        ConfigChange::UseCaseUpserted { use_case },
+    ] {
+        let record = ConfigRecord {
+            org_id: "bench".into(),
+            at: now.clone(),
+            actor: None,
+            change,
+        };
+        kafka::send(
+            &producer,
+            &settings.topics.config(),
+            record.key(),
+            &serde_json::to_vec(&record)?,
+        )
+        .await?;
+    }
+
+    // The input, produced before either measurement.
+    let received_at = erp_schemas::timestamp::now_millis();
+    let records: Vec<(String, Vec<u8>)> = (0..args.events)
+        .map(|n| {
+            let record = InboundEventRecord {
+                event_id: erp_schemas::ids::new_event_id(),
+                org_id: "bench".into(),
+                integration_id: integration.id.clone(),
+                api_version: "v3".into(),
+                received_at,
+                correlation_id: format!("bench-{n}"),
+                group_id: Some(format!("meter-{}", n % 16)),
+                use_case_slug: Some("meter-readings".into()),
+                event_name: None,
+                event_type: None,
+                timestamp: "2025-01-15T00:00:00Z".into(),
+                format: PayloadFormat::Json,
+                payload: meter_reading(n).to_string(),
+                deduplication_id: Some(format!("reading-{n}")),
+            };
+            (
+                record.key(),
+                serde_json::to_vec(&record).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let inbound = settings.topics.inbound_events();
+    let sent = futures::stream::iter(records.iter())
+        .map(|(key, value)| kafka::send(&producer, &inbound, key, value))
+        .buffer_unordered(1000)
+        .collect::<Vec<_>>()
+        .await;
+    for outcome in sent {
+        outcome?;
+    }
+    println!(
+        "procbench: {} records, {} partitions, processor batch ≤ {}",
+        args.events, args.partitions, args.batch
+    );
+
+    let passthrough = passthrough(&settings, &producer, &inbound, args.events).await?;
+    let processed = processor(&settings, dir.path(), args.events, args.batch).await?;
+    let base_rate = args.events as f64 / passthrough.as_secs_f64();
+    let rate = args.events as f64 / processed.0.as_secs_f64();
+    println!(
+        "pass-through consume -> produce:   {:>7.2} s  {:>8.0} records/s",
+        passthrough.as_secs_f64(),
+        base_rate
+    );
+    println!(
+        "processor (dedup, map, emit):      {:>7.2} s  {:>8.0} events/s",
+        processed.0.as_secs_f64(),
+        rate
+    );
+    println!(
+        "processor / pass-through:          {:>7.3}",
+        rate / base_rate
+    );
+    println!(
+        "processor mean batch:              {:>7.1} records",
+        processed.1
+    );
+    broker.stop().await;
+    Ok(())
+}
+
+async fn passthrough(
+    settings: &KafkaSettings,
+    producer: &FutureProducer,
+    inbound: &str,
+    count: usize,
+) -> anyhow::Result<Duration> {
+    let consumer =
+        std::sync::Arc::new(settings.group_consumer("procbench", "procbench-passthrough")?);
+    consumer.subscribe(&[inbound])?;
+    let started = Instant::now();
+    let mut copied = 0;
+    while copied < count {
+        let batch = kafka::poll_batch(&consumer, 500).await;
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for message in &batch {
+            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+            deliveries.push(
+                kafka::enqueue(
+                    producer,
+                    "bench.passthrough",
+                    &key,
+                    message.payload().unwrap_or_default(),
+                )
+                .await?,
+            );
+        }
+        kafka::await_deliveries(deliveries).await?;
+        kafka::commit_batch(&consumer, &batch).await;
+        copied += batch.len();
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("pass-through stalled at {copied}");
+        }
+    }
+    Ok(started.elapsed())
+}
+
+async fn processor(
+    settings: &KafkaSettings,
+    dir: &std::path::Path,
+    count: usize,
+    batch: usize,
+) -> anyhow::Result<(Duration, f64)> {
+    let runtime = Runtime {
+        kafka: settings.clone(),
+        metrics: Metrics::new(),
+        readiness: Readiness::new(),
+        shutdown: Default::default(),
+    };
+    let (view, _view_task) = ConfigView::start(&runtime, "procbench").await?;
+    while !runtime.readiness.is_ready() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let settings = ProcessorSettings {
+        data_dir: dir.join("processor"),
+        group_id: "procbench-processor".into(),
+        max_batch: batch,
+        ..ProcessorSettings::default()
+    };
+    let started = Instant::now();
+    let task = tokio::spawn(erp_processor::run(runtime.clone(), view, settings));
+    let metric = |name: &str| -> f64 {
+        runtime
+            .metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    while metric("erp_processor_events_total") < count as f64 {
+        if task.is_finished() || started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "processor stopped at {}",
+                metric("erp_processor_events_total")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let mean_batch = metric("erp_processor_batch_records_sum")
+        / metric("erp_processor_batch_records_count").max(1.0);
+    runtime.shutdown.cancel();
+    task.await.context("processor task")??;
+    Ok((elapsed, mean_batch))
+}
