@@ -111,6 +111,31 @@ pub struct ApiArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ERP_TOOLKIT_BODY_LIMIT", default_value_t = 10 * 1024 * 1024)]
     pub body_limit: usize,
+    /// Directory of catalog core-event JSON Schemas (`<EventName>.schema.json`) that events
+    /// posted to `/v1/events` are checked against.
+    #[arg(long, env = "ERP_TOOLKIT_CORE_EVENT_SCHEMAS")]
+    pub core_event_schemas: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The event schemas, if a directory is configured.
+    pub fn event_schemas(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<erp_ingest::event_schemas::EventSchemas>>> {
+        load_event_schemas(self.core_event_schemas.as_deref())
+    }
+}
+
+/// Loads the core-event schemas of `dir`, if given.
+pub fn load_event_schemas(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<erp_ingest::event_schemas::EventSchemas>>> {
+    dir.map(|dir| {
+        erp_ingest::event_schemas::EventSchemas::load(dir)
+            .map(std::sync::Arc::new)
+            .map_err(anyhow::Error::msg)
+    })
+    .transpose()
 }
 
 /// `ingest`

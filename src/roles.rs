@@ -41,6 +41,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         metrics: ApiState::metrics_in(&runtime.metrics),
         body_limit: args.api.body_limit,
         mapping_timeout: std::time::Duration::from_millis(args.mapping_timeout_ms.max(1)),
+        event_schemas: args.api.event_schemas()?,
     });
     let (address, server) = crate::api::server(
         &args.listen,

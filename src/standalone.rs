@@ -39,6 +39,8 @@ pub struct StandaloneOptions {
     pub org_id: String,
     /// Largest accepted request body.
     pub body_limit: usize,
+    /// Directory of core-event JSON Schemas for `POST /v1/events`.
+    pub core_event_schemas: Option<PathBuf>,
     /// Processor settings (its data directory is placed under `data_dir`).
     pub processor: ProcessorSettings,
     /// Dispatcher settings.
@@ -55,6 +57,7 @@ impl StandaloneOptions {
             partitions: 6,
             org_id: "default".into(),
             body_limit: 10 * 1024 * 1024,
+            core_event_schemas: None,
             processor: ProcessorSettings::default(),
             dispatcher: DispatcherSettings::default(),
         }
@@ -115,6 +118,7 @@ impl Standalone {
             metrics: ApiState::metrics_in(&runtime.metrics),
             body_limit: options.body_limit,
             mapping_timeout: options.processor.mapping_timeout,
+            event_schemas: crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?,
         });
         let (http_address, server) = crate::api::server(
             &options.listen,

@@ -410,6 +410,35 @@ async fn bad_input_gets_precise_errors_and_breaks_nothing() {
         1.0
     );
 
+    // A poison record written straight to the topic (not through the API) is dead-lettered with
+    // its coordinates, and the partition goes on.
+    let producer = erp_runtime::KafkaSettings::new(brokers.clone())
+        .producer("test")
+        .expect("producer");
+    erp_runtime::kafka::send(
+        &producer,
+        "erp.inbound.events",
+        &integration_id,
+        b"\x00not json",
+    )
+    .await
+    .expect("produced");
+    let (status, _) = h
+        .post(
+            events,
+            json!({"integration_id": integration_id, "events": [reading_event(2, "after-poison")]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        receiver.wait_for(2, LONG).await,
+        "the event after the poison record was not delivered"
+    );
+    let letters = read_topic(&brokers, "erp.dlq", 2, LONG).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters[1].1["code"], "POISON_RECORD");
+    assert_eq!(letters[1].1["source"]["topic"], "erp.inbound.events");
+
     // Unknown routes and methods answer in the same error shape.
     let (status, answer) = h.get("/v9/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -538,7 +567,14 @@ async fn mapping_simulation_and_xml_meter_readings_through_the_pipeline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_platform_events_are_filtered_mapped_and_delivered_to_their_webhook() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let h = Harness::start(dir.path()).await;
+    // epilot's catalog schemas, when the shared reference is next to the repository.
+    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("shared/reference/epilot/core-events"))
+        .find(|d| d.is_dir());
+    let mut options = common::options(dir.path());
+    options.core_event_schemas = schemas.clone();
+    let h = Harness::start_with(options).await;
     let receiver = Receiver::start("127.0.0.1:0", None, false)
         .await
         .expect("receiver");
@@ -578,11 +614,25 @@ async fn outbound_platform_events_are_filtered_mapped_and_delivered_to_their_web
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
 
+    // epilot's published samples (valid against the schemas), else a minimal envelope.
     let event = |id: &str, name: &str, amount: i64| {
-        json!({
-        "_event_id": id, "_event_name": name, "_event_time": "2025-03-01T08:00:00.000Z", "_event_version": "1.0",
-        "_ack_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "trigger_entity": "c-1", "operation": "updateEntity",
-        "contract": {"contract_number": "V-2024-0001", "installment_amount": amount}})
+        let mut event = schemas
+            .as_ref()
+            .and_then(|dir| std::fs::read_to_string(dir.join(format!("{name}.sample.json"))).ok())
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .unwrap_or_else(|| json!({"_event_version": "1.0", "_event_source": "portal", "operation": "updateEntity"}));
+        event["_event_id"] = json!(id);
+        event["_event_name"] = json!(name);
+        event["_event_time"] = json!("2025-03-01T08:00:00.000Z");
+        event["_org_id"] = json!("default");
+        event["_ack_id"] = json!("3fa85f64-5717-4562-b3fc-2c963f66afa6");
+        event["trigger_entity"] = json!("c-1");
+        if !event["contract"].is_object() {
+            event["contract"] = json!({});
+        }
+        event["contract"]["contract_number"] = json!("V-2024-0001");
+        event["contract"]["installment_amount"] = json!(amount);
+        event
     };
     let (status, answer) = h
         .post(

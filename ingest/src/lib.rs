@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod event_schemas;
 pub mod events;
 pub mod integrations;
 pub mod metrics;

@@ -55,6 +55,17 @@ pub async fn post(
         .enumerate()
         .map(|(index, event)| envelope(index, event, &caller.org_id))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(schemas) = &state.event_schemas {
+        for (index, (_, _, event)) in events.iter().enumerate() {
+            let name = event
+                .get("_event_name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            schemas
+                .check(name, event)
+                .map_err(|message| ApiError::bad_request(format!("events[{index}] {message}")))?;
+        }
+    }
 
     let topic = state.topics.platform_events();
     let mut pending = Vec::with_capacity(events.len());

@@ -25,6 +25,8 @@ pub struct ApiState {
     pub body_limit: usize,
     /// Time limit of one JSONata evaluation in a simulation.
     pub mapping_timeout: std::time::Duration,
+    /// Schemas platform events are checked against (`None`: envelope checks only).
+    pub event_schemas: Option<std::sync::Arc<crate::event_schemas::EventSchemas>>,
 }
 
 impl ApiState {
