@@ -172,6 +172,10 @@ pub struct ProcessingArgs {
     /// out while it is not set).
     #[arg(long, env = "ERP_TOOLKIT_FILE_PROXY_URL")]
     pub file_proxy_url: Option<String>,
+    /// Whether a successfully mapped event gets a `success` span on the monitoring topic (skips
+    /// and errors always do).
+    #[arg(long, env = "ERP_TOOLKIT_SUCCESS_SPANS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub success_spans: bool,
 }
 
 impl ProcessingArgs {
@@ -183,6 +187,7 @@ impl ProcessingArgs {
             mapping_timeout: Duration::from_millis(self.mapping_timeout_ms.max(1)),
             max_batch: self.processor_batch.max(1),
             file_proxy_base_url: self.file_proxy_url.clone(),
+            success_spans: self.success_spans,
             ..ProcessorSettings::default()
         }
     }

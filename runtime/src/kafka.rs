@@ -225,6 +225,16 @@ pub async fn commit_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
     consumer: &std::sync::Arc<StreamConsumer<C>>,
     batch: &[rdkafka::message::OwnedMessage],
 ) {
+    commit_batch_with(consumer, batch, true).await;
+}
+
+/// Like [`commit_batch`]; with `wait` false the commit is handed to librdkafka without waiting
+/// (for roles whose position lives elsewhere and for which the group offset is advisory).
+pub async fn commit_batch_with<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &std::sync::Arc<StreamConsumer<C>>,
+    batch: &[rdkafka::message::OwnedMessage],
+    wait: bool,
+) {
     use rdkafka::consumer::CommitMode;
     use rdkafka::message::Message;
     use rdkafka::{Offset, TopicPartitionList};
@@ -242,6 +252,12 @@ pub async fn commit_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
         if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
             tracing::warn!(%error, "cannot build offset commit");
         }
+    }
+    if !wait {
+        if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+            tracing::debug!(%error, "offset commit not accepted");
+        }
+        return;
     }
     let consumer = std::sync::Arc::clone(consumer);
     let outcome =

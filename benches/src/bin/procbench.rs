@@ -3,7 +3,8 @@
 //! groups) are produced first; then a pass-through consumer group copies them to another topic,
 //! batch by batch with awaited acknowledgements; then the processor maps them (dedup, mapping,
 //! core event, monitoring span, changelog, sled commit per batch). Both include their group
-//! join. Reports both rates, the ratio and the processor's mean batch size.
+//! join. Writes per event: core event + monitoring span + changelog record (the span optional).
+//! Reports the rates, the ratios and the processor's mean batch size.
 //!
 //! ```sh
 //! cargo run --release -p erp-benches --bin procbench -- --events 20000
@@ -38,6 +39,9 @@ struct Args {
     /// Most records per processor poll batch.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// Whether the processor writes a success span per mapped event.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    success_spans: bool,
 }
 
 #[tokio::main]
@@ -48,16 +52,62 @@ async fn main() -> anyhow::Result<()> {
         EmbeddedBroker::start(&dir.path().join("kafka"), "127.0.0.1:0".parse()?).await?;
     let mut settings = KafkaSettings::new(broker.address().to_string());
     settings.partitions = args.partitions;
-    let mut topics = standard_topics(&settings);
+    let producer: FutureProducer = settings.producer("procbench")?;
+    prepare(&settings, &producer, args.events).await?;
+    println!(
+        "procbench: {} records, {} partitions, processor batch ≤ {}, success spans {}",
+        args.events, args.partitions, args.batch, args.success_spans
+    );
+
+    let inbound = settings.topics.inbound_events();
+    let passthrough = passthrough(&settings, &producer, &inbound, args.events).await?;
+    let base_rate = args.events as f64 / passthrough.as_secs_f64();
+    println!(
+        "{:<34} {:>7.2} s  {:>8.0} records/s  (1 record written per record)",
+        "pass-through consume -> produce",
+        passthrough.as_secs_f64(),
+        base_rate
+    );
+    let (elapsed, mean_batch) = processor(
+        &settings,
+        dir.path(),
+        args.events,
+        args.batch,
+        args.success_spans,
+    )
+    .await?;
+    let rate = args.events as f64 / elapsed.as_secs_f64();
+    println!(
+        "{:<34} {:>7.2} s  {:>8.0} events/s  ({} records written per event)",
+        "processor (dedup, map, emit)",
+        elapsed.as_secs_f64(),
+        rate,
+        if args.success_spans { 3 } else { 2 }
+    );
+    println!(
+        "{:<34} {:>7.3}",
+        "processor / pass-through",
+        rate / base_rate
+    );
+    println!("{:<34} {:>7.0} records", "processor mean batch", mean_batch);
+    broker.stop().await;
+    Ok(())
+}
+
+/// Topics, configuration (one integration, one inbound use case) and the input records of one
+/// installation, produced before any measurement.
+async fn prepare(
+    settings: &KafkaSettings,
+    producer: &FutureProducer,
+    events: usize,
+) -> anyhow::Result<()> {
+    let mut topics = standard_topics(settings);
     topics.push(TopicSpec {
         name: "bench.passthrough".into(),
-        partitions: args.partitions,
+        partitions: settings.partitions,
         configs: vec![],
     });
-    ensure_topics(&settings, &topics).await?;
-    let producer: FutureProducer = settings.producer("procbench")?;
-
-    // Configuration: one integration, one inbound use case.
+    ensure_topics(settings, &topics).await?;
     let now = erp_schemas::timestamp::now_rfc3339();
     let integration = Integration {
         id: "00000000-0000-4000-8000-000000000001".into(),
@@ -94,17 +144,15 @@ async fn main() -> anyhow::Result<()> {
             change,
         };
         kafka::send(
-            &producer,
+            producer,
             &settings.topics.config(),
             record.key(),
             &serde_json::to_vec(&record)?,
         )
         .await?;
     }
-
-    // The input, produced before either measurement.
     let received_at = erp_schemas::timestamp::now_millis();
-    let records: Vec<(String, Vec<u8>)> = (0..args.events)
+    let records: Vec<(String, Vec<u8>)> = (0..events)
         .map(|n| {
             let record = InboundEventRecord {
                 event_id: erp_schemas::ids::new_event_id(),
@@ -130,41 +178,13 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let inbound = settings.topics.inbound_events();
     let sent = futures::stream::iter(records.iter())
-        .map(|(key, value)| kafka::send(&producer, &inbound, key, value))
+        .map(|(key, value)| kafka::send(producer, &inbound, key, value))
         .buffer_unordered(1000)
         .collect::<Vec<_>>()
         .await;
     for outcome in sent {
         outcome?;
     }
-    println!(
-        "procbench: {} records, {} partitions, processor batch ≤ {}",
-        args.events, args.partitions, args.batch
-    );
-
-    let passthrough = passthrough(&settings, &producer, &inbound, args.events).await?;
-    let processed = processor(&settings, dir.path(), args.events, args.batch).await?;
-    let base_rate = args.events as f64 / passthrough.as_secs_f64();
-    let rate = args.events as f64 / processed.0.as_secs_f64();
-    println!(
-        "pass-through consume -> produce:   {:>7.2} s  {:>8.0} records/s",
-        passthrough.as_secs_f64(),
-        base_rate
-    );
-    println!(
-        "processor (dedup, map, emit):      {:>7.2} s  {:>8.0} events/s",
-        processed.0.as_secs_f64(),
-        rate
-    );
-    println!(
-        "processor / pass-through:          {:>7.3}",
-        rate / base_rate
-    );
-    println!(
-        "processor mean batch:              {:>7.1} records",
-        processed.1
-    );
-    broker.stop().await;
     Ok(())
 }
 
@@ -209,6 +229,7 @@ async fn processor(
     dir: &std::path::Path,
     count: usize,
     batch: usize,
+    success_spans: bool,
 ) -> anyhow::Result<(Duration, f64)> {
     let runtime = Runtime {
         kafka: settings.clone(),
@@ -224,6 +245,7 @@ async fn processor(
         data_dir: dir.join("processor"),
         group_id: "procbench-processor".into(),
         max_batch: batch,
+        success_spans,
         ..ProcessorSettings::default()
     };
     let started = Instant::now();
