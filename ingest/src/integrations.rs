@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
-use erp_schemas::config::{ConfigChange, ConfigRecord, Integration};
+use erp_schemas::config::{ConfigChange, Integration};
 use erp_schemas::timestamp::now_rfc3339;
 
 use crate::auth::Caller;
@@ -111,15 +111,12 @@ pub async fn create(
         updated_at: now.clone(),
     };
     state
-        .config
-        .append(&ConfigRecord {
-            org_id: caller.org_id,
-            at: now,
-            actor: Some(caller.actor),
-            change: ConfigChange::IntegrationUpserted {
+        .record(
+            &caller,
+            ConfigChange::IntegrationUpserted {
                 integration: integration.clone(),
             },
-        })
+        )
         .await?;
     Ok(HttpResponse::Created().json(integration))
 }
@@ -166,15 +163,12 @@ pub async fn update(
     let now = now_rfc3339();
     integration.updated_at = now.clone();
     state
-        .config
-        .append(&ConfigRecord {
-            org_id: caller.org_id,
-            at: now,
-            actor: Some(caller.actor),
-            change: ConfigChange::IntegrationUpserted {
+        .record(
+            &caller,
+            ConfigChange::IntegrationUpserted {
                 integration: integration.clone(),
             },
-        })
+        )
         .await?;
     Ok(HttpResponse::Ok().json(integration))
 }
@@ -196,15 +190,12 @@ pub async fn delete(
         return Err(not_found(&id));
     }
     state
-        .config
-        .append(&ConfigRecord {
-            org_id: caller.org_id,
-            at: now_rfc3339(),
-            actor: Some(caller.actor),
-            change: ConfigChange::IntegrationDeleted {
+        .record(
+            &caller,
+            ConfigChange::IntegrationDeleted {
                 integration_id: id.clone(),
             },
-        })
+        )
         .await?;
     Ok(HttpResponse::Ok().json(json!({"message": format!("integration {id} deleted")})))
 }

@@ -30,6 +30,24 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// Appends a configuration change made by `caller`, stamped now, and waits until this
+    /// process's view has applied it.
+    pub async fn record(
+        &self,
+        caller: &crate::auth::Caller,
+        change: erp_schemas::config::ConfigChange,
+    ) -> Result<(), crate::error::ApiError> {
+        self.config
+            .append(&erp_schemas::config::ConfigRecord {
+                org_id: caller.org_id.clone(),
+                at: erp_schemas::timestamp::now_rfc3339(),
+                actor: Some(caller.actor.clone()),
+                change,
+            })
+            .await?;
+        Ok(())
+    }
+
     /// The configuration view.
     pub fn view(&self) -> &ConfigView {
         self.config.view()

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use erp_processor::mapping::CompiledConfiguration;
 use erp_processor::outbound::CompiledOutbound;
-use erp_schemas::config::{ConfigChange, ConfigRecord, USE_CASE_TYPES, UseCase};
+use erp_schemas::config::{ConfigChange, USE_CASE_TYPES, UseCase};
 use erp_schemas::timestamp::now_rfc3339;
 
 use crate::auth::Caller;
@@ -164,26 +164,15 @@ pub async fn create(
         created_at: now.clone(),
         updated_at: now.clone(),
     };
-    append(&state, &caller, now, use_case.clone()).await?;
-    Ok(HttpResponse::Created().json(use_case))
-}
-
-async fn append(
-    state: &ApiState,
-    caller: &Caller,
-    at: String,
-    use_case: UseCase,
-) -> Result<(), ApiError> {
     state
-        .config
-        .append(&ConfigRecord {
-            org_id: caller.org_id.clone(),
-            at,
-            actor: Some(caller.actor.clone()),
-            change: ConfigChange::UseCaseUpserted { use_case },
-        })
+        .record(
+            &caller,
+            ConfigChange::UseCaseUpserted {
+                use_case: use_case.clone(),
+            },
+        )
         .await?;
-    Ok(())
+    Ok(HttpResponse::Created().json(use_case))
 }
 
 /// `GET /v1/integrations/{id}/use-cases/{useCaseId}`
@@ -288,7 +277,14 @@ pub async fn update(
     use_case.changed_by = Some(caller.actor.clone());
     let now = now_rfc3339();
     use_case.updated_at = now.clone();
-    append(&state, &caller, now, use_case.clone()).await?;
+    state
+        .record(
+            &caller,
+            ConfigChange::UseCaseUpserted {
+                use_case: use_case.clone(),
+            },
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(use_case))
 }
 
@@ -314,16 +310,13 @@ pub async fn delete(
         return Err(use_case_missing(&use_case_id));
     }
     state
-        .config
-        .append(&ConfigRecord {
-            org_id: caller.org_id,
-            at: now_rfc3339(),
-            actor: Some(caller.actor),
-            change: ConfigChange::UseCaseDeleted {
+        .record(
+            &caller,
+            ConfigChange::UseCaseDeleted {
                 integration_id,
                 use_case_id: use_case_id.clone(),
             },
-        })
+        )
         .await?;
     Ok(HttpResponse::Ok().json(json!({"message": format!("use case {use_case_id} deleted")})))
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use erp_dispatcher::signing;
-use erp_schemas::config::{ConfigChange, ConfigRecord, RetryPolicy, WebhookEndpoint};
+use erp_schemas::config::{ConfigChange, RetryPolicy, WebhookEndpoint};
 use erp_schemas::timestamp::now_rfc3339;
 
 use crate::auth::Caller;
@@ -160,16 +160,13 @@ pub async fn create(
     };
     let secret = signing::new_secret();
     state
-        .config
-        .append(&ConfigRecord {
-            org_id: caller.org_id,
-            at: now,
-            actor: Some(caller.actor),
-            change: ConfigChange::WebhookUpserted {
+        .record(
+            &caller,
+            ConfigChange::WebhookUpserted {
                 webhook: webhook.clone(),
                 signing_secret: secret.clone(),
             },
-        })
+        )
         .await?;
     let mut response = serde_json::to_value(&webhook)
         .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
@@ -230,16 +227,13 @@ pub async fn update(
         extra: fields.extra,
     };
     state
-        .config
-        .append(&ConfigRecord {
-            org_id: caller.org_id,
-            at: now,
-            actor: Some(caller.actor),
-            change: ConfigChange::WebhookUpserted {
+        .record(
+            &caller,
+            ConfigChange::WebhookUpserted {
                 webhook: webhook.clone(),
                 signing_secret: current.signing_secret,
             },
-        })
+        )
         .await?;
     Ok(HttpResponse::Ok().json(webhook))
 }
@@ -261,13 +255,7 @@ pub async fn delete(
         return Err(not_found(&id));
     }
     state
-        .config
-        .append(&ConfigRecord {
-            org_id: caller.org_id,
-            at: now_rfc3339(),
-            actor: Some(caller.actor),
-            change: ConfigChange::WebhookDeleted { webhook_id: id },
-        })
+        .record(&caller, ConfigChange::WebhookDeleted { webhook_id: id })
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -81,41 +81,38 @@ struct Input {
 /// Compiled configurations by use case, valid for one revision each.
 #[derive(Default)]
 struct MappingCache {
-    entries: HashMap<String, (i64, Result<Arc<CompiledConfiguration>, MappingError>)>,
+    inbound: HashMap<String, (i64, Result<Arc<CompiledConfiguration>, MappingError>)>,
     outbound: HashMap<String, (i64, Result<Arc<CompiledOutbound>, MappingError>)>,
+}
+
+/// The entry's compiled configuration from `cache`, compiled with `compile` when the use case
+/// changed since.
+fn cached<T>(
+    cache: &mut HashMap<String, (i64, Result<Arc<T>, MappingError>)>,
+    entry: &UseCaseEntry,
+    compile: impl FnOnce(&serde_json::Value) -> Result<T, MappingError>,
+) -> Result<Arc<T>, MappingError> {
+    if let Some((revision, compiled)) = cache.get(&entry.use_case.id)
+        && *revision == entry.revision
+    {
+        return compiled.clone();
+    }
+    let empty = serde_json::json!({});
+    let compiled = compile(entry.use_case.configuration.as_ref().unwrap_or(&empty)).map(Arc::new);
+    cache.insert(
+        entry.use_case.id.clone(),
+        (entry.revision, compiled.clone()),
+    );
+    compiled
 }
 
 impl MappingCache {
     fn get(&mut self, entry: &UseCaseEntry) -> Result<Arc<CompiledConfiguration>, MappingError> {
-        if let Some((revision, compiled)) = self.entries.get(&entry.use_case.id)
-            && *revision == entry.revision
-        {
-            return compiled.clone();
-        }
-        let empty = serde_json::json!({});
-        let configuration = entry.use_case.configuration.as_ref().unwrap_or(&empty);
-        let compiled = CompiledConfiguration::compile(configuration).map(Arc::new);
-        self.entries.insert(
-            entry.use_case.id.clone(),
-            (entry.revision, compiled.clone()),
-        );
-        compiled
+        cached(&mut self.inbound, entry, CompiledConfiguration::compile)
     }
 
     fn outbound(&mut self, entry: &UseCaseEntry) -> Result<Arc<CompiledOutbound>, MappingError> {
-        if let Some((revision, compiled)) = self.outbound.get(&entry.use_case.id)
-            && *revision == entry.revision
-        {
-            return compiled.clone();
-        }
-        let empty = serde_json::json!({});
-        let configuration = entry.use_case.configuration.as_ref().unwrap_or(&empty);
-        let compiled = CompiledOutbound::compile(configuration).map(Arc::new);
-        self.outbound.insert(
-            entry.use_case.id.clone(),
-            (entry.revision, compiled.clone()),
-        );
-        compiled
+        cached(&mut self.outbound, entry, CompiledOutbound::compile)
     }
 }
 
