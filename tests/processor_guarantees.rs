@@ -27,6 +27,8 @@ use common::{meter_mapping, read_topic, reading_event};
 const BIN: &str = env!("CARGO_BIN_EXE_erp-toolkit");
 const TOKEN: &str = "erpt_test_token";
 const GROUPS: usize = 8;
+/// A little more than the processors' `session.timeout.ms`.
+const SESSION_EXPIRY: Duration = Duration::from_millis(7000);
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -323,6 +325,11 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
                 a.kill();
             };
             tokio::join!(poster, killer);
+            // The broker drops a crashed member only when a group request arrives after its
+            // session timeout; a replacement joining earlier can leave the dead member's
+            // partitions idle until the next rebalance. Restart after the timeout, as a
+            // supervisor with a back-off does.
+            tokio::time::sleep(SESSION_EXPIRY).await;
             a = cluster.processor("processor-a");
             a.wait_assigned().await;
         } else {
@@ -343,6 +350,7 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
     let mut b = b;
     b.kill();
     std::fs::remove_dir_all(dir.path().join("processor-b")).expect("state directory deleted");
+    tokio::time::sleep(SESSION_EXPIRY).await;
     let b = cluster.processor("processor-b");
     b.wait_assigned().await;
 
