@@ -1,7 +1,5 @@
 //! Each role on its own against a Kafka cluster, until SIGINT or SIGTERM.
 
-use std::time::Duration;
-
 use actix_web::web;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -96,24 +94,4 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
     let _ = serving.await;
     view_task.abort();
     Ok(outcome?)
-}
-
-/// Waits for `task` up to `limit`; a task that does not finish in time is abandoned (its work
-/// is uncommitted and will be redone).
-pub(crate) async fn join_within<T>(
-    name: &str,
-    task: tokio::task::JoinHandle<T>,
-    limit: Duration,
-) -> Option<T> {
-    match tokio::time::timeout(limit, task).await {
-        Ok(Ok(value)) => Some(value),
-        Ok(Err(error)) => {
-            tracing::error!(name, %error, "task failed");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(name, ?limit, "task did not stop in time");
-            None
-        }
-    }
 }

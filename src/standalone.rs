@@ -22,7 +22,6 @@ use erp_runtime::topics::{ensure_topics, standard_topics};
 use erp_runtime::{ConfigView, ConfigWriter, KafkaSettings, Metrics, Readiness, Runtime};
 
 use crate::broker::EmbeddedBroker;
-use crate::roles::join_within;
 
 /// How to run the standalone process.
 #[derive(Debug, Clone)]
@@ -229,4 +228,24 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::write(path, content)
+}
+
+/// Waits for `task` up to `limit`; a task that does not finish in time is abandoned (its work
+/// is uncommitted and will be redone).
+async fn join_within<T>(
+    name: &str,
+    task: tokio::task::JoinHandle<T>,
+    limit: Duration,
+) -> Option<T> {
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(error)) => {
+            tracing::error!(name, %error, "task failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(name, ?limit, "task did not stop in time");
+            None
+        }
+    }
 }
