@@ -7,10 +7,9 @@
 //! `group_id`), which keeps their order through the pipeline.
 
 use actix_web::{HttpResponse, web};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use erp_runtime::config_view::Route;
-use erp_runtime::kafka;
 use erp_schemas::ids::new_event_id;
 use erp_schemas::inbound::{InboundEventRecord, PayloadFormat};
 use erp_schemas::timestamp::{now_millis, parse_rfc3339};
@@ -18,6 +17,7 @@ use erp_schemas::timestamp::{now_millis, parse_rfc3339};
 use crate::auth::Caller;
 use crate::body::{is_dedup_id, is_slug, kind, object, opt_string, read_json};
 use crate::error::ApiError;
+use crate::queue::{self, Queued};
 use crate::state::ApiState;
 
 /// Most events per request (epilot's documented limit).
@@ -117,7 +117,6 @@ async fn accept(
 
     let received_at = now_millis();
     let topic = state.topics.inbound_events();
-    let mut results = Vec::with_capacity(request.events.len());
     let mut pending = Vec::new();
     for event in request.events {
         let event_id = new_event_id();
@@ -163,39 +162,20 @@ async fn accept(
         };
         let bytes = erp_schemas::error::encode("inbound event", &record)
             .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
-        let delivery = kafka::enqueue(&state.producer, &topic, &record.key(), &bytes).await;
-        pending.push((event_id, status, message, delivery));
+        pending.push(Queued {
+            event_id,
+            key: record.key(),
+            bytes,
+            status,
+            message,
+        });
     }
 
-    let mut failed = 0usize;
-    for (event_id, status, message, delivery) in pending {
-        let outcome = match delivery {
-            Ok(delivery) => kafka::await_deliveries(vec![delivery]).await,
-            Err(error) => Err(error),
-        };
-        let result = match outcome {
-            Ok(()) => json!({"event_id": event_id, "status": status, "message": message}),
-            Err(error) => {
-                failed += 1;
-                tracing::error!(%error, event_id, "event could not be queued");
-                json!({"event_id": event_id, "status": "error",
-                       "message": format!("could not be queued: {error}")})
-            }
-        };
+    queue::queue(state, &topic, pending, |result| {
         let label = result["status"].as_str().unwrap_or("error");
         state.metrics.events.with_label_values(&[label]).inc();
-        results.push(result);
-    }
-    if failed > 0 {
-        // A 5xx tells middleware to retry; events carrying a deduplication_id can be resent
-        // safely, the processor drops the copies.
-        return Err(ApiError::unavailable(
-            "QUEUE_UNAVAILABLE",
-            format!("{failed} of {} events could not be queued", results.len()),
-        )
-        .with_extra(json!({"results": results})));
-    }
-    Ok(HttpResponse::Ok().json(json!({"results": results})))
+    })
+    .await
 }
 
 /// Validates an ingest request body.
@@ -423,6 +403,7 @@ fn parse_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const ID: &str = "a1b2c3d4-e5f6-7890-abcd-ef1234567890";
 

@@ -10,6 +10,7 @@ pub mod events;
 pub mod integrations;
 pub mod metrics;
 pub mod platform;
+pub mod queue;
 pub mod simulation;
 pub mod state;
 pub mod use_cases;

@@ -6,13 +6,13 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use erp_runtime::kafka;
 use erp_schemas::timestamp::parse_rfc3339;
 
 use crate::auth::Caller;
 use crate::body::{kind, read_json};
 use crate::error::ApiError;
 use crate::events::MAX_EVENTS;
+use crate::queue::{self, Queued};
 use crate::state::ApiState;
 
 /// `POST /v1/events`: `{"events": [...]}` or a bare array of core events.
@@ -67,39 +67,19 @@ pub async fn post(
         }
     }
 
-    let topic = state.topics.platform_events();
-    let mut pending = Vec::with_capacity(events.len());
-    for (key, event_id, event) in &events {
-        let bytes = serde_json::to_vec(event)
+    let mut queued = Vec::with_capacity(events.len());
+    for (key, event_id, event) in events {
+        let bytes = serde_json::to_vec(&event)
             .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
-        pending.push((
-            event_id.clone(),
-            kafka::enqueue(&state.producer, &topic, key, &bytes).await,
-        ));
-    }
-    let mut results = Vec::with_capacity(pending.len());
-    let mut failed = 0;
-    for (event_id, delivery) in pending {
-        let outcome = match delivery {
-            Ok(delivery) => kafka::await_deliveries(vec![delivery]).await,
-            Err(error) => Err(error),
-        };
-        results.push(match outcome {
-            Ok(()) => json!({"event_id": event_id, "status": "success", "message": "Event queued for processing"}),
-            Err(error) => {
-                failed += 1;
-                json!({"event_id": event_id, "status": "error", "message": format!("could not be queued: {error}")})
-            }
+        queued.push(Queued {
+            event_id,
+            key,
+            bytes,
+            status: "success",
+            message: "Event queued for processing".into(),
         });
     }
-    if failed > 0 {
-        return Err(ApiError::unavailable(
-            "QUEUE_UNAVAILABLE",
-            format!("{failed} of {} events could not be queued", results.len()),
-        )
-        .with_extra(json!({"results": results})));
-    }
-    Ok(HttpResponse::Ok().json(json!({"results": results})))
+    queue::queue(&state, &state.topics.platform_events(), queued, |_| {}).await
 }
 
 /// Checks the envelope; returns the record key, the event id and the event (with `_org_id` and a
