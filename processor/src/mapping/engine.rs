@@ -280,6 +280,60 @@ impl Run<'_> {
         }))
     }
 
+    /// Relation (or, with `references`, relation_ref) entries produced by the field's JSONata
+    /// form. Undefined leaves the attribute out; items that cannot be read are skipped with a
+    /// warning; `[]` is an explicit empty list.
+    fn dynamic_entries(
+        &self,
+        field: &CompiledField,
+        item: &JValue,
+        expression: Option<&crate::jsonata::Expression>,
+        references: bool,
+        schema: &str,
+        warnings: &mut Vec<Value>,
+    ) -> Result<Option<Vec<Value>>, MappingError> {
+        let Some(expression) = expression else {
+            return Ok(None);
+        };
+        let (key, label) = if references {
+            ("relation_refs", "relation_ref")
+        } else {
+            ("relations", "relation")
+        };
+        let produced = run(
+            &self.evaluation,
+            &format!("{}.{key}.jsonataExpression", field.location),
+            expression,
+            item,
+        )?;
+        if produced.is_undefined() {
+            return Ok(None);
+        }
+        let mut entries = Vec::new();
+        for produced in items_of(&produced).iter().filter_map(to_json) {
+            match dynamic_relation(&produced, item) {
+                Ok(entry) if references && !entry.contains_key("path") => warnings.push(warning(
+                    schema,
+                    &field.attribute,
+                    "relation_ref item skipped: path is missing",
+                )),
+                Ok(mut entry) => {
+                    if !references {
+                        entry.remove("path");
+                        entry.remove("value");
+                    }
+                    entries.push(Value::Object(entry));
+                }
+                Err(reason) => warnings.push(warning(
+                    schema,
+                    &field.attribute,
+                    format!("{label} item skipped: {reason}"),
+                )),
+            }
+        }
+        Ok(Some(entries))
+    }
+
     fn relation_entries(
         &self,
         field: &CompiledField,
@@ -290,34 +344,7 @@ impl Run<'_> {
         warnings: &mut Vec<Value>,
     ) -> Result<Option<Vec<Value>>, MappingError> {
         if items.is_empty() {
-            let Some(expression) = expression else {
-                return Ok(None);
-            };
-            let produced = run(
-                &self.evaluation,
-                &format!("{}.relations.jsonataExpression", field.location),
-                expression,
-                item,
-            )?;
-            if produced.is_undefined() {
-                return Ok(None);
-            }
-            let mut entries = Vec::new();
-            for produced in items_of(&produced).iter().filter_map(to_json) {
-                match dynamic_relation(&produced, item) {
-                    Ok(mut entry) => {
-                        entry.remove("path");
-                        entry.remove("value");
-                        entries.push(Value::Object(entry));
-                    }
-                    Err(reason) => warnings.push(warning(
-                        schema,
-                        &field.attribute,
-                        format!("relation item skipped: {reason}"),
-                    )),
-                }
-            }
-            return Ok(Some(entries));
+            return self.dynamic_entries(field, item, expression, false, schema, warnings);
         }
         let mut entries = Vec::new();
         for relation in items {
@@ -355,35 +382,7 @@ impl Run<'_> {
         warnings: &mut Vec<Value>,
     ) -> Result<Option<Vec<Value>>, MappingError> {
         if items.is_empty() {
-            let Some(expression) = expression else {
-                return Ok(None);
-            };
-            let produced = run(
-                &self.evaluation,
-                &format!("{}.relation_refs.jsonataExpression", field.location),
-                expression,
-                item,
-            )?;
-            if produced.is_undefined() {
-                return Ok(None);
-            }
-            let mut entries = Vec::new();
-            for produced in items_of(&produced).iter().filter_map(to_json) {
-                match dynamic_relation(&produced, item) {
-                    Ok(entry) if entry.contains_key("path") => entries.push(Value::Object(entry)),
-                    Ok(_) => warnings.push(warning(
-                        schema,
-                        &field.attribute,
-                        "relation_ref item skipped: path is missing",
-                    )),
-                    Err(reason) => warnings.push(warning(
-                        schema,
-                        &field.attribute,
-                        format!("relation_ref item skipped: {reason}"),
-                    )),
-                }
-            }
-            return Ok(Some(entries));
+            return self.dynamic_entries(field, item, expression, true, schema, warnings);
         }
         let mut entries = Vec::new();
         for reference in items {
