@@ -8,17 +8,26 @@
 //! - `o` topic `\0` partition (4) → the next input offset to process: the position, sled being
 //!   its source of truth (the consumer-group commit is advisory, for lag metrics);
 //! - `c` partition (4) → the next changelog offset already applied here: where a restore from
-//!   `erp.processor.state` resumes.
+//!   `erp.processor.state` resumes;
+//! - `b` partition (4) batch-record key → the newest entry of that changelog batch record, so
+//!   that expiry can tombstone the record once all of its entries are past the window.
+//!
+//! The checkpoint advances over this instance's own changelog records only while they are
+//! contiguous: a record written by another instance in between (two owners during a
+//! rebalance) stops it there, so the next restore reads that record rather than skipping it.
 //!
 //! A dedup key is written only after the batch's outputs are acknowledged by Kafka. A record
 //! re-read after a crash therefore finds either no key (processed again, same derived ids) or
 //! its *own* key (same `event_id`), also processed again rather than reported as its own
 //! duplicate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use crate::changelog::ChangelogContent;
 use crate::error::ProcessorError;
 
 /// What the store says about an event's dedup id.
@@ -90,6 +99,12 @@ fn checkpoint_key(partition: i32) -> Vec<u8> {
     prefixed(b'c', &partition.to_be_bytes())
 }
 
+fn batch_index_key(partition: i32, batch_key: &[u8]) -> Vec<u8> {
+    let mut key = prefixed(b'b', &partition.to_be_bytes());
+    key.extend_from_slice(batch_key);
+    key
+}
+
 fn read_i64(value: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(value.get(..8)?.try_into().ok()?))
 }
@@ -100,12 +115,19 @@ pub struct PendingState {
     dedup: HashMap<Vec<u8>, DedupEntry>,
     offsets: BTreeMap<(String, i32), i64>,
     checkpoints: BTreeMap<i32, i64>,
+    batches: Vec<(i32, Vec<u8>, i64)>,
 }
 
 impl PendingState {
     /// The new dedup keys of the batch (changelog records to write).
     pub fn dedup_entries(&self) -> impl Iterator<Item = (&Vec<u8>, &DedupEntry)> {
         self.dedup.iter()
+    }
+
+    /// Notes that the batch wrote changelog batch record `key` to `partition`, with `newest`
+    /// its newest entry.
+    pub fn batch_record(&mut self, partition: i32, key: Vec<u8>, newest: i64) {
+        self.batches.push((partition, key, newest));
     }
 
     /// The next input offset of each partition of the batch.
@@ -130,8 +152,19 @@ impl PendingState {
 
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.dedup.is_empty() && self.offsets.is_empty() && self.checkpoints.is_empty()
+        self.dedup.is_empty()
+            && self.offsets.is_empty()
+            && self.checkpoints.is_empty()
+            && self.batches.is_empty()
     }
+}
+
+/// This instance's own changelog records per partition, acknowledged but not yet contiguous
+/// with the checkpoint.
+#[derive(Debug, Default)]
+struct OwnRecords {
+    next: i64,
+    ahead: BTreeSet<i64>,
 }
 
 /// The persistent state store.
@@ -139,6 +172,8 @@ pub struct StateStore {
     tree: sled::Tree,
     db: sled::Db,
     window_ms: i64,
+    dedup_count: AtomicI64,
+    own: Mutex<HashMap<i32, OwnRecords>>,
 }
 
 impl StateStore {
@@ -149,11 +184,46 @@ impl StateStore {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let tree = db.open_tree("state")?;
-        Ok(Self {
+        let store = Self {
             tree,
             db,
             window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
-        })
+            dedup_count: AtomicI64::new(0),
+            own: Mutex::default(),
+        };
+        store.recount();
+        Ok(store)
+    }
+
+    fn recount(&self) {
+        let count = self.tree.scan_prefix([b'd']).count();
+        self.dedup_count
+            .store(i64::try_from(count).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// Notes this instance's own changelog records at `offsets` of `partition`, acknowledged
+    /// and part of a committed batch; returns the checkpoint they advance it to, if they do.
+    pub fn note_own_records(
+        &self,
+        partition: i32,
+        offsets: impl IntoIterator<Item = i64>,
+    ) -> Result<Option<i64>, ProcessorError> {
+        let stored = self.checkpoint(partition)?;
+        let Ok(mut own) = self.own.lock() else {
+            return Ok(None);
+        };
+        let records = own.entry(partition).or_insert_with(|| OwnRecords {
+            next: stored,
+            ahead: BTreeSet::new(),
+        });
+        let before = records.next;
+        records.ahead.extend(offsets);
+        while records.ahead.remove(&records.next) {
+            records.next += 1;
+        }
+        let next = records.next;
+        records.ahead.retain(|offset| *offset >= next);
+        Ok((next > before).then_some(next))
     }
 
     /// The dedup window in milliseconds.
@@ -208,6 +278,7 @@ impl StateStore {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
+        let new_keys = i64::try_from(pending.dedup.len()).unwrap_or(0);
         for (key, entry) in pending.dedup {
             batch.insert(prefixed(b'd', &key), entry.encode());
         }
@@ -217,7 +288,14 @@ impl StateStore {
         for (partition, next) in pending.checkpoints {
             batch.insert(checkpoint_key(partition), next.to_be_bytes().to_vec());
         }
+        for (partition, key, newest) in pending.batches {
+            batch.insert(
+                batch_index_key(partition, &key),
+                newest.to_be_bytes().to_vec(),
+            );
+        }
         self.tree.apply_batch(batch)?;
+        self.dedup_count.fetch_add(new_keys, Ordering::Relaxed);
         self.db.flush_async().await?;
         Ok(())
     }
@@ -239,23 +317,37 @@ impl StateStore {
             .unwrap_or(0))
     }
 
-    /// Applies changelog records (restore): upserts and tombstones of dedup keys, positions
-    /// (the later one wins) and the new checkpoint, atomically, then flushes.
+    /// Applies what a restore read from changelog partition `partition` up to `checkpoint`:
+    /// upserts and removals of dedup keys, batch records to track, positions (the furthest
+    /// wins) and the new checkpoint, atomically, then flushes.
     pub fn restore(
         &self,
         partition: i32,
-        dedup: Vec<(Vec<u8>, Option<DedupEntry>)>,
-        positions: Vec<(String, i64)>,
+        content: ChangelogContent,
         checkpoint: i64,
     ) -> Result<(), ProcessorError> {
         let mut batch = sled::Batch::default();
-        for (key, entry) in dedup {
+        for (key, entry) in content.dedup {
             match entry {
                 Some(entry) => batch.insert(prefixed(b'd', &key), entry.encode()),
                 None => batch.remove(prefixed(b'd', &key)),
             }
         }
-        for (topic, next) in positions {
+        for (key, newest) in content.batches {
+            match newest {
+                Some(newest) => batch.insert(
+                    batch_index_key(partition, &key),
+                    newest.to_be_bytes().to_vec(),
+                ),
+                None => batch.remove(batch_index_key(partition, &key)),
+            }
+        }
+        let mut furthest: BTreeMap<String, i64> = BTreeMap::new();
+        for (topic, next) in content.positions {
+            let entry = furthest.entry(topic).or_insert(next);
+            *entry = (*entry).max(next);
+        }
+        for (topic, next) in furthest {
             let current = self.position(&topic, partition)?.unwrap_or(0);
             batch.insert(
                 offset_key(&topic, partition),
@@ -265,30 +357,47 @@ impl StateStore {
         batch.insert(checkpoint_key(partition), checkpoint.to_be_bytes().to_vec());
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
+        if let Ok(mut own) = self.own.lock() {
+            own.insert(
+                partition,
+                OwnRecords {
+                    next: checkpoint,
+                    ahead: BTreeSet::new(),
+                },
+            );
+        }
+        self.recount();
         Ok(())
     }
 
-    /// Removes dedup keys older than the window (relative to `now`). Returns the removed keys
-    /// (without prefix) with their input partition, for tombstones.
+    /// Removes dedup keys older than the window (relative to `now`) and forgets changelog
+    /// batch records whose entries are all that old. Returns those batch records' keys with
+    /// their changelog partition, for tombstones.
     pub fn expire(&self, now: i64) -> Result<Vec<(Vec<u8>, i32)>, ProcessorError> {
-        let mut removed = Vec::new();
         for entry in self.tree.scan_prefix([b'd']) {
             let (key, value) = entry?;
-            let decoded = DedupEntry::decode(&value);
-            if decoded
-                .as_ref()
-                .is_none_or(|e| now - e.seen_at >= self.window_ms)
-            {
+            if DedupEntry::decode(&value).is_none_or(|e| now - e.seen_at >= self.window_ms) {
                 self.tree.remove(&key)?;
-                removed.push((key[1..].to_vec(), decoded.map_or(-1, |e| e.partition)));
             }
         }
-        Ok(removed)
+        let mut expired = Vec::new();
+        for entry in self.tree.scan_prefix([b'b']) {
+            let (key, value) = entry?;
+            if read_i64(&value).is_none_or(|newest| now - newest >= self.window_ms) {
+                self.tree.remove(&key)?;
+                if let Some((partition, batch_key)) = key.get(1..5).zip(key.get(5..)) {
+                    let partition = i32::from_be_bytes(partition.try_into().unwrap_or_default());
+                    expired.push((batch_key.to_vec(), partition));
+                }
+            }
+        }
+        self.recount();
+        Ok(expired)
     }
 
     /// Number of dedup keys held.
     pub fn dedup_len(&self) -> usize {
-        self.tree.scan_prefix([b'd']).count()
+        usize::try_from(self.dedup_count.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Flushes everything to disk (on shutdown).
@@ -358,20 +467,20 @@ mod tests {
             partition: 2,
             event_id: "evt_9".into(),
         };
-        store
-            .restore(
-                2,
-                vec![
-                    (dedup_key("i", "a"), Some(entry.clone())),
-                    (dedup_key("i", "b"), None),
-                ],
-                vec![("in".into(), 99)],
-                5,
-            )
-            .expect("restores");
-        store
-            .restore(2, vec![], vec![("in".into(), 50)], 6)
-            .expect("restores");
+        let content = ChangelogContent {
+            dedup: vec![
+                (dedup_key("i", "a"), Some(entry.clone())),
+                (dedup_key("i", "b"), None),
+            ],
+            positions: vec![("in".into(), 99), ("in".into(), 98)],
+            ..Default::default()
+        };
+        store.restore(2, content, 5).expect("restores");
+        let content = ChangelogContent {
+            positions: vec![("in".into(), 50)],
+            ..Default::default()
+        };
+        store.restore(2, content, 6).expect("restores");
         assert_eq!(store.position("in", 2).expect("reads"), Some(99));
         assert_eq!(store.checkpoint(2).expect("reads"), 6);
         let mut pending = PendingState::default();
@@ -381,9 +490,11 @@ mod tests {
                 .expect("checks"),
             Verdict::Duplicate { .. }
         ));
-        store
-            .restore(2, vec![(dedup_key("i", "a"), None)], vec![], 7)
-            .expect("restores");
+        let content = ChangelogContent {
+            dedup: vec![(dedup_key("i", "a"), None)],
+            ..Default::default()
+        };
+        store.restore(2, content, 7).expect("restores");
         assert_eq!(
             store
                 .check(&mut pending, "i", "a", "evt_x", 20, 2)
@@ -400,7 +511,9 @@ mod tests {
         store
             .check(&mut pending, "i", "d", "evt_1", 0, 3)
             .expect("checks");
+        pending.batch_record(3, b"batch-0".to_vec(), 0);
         store.commit(pending).await.expect("commits");
+        assert_eq!(store.dedup_len(), 1);
         let mut pending = PendingState::default();
         assert_eq!(
             store
@@ -410,8 +523,22 @@ mod tests {
         );
         assert_eq!(
             store.expire(1000).expect("expires"),
-            vec![(dedup_key("i", "d"), 3)]
+            vec![(b"batch-0".to_vec(), 3)]
         );
         assert_eq!(store.dedup_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_advances_only_over_contiguous_own_records() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = StateStore::open(dir.path(), DAY).expect("opens");
+        assert_eq!(store.note_own_records(1, [0, 1]).expect("notes"), Some(2));
+        // Offset 2 was written by another instance: it stays unread until a restore.
+        assert_eq!(store.note_own_records(1, [3, 4]).expect("notes"), None);
+        store
+            .restore(1, ChangelogContent::default(), 5)
+            .expect("restores");
+        assert_eq!(store.note_own_records(1, [5]).expect("notes"), Some(6));
+        assert_eq!(store.note_own_records(2, [0]).expect("notes"), Some(1));
     }
 }

@@ -8,7 +8,7 @@
 //! stored position with the same derived ids. A failure to write (Kafka down) retries the same
 //! batch with backoff: the partition waits rather than skipping records.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,7 @@ use crate::outbound::CompiledOutbound;
 use crate::outcome::{self, Outcome, PlatformHead};
 use crate::payload;
 use crate::rebalance::{Owned, ProcessorContext};
-use crate::state::{PendingState, StateStore, Verdict};
+use crate::state::{DedupEntry, PendingState, StateStore, Verdict};
 
 /// How the processor runs.
 #[derive(Debug, Clone)]
@@ -193,6 +193,7 @@ pub async fn run(
     let shutdown = runtime.shutdown.clone();
     let worker = Worker {
         producer,
+        markers: Default::default(),
         store: Arc::clone(&store),
         metrics: metrics.clone(),
         settings,
@@ -250,6 +251,7 @@ pub async fn run(
         metrics.batch_records.observe(messages.len() as f64);
         metrics.dedup_keys.set(store.dedup_len() as i64);
     }
+    worker.finish_markers().await;
     store.flush().await?;
     info!("processor stopped");
     Ok(())
@@ -298,6 +300,8 @@ async fn send_now<'a>(
 
 struct Worker {
     producer: FutureProducer,
+    /// Position markers of the last committed batch, not yet acknowledged.
+    markers: std::sync::Mutex<Vec<(i32, rdkafka::producer::DeliveryFuture)>>,
     store: Arc<StateStore>,
     metrics: ProcessorMetrics,
     settings: ProcessorSettings,
@@ -460,23 +464,50 @@ impl Worker {
             counts.push(outcome.label());
             self.write(input, outcome, &mut deliveries).await?;
         }
+        let mut firsts: HashMap<i32, i64> = HashMap::new();
         for input in batch {
             pending.advance(
                 &input.source.topic,
                 input.source.partition,
                 input.source.offset + 1,
             );
+            if input.source.topic != platform_topic {
+                let first = firsts
+                    .entry(input.source.partition)
+                    .or_insert(input.source.offset);
+                *first = (*first).min(input.source.offset);
+            }
         }
-        let changelog = self.write_changelog(&pending).await?;
+        let changelog = self.write_changelog(&mut pending, &firsts).await?;
+        let markers = self
+            .markers
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
         kafka::await_deliveries(deliveries).await?;
+        let mut own: HashMap<i32, Vec<i64>> = HashMap::new();
         for (partition, delivery) in changelog {
             match delivery.await {
-                Ok(Ok(delivered)) => pending.checkpoint(partition, delivered.offset + 1),
+                Ok(Ok(delivered)) => own.entry(partition).or_default().push(delivered.offset),
                 Ok(Err((error, _))) => return Err(ProcessorError::Kafka(error)),
                 Err(_) => return Err(ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled)),
             }
         }
+        // The previous batch's markers: a lost one only makes a new owner start earlier.
+        for (partition, delivery) in markers {
+            match delivery.await {
+                Ok(Ok(delivered)) => own.entry(partition).or_default().push(delivered.offset),
+                _ => warn!(partition, "a position marker was not written"),
+            }
+        }
+        for (partition, offsets) in own {
+            if let Some(next) = self.store.note_own_records(partition, offsets)? {
+                pending.checkpoint(partition, next);
+            }
+        }
+        let positions = pending.offsets().clone();
         self.store.commit(pending).await?;
+        self.write_markers(&positions).await?;
         for label in counts {
             self.metrics.events.with_label_values(&[label]).inc();
         }
@@ -561,35 +592,82 @@ impl Worker {
         })
     }
 
-    /// Writes the batch's new dedup keys and positions to the changelog, each to the changelog
-    /// partition of its input partition.
+    /// Writes the batch's new dedup keys to the changelog: one batch record per input
+    /// partition, to the changelog partition of the same number.
     async fn write_changelog(
         &self,
-        pending: &PendingState,
+        pending: &mut PendingState,
+        firsts: &HashMap<i32, i64>,
     ) -> Result<Vec<(i32, rdkafka::producer::DeliveryFuture)>, ProcessorError> {
         let topic = self.topics.processor_state();
-        let mut deliveries = Vec::new();
+        let inbound = self.topics.inbound_events();
+        let mut by_partition: BTreeMap<i32, Vec<(&Vec<u8>, &DedupEntry)>> = BTreeMap::new();
         for (key, entry) in pending.dedup_entries() {
-            let value = changelog::dedup_record(entry);
+            by_partition
+                .entry(entry.partition)
+                .or_default()
+                .push((key, entry));
+        }
+        let mut records = Vec::new();
+        for (partition, entries) in by_partition {
+            let first = firsts.get(&partition).copied().unwrap_or_default();
+            let key = changelog::batch_key(&inbound, first);
+            let newest = entries.iter().map(|(_, e)| e.seen_at).max().unwrap_or(0);
+            let value = changelog::batch_value(entries.into_iter());
+            records.push((partition, key, value, newest));
+        }
+        let mut deliveries = Vec::new();
+        for (partition, key, value, newest) in records {
             let record = FutureRecord::to(&topic)
-                .partition(entry.partition)
+                .partition(partition)
                 .key(key.as_slice())
                 .payload(value.as_slice());
-            deliveries.push((entry.partition, send_now(&self.producer, record).await?));
+            deliveries.push((partition, send_now(&self.producer, record).await?));
+            pending.batch_record(partition, key, newest);
         }
-        for ((input_topic, partition), next) in pending.offsets() {
+        Ok(deliveries)
+    }
+
+    /// Writes position markers for a committed batch. They are awaited with the next batch
+    /// (or at shutdown), not here: a marker only has to be correct, never current.
+    async fn write_markers(
+        &self,
+        positions: &BTreeMap<(String, i32), i64>,
+    ) -> Result<(), ProcessorError> {
+        let topic = self.topics.processor_state();
+        let mut written = Vec::new();
+        for ((input_topic, partition), next) in positions {
             let (key, value) = changelog::position_record(input_topic, *next);
             let record = FutureRecord::to(&topic)
                 .partition(*partition)
                 .key(key.as_slice())
                 .payload(value.as_slice());
-            deliveries.push((*partition, send_now(&self.producer, record).await?));
+            written.push((*partition, send_now(&self.producer, record).await?));
         }
-        Ok(deliveries)
+        if let Ok(mut markers) = self.markers.lock() {
+            markers.extend(written);
+        }
+        Ok(())
     }
 
-    /// Removes expired dedup keys; for partitions this instance owns, also from the changelog
-    /// (tombstones), so a restore does not bring them back.
+    /// Waits for the position markers still in flight (at shutdown), so that the next owner
+    /// of each partition starts exactly where this one stopped.
+    async fn finish_markers(&self) {
+        let markers = self
+            .markers
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        for (partition, delivery) in markers {
+            if !matches!(delivery.await, Ok(Ok(_))) {
+                warn!(partition, "a position marker was not written");
+            }
+        }
+    }
+
+    /// Removes expired dedup keys; for partitions this instance owns, tombstones the changelog
+    /// batch records whose entries all expired, so compaction can drop them (a restore skips
+    /// expired entries either way).
     async fn expire(&self, owned: &Owned) -> Result<(), ProcessorError> {
         let store = Arc::clone(&self.store);
         let removed = tokio::task::spawn_blocking(move || store.expire(now_millis()))
@@ -611,7 +689,10 @@ impl Worker {
         }
         kafka::await_deliveries(tombstones).await?;
         if !removed.is_empty() {
-            info!(removed = removed.len(), "expired dedup keys");
+            info!(
+                batch_records = removed.len(),
+                "expired dedup keys of whole changelog batches"
+            );
         }
         Ok(())
     }
