@@ -1,10 +1,11 @@
 //! What happens when partitions are assigned or revoked: on assignment the processor first
 //! catches its state store up from the changelog, then starts each partition at the position the
 //! store holds (sled is the source of truth; the group commit only where the store knows
-//! nothing). Revocation needs no work: batches are finished before the next poll, which is
-//! where rebalances happen.
+//! nothing), or after the batch in flight when this instance keeps the partition. Revocation
+//! needs no work here: records of a revoked partition are dropped from the batch being polled,
+//! and the batch in flight completes (its new owner may process it again, with the same ids).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,11 +23,17 @@ use erp_runtime::KafkaSettings;
 /// The partitions this instance owns right now.
 pub type Owned = Arc<Mutex<BTreeSet<(String, i32)>>>;
 
+/// The next offsets of the batch in flight (written, not yet committed), per partition.
+pub type InFlightPositions = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
+
 /// The consumer context of the processor.
 pub struct ProcessorContext {
     pub store: Arc<StateStore>,
     pub kafka: KafkaSettings,
     pub owned: Owned,
+    /// A partition this instance keeps through a rebalance resumes after its batch in flight
+    /// rather than reading that batch again (should the batch fail, it is retried from memory).
+    pub in_flight: InFlightPositions,
     /// Set when a restore could not complete: the processor stops rather than process a
     /// partition without its dedup state.
     pub failed: Arc<AtomicBool>,
@@ -62,7 +69,13 @@ impl ProcessorContext {
             if let Some(restored) = restored {
                 self.restored_records.inc_by(restored.records);
             }
-            match self.store.position(&topic, partition) {
+            let in_flight = self
+                .in_flight
+                .lock()
+                .ok()
+                .and_then(|p| p.get(&(topic.clone(), partition)).copied());
+            let stored = self.store.position(&topic, partition);
+            match stored.map(|stored| stored.max(in_flight)) {
                 Ok(Some(position)) => {
                     if let Err(error) =
                         tpl.set_partition_offset(&topic, partition, Offset::Offset(position))

@@ -23,8 +23,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::changelog::ChangelogContent;
@@ -109,16 +109,34 @@ fn read_i64(value: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(value.get(..8)?.try_into().ok()?))
 }
 
+/// The dedup keys decided by a batch not yet committed.
+pub type DedupOverlay = HashMap<Vec<u8>, DedupEntry>;
+
 /// Changes decided in the current batch, applied together by [`StateStore::commit`].
 #[derive(Default, Debug)]
 pub struct PendingState {
     dedup: HashMap<Vec<u8>, DedupEntry>,
+    /// Keys of the batch in flight: seen, but not in the store yet.
+    overlay: Option<Arc<DedupOverlay>>,
     offsets: BTreeMap<(String, i32), i64>,
     checkpoints: BTreeMap<i32, i64>,
     batches: Vec<(i32, Vec<u8>, i64)>,
 }
 
 impl PendingState {
+    /// Pending state for a batch decided while `overlay`'s batch is still being committed.
+    pub fn with_overlay(overlay: Option<Arc<DedupOverlay>>) -> Self {
+        Self {
+            overlay,
+            ..Self::default()
+        }
+    }
+
+    /// This batch's dedup decisions, as the overlay of the next batch.
+    pub fn overlay_of_batch(&self) -> DedupOverlay {
+        self.dedup.clone()
+    }
+
     /// The new dedup keys of the batch (changelog records to write).
     pub fn dedup_entries(&self) -> impl Iterator<Item = (&Vec<u8>, &DedupEntry)> {
         self.dedup.iter()
@@ -243,7 +261,11 @@ impl StateStore {
         partition: i32,
     ) -> Result<Verdict, ProcessorError> {
         let key = dedup_key(integration_id, dedup_id);
-        let known = match pending.dedup.get(&key) {
+        let in_batch = pending
+            .dedup
+            .get(&key)
+            .or_else(|| pending.overlay.as_ref().and_then(|o| o.get(&key)));
+        let known = match in_batch {
             Some(entry) => Some(entry.clone()),
             None => self
                 .tree

@@ -1,12 +1,17 @@
 //! The processor loop: poll a batch, decide every record (dedup, routing), map in a blocking
 //! task, write every output and the changelog of the batch, then commit the batch's dedup keys
-//! and input positions to sled in one atomic write (decision 2), then make an advisory group
-//! commit.
+//! and input positions to sled in one atomic write (decision 2), then write position markers
+//! and make an advisory group commit.
+//!
+//! Two batches overlap: while one waits for its acknowledgements and its sled commit (in a
+//! task), the next is polled, decided (seeing the first one's dedup keys), mapped and written.
+//! Commits stay in batch order, since a batch is committed only after the previous one is.
 //!
 //! A batch is done only when all of its outputs and changelog records are acknowledged by Kafka
 //! and its state is on disk; a crash anywhere before that re-processes the batch from the
-//! stored position with the same derived ids. A failure to write (Kafka down) retries the same
-//! batch with backoff: the partition waits rather than skipping records.
+//! stored position with the same derived ids. A failure to write (Kafka down) redoes the failed
+//! batch and the one after it alone, in order, with backoff: the partition waits rather than
+//! skipping records.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use erp_runtime::config_view::{Route, UseCaseEntry};
@@ -34,8 +40,8 @@ use crate::metrics::ProcessorMetrics;
 use crate::outbound::CompiledOutbound;
 use crate::outcome::{self, Outcome, PlatformHead};
 use crate::payload;
-use crate::rebalance::{Owned, ProcessorContext};
-use crate::state::{DedupEntry, PendingState, StateStore, Verdict};
+use crate::rebalance::{InFlightPositions, Owned, ProcessorContext};
+use crate::state::{DedupEntry, DedupOverlay, PendingState, StateStore, Verdict};
 
 /// How the processor runs.
 #[derive(Debug, Clone)]
@@ -166,11 +172,13 @@ pub async fn run(
     let topics = runtime.kafka.topics.clone();
     let producer = runtime.kafka.producer("erp-toolkit-processor")?;
     let owned: Owned = Arc::default();
+    let in_flight_positions: InFlightPositions = Arc::default();
     let failed = Arc::new(AtomicBool::new(false));
     let context = ProcessorContext {
         store: Arc::clone(&store),
         kafka: runtime.kafka.clone(),
         owned: Arc::clone(&owned),
+        in_flight: Arc::clone(&in_flight_positions),
         failed: Arc::clone(&failed),
         restored_records: metrics.restored_records.clone(),
     };
@@ -191,16 +199,22 @@ pub async fn run(
     let mut cache = MappingCache::default();
     let mut expiry = tokio::time::interval(Duration::from_secs(600));
     let shutdown = runtime.shutdown.clone();
-    let worker = Worker {
+    let worker = Arc::new(Worker {
         producer,
         markers: Default::default(),
         store: Arc::clone(&store),
         metrics: metrics.clone(),
         settings,
         topics,
-    };
+    });
+    // One batch is completing (acknowledgements, sled commit) while the next is decided,
+    // mapped and written: the broker's latency and the mapping's CPU time overlap.
+    let mut in_flight: Option<InFlight> = None;
     loop {
         if failed.load(Ordering::SeqCst) {
+            if let Some(previous) = in_flight.take() {
+                let _ = finish(previous, &consumer, &metrics, &in_flight_positions).await;
+            }
             store.flush().await?;
             return Err(ProcessorError::Task(
                 "state restore from the changelog failed; stopping rather than processing without dedup state".into(),
@@ -220,36 +234,66 @@ pub async fn run(
         if batch.is_empty() {
             continue;
         }
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match worker.process(&view, &mut cache, &batch).await {
-                Ok(()) => break,
-                Err(error) => {
+        let written = worker
+            .write_batch(
+                &view,
+                &mut cache,
+                &batch,
+                in_flight.as_ref().map(|f| &f.overlay),
+            )
+            .await;
+        let previous = match in_flight.take() {
+            Some(previous) => finish(previous, &consumer, &metrics, &in_flight_positions).await,
+            None => Ok(()),
+        };
+        match (previous, written) {
+            (Ok(()), Ok(written)) => {
+                let overlay = Arc::new(written.pending.overlay_of_batch());
+                if let Ok(mut positions) = in_flight_positions.lock() {
+                    positions.clone_from(written.pending.offsets());
+                }
+                let task = {
+                    let worker = Arc::clone(&worker);
+                    tokio::spawn(async move { worker.complete(written).await })
+                };
+                in_flight = Some(InFlight {
+                    task,
+                    overlay,
+                    batch,
+                    started: Instant::now(),
+                });
+            }
+            (previous, written) => {
+                // Something failed, so what was decided on top of it cannot be trusted. Redo
+                // the failed batch and this one alone, in order, each until it is done; outputs
+                // already handed to the producer may be written twice, with the same ids.
+                if let Err(error) = written {
                     metrics.batch_retries.inc();
-                    error!(%error, records = batch.len(), ?backoff, "batch failed; retrying it");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {
-                            // Nothing of this batch is committed; it is processed again later,
-                            // from the stored position, with the same ids.
-                            info!("stopping with an unfinished batch left uncommitted");
-                            store.flush().await?;
-                            return Ok(());
-                        }
-                        _ = tokio::time::sleep(backoff) => {}
+                    error!(%error, records = batch.len(), "writing a batch failed; retrying it");
+                }
+                let mut redo = Vec::new();
+                if let Err(failed) = previous {
+                    redo.push(owned_only(failed, &owned));
+                }
+                redo.push(owned_only(batch, &owned));
+                for batch in redo {
+                    let started = Instant::now();
+                    if !worker
+                        .process_alone(&view, &mut cache, &batch, &shutdown)
+                        .await
+                    {
+                        info!("stopping with an unfinished batch left uncommitted");
+                        store.flush().await?;
+                        return Ok(());
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    done(batch, started, &consumer, &metrics).await;
                 }
             }
         }
-        let messages: Vec<OwnedMessage> = batch.into_iter().map(|input| input.message).collect();
-        // Advisory: the stored position is what counts; the group offset feeds lag metrics.
-        kafka::commit_batch_with(&consumer, &messages, false).await;
-        metrics
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.batch_records.observe(messages.len() as f64);
-        metrics.dedup_keys.set(store.dedup_len() as i64);
+    }
+    if let Some(previous) = in_flight.take() {
+        // A failure here leaves the batch uncommitted: its next owner processes it again.
+        let _ = finish(previous, &consumer, &metrics, &in_flight_positions).await;
     }
     worker.finish_markers().await;
     store.flush().await?;
@@ -257,10 +301,81 @@ pub async fn run(
     Ok(())
 }
 
+/// A batch whose outputs are handed to the producer and whose completion runs in a task.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), ProcessorError>>,
+    /// Its dedup decisions, for the batch decided meanwhile.
+    overlay: Arc<DedupOverlay>,
+    batch: Vec<Input>,
+    started: Instant,
+}
+
+/// What [`Worker::write_batch`] handed to the producer, still to be acknowledged and committed.
+struct Written {
+    deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    changelog: Vec<(i32, rdkafka::producer::DeliveryFuture)>,
+    pending: PendingState,
+    counts: Vec<&'static str>,
+}
+
+/// Waits for the batch in flight. Done: the advisory group commit and the batch metrics. Failed:
+/// the batch back, for a retry.
+async fn finish(
+    in_flight: InFlight,
+    consumer: &Arc<StreamConsumer<ProcessorContext>>,
+    metrics: &ProcessorMetrics,
+    positions: &InFlightPositions,
+) -> Result<(), Vec<Input>> {
+    let result = in_flight
+        .task
+        .await
+        .map_err(|e| ProcessorError::Task(e.to_string()))
+        .and_then(|r| r);
+    if let Ok(mut positions) = positions.lock() {
+        positions.clear();
+    }
+    match result {
+        Ok(()) => {
+            done(in_flight.batch, in_flight.started, consumer, metrics).await;
+            Ok(())
+        }
+        Err(error) => {
+            metrics.batch_retries.inc();
+            error!(%error, records = in_flight.batch.len(), "batch failed; retrying it");
+            Err(in_flight.batch)
+        }
+    }
+}
+
+/// After a batch is committed: the advisory group commit (the stored position is what counts;
+/// the group offset feeds lag metrics) and the batch metrics.
+async fn done(
+    batch: Vec<Input>,
+    started: Instant,
+    consumer: &Arc<StreamConsumer<ProcessorContext>>,
+    metrics: &ProcessorMetrics,
+) {
+    let messages: Vec<OwnedMessage> = batch.into_iter().map(|input| input.message).collect();
+    kafka::commit_batch_with(consumer, &messages, false).await;
+    metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_records.observe(messages.len() as f64);
+}
+
+/// The records of `batch` from partitions this instance still owns.
+fn owned_only(batch: Vec<Input>, owned: &Owned) -> Vec<Input> {
+    let owned = owned.lock().map(|o| o.clone()).unwrap_or_default();
+    batch
+        .into_iter()
+        .filter(|i| owned.contains(&(i.source.topic.clone(), i.source.partition)))
+        .collect()
+}
+
 /// Polls a batch and notes where each record came from. Records of partitions revoked while
 /// the batch was being collected are left to their new owner.
 async fn next_batch(
-    consumer: &StreamConsumer<ProcessorContext>,
+    consumer: &Arc<StreamConsumer<ProcessorContext>>,
     max: usize,
     owned: &Owned,
 ) -> Vec<Input> {
@@ -336,14 +451,17 @@ enum Work {
 }
 
 impl Worker {
-    async fn process(
+    /// Decides, maps and hands to the producer everything a batch writes (outputs, then the
+    /// changelog batch records), taking the dedup keys of the batch still in flight into account.
+    async fn write_batch(
         &self,
         view: &ConfigView,
         cache: &mut MappingCache,
         batch: &[Input],
-    ) -> Result<(), ProcessorError> {
+        in_flight: Option<&Arc<DedupOverlay>>,
+    ) -> Result<Written, ProcessorError> {
         let config = view.snapshot();
-        let mut pending = PendingState::default();
+        let mut pending = PendingState::with_overlay(in_flight.cloned());
         let mut plans = Vec::with_capacity(batch.len());
         let platform_topic = self.topics.platform_events();
         for input in batch {
@@ -479,6 +597,24 @@ impl Worker {
             }
         }
         let changelog = self.write_changelog(&mut pending, &firsts).await?;
+        Ok(Written {
+            deliveries,
+            changelog,
+            pending,
+            counts,
+        })
+    }
+
+    /// Finishes a written batch: waits for its acknowledgements (and the previous batch's
+    /// position markers), commits its state to sled in one atomic write, then writes its
+    /// position markers.
+    async fn complete(&self, written: Written) -> Result<(), ProcessorError> {
+        let Written {
+            deliveries,
+            changelog,
+            mut pending,
+            counts,
+        } = written;
         let markers = self
             .markers
             .lock()
@@ -511,7 +647,34 @@ impl Worker {
         for label in counts {
             self.metrics.events.with_label_values(&[label]).inc();
         }
+        self.metrics.dedup_keys.set(self.store.dedup_len() as i64);
         Ok(())
+    }
+
+    /// Writes and completes a batch on its own (no other batch in flight), retrying with
+    /// backoff until it is done. `false` when shutdown interrupted it, uncommitted.
+    async fn process_alone(
+        &self,
+        view: &ConfigView,
+        cache: &mut MappingCache,
+        batch: &[Input],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let result = match self.write_batch(view, cache, batch, None).await {
+                Ok(written) => self.complete(written).await,
+                Err(error) => Err(error),
+            };
+            let Err(error) = result else { return true };
+            self.metrics.batch_retries.inc();
+            error!(%error, records = batch.len(), ?backoff, "batch failed; retrying it");
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
     }
 
     fn plan(
