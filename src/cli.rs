@@ -115,9 +115,25 @@ pub struct ApiArgs {
     /// posted to `/v1/events` are checked against.
     #[arg(long, env = "ERP_TOOLKIT_CORE_EVENT_SCHEMAS")]
     pub core_event_schemas: Option<PathBuf>,
+    /// Seconds an ACK-tracked outbound event may stay unacknowledged before `ACK_TIMEOUT`.
+    #[arg(long, env = "ERP_TOOLKIT_ACK_TIMEOUT_SECS", default_value_t = 24 * 3600)]
+    pub ack_timeout_secs: u64,
+    /// Days a timed-out tracking row still accepts a late acknowledgement.
+    #[arg(long, env = "ERP_TOOLKIT_ACK_RETENTION_DAYS", default_value_t = 28)]
+    pub ack_retention_days: u64,
 }
 
 impl ApiArgs {
+    /// ACK tracking settings (the sweep runs every 30 s, or every timeout if shorter).
+    pub fn ack_settings(&self) -> erp_ingest::acks::AckSettings {
+        let timeout = std::time::Duration::from_secs(self.ack_timeout_secs.max(1));
+        erp_ingest::acks::AckSettings {
+            timeout,
+            retention: std::time::Duration::from_secs(self.ack_retention_days * 24 * 3600),
+            sweep_every: timeout.min(std::time::Duration::from_secs(30)),
+        }
+    }
+
     /// The event schemas, if a directory is configured.
     pub fn event_schemas(
         &self,

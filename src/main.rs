@@ -48,6 +48,7 @@ async fn standalone(
         org_id: args.api.org_id.clone(),
         body_limit: args.api.body_limit,
         core_event_schemas: args.api.core_event_schemas.clone(),
+        acks: args.api.ack_settings(),
         processor: args.processing.settings(args.data_dir.join("processor")),
         dispatcher: args.delivery.settings(),
         ..StandaloneOptions::new(args.data_dir.clone())

@@ -30,6 +30,9 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
     let (view, view_task) = ConfigView::start(&runtime, "ingest").await?;
     let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
+    let (acks, ack_tasks) =
+        erp_ingest::acks::AckTracker::start(&runtime, producer.clone(), args.api.ack_settings())
+            .map_err(|e| anyhow::anyhow!("ACK tracking: {e}"))?;
     let state = web::Data::new(ApiState {
         org_id: args.api.org_id.clone(),
         admin_token: args.admin_token.clone(),
@@ -40,6 +43,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         body_limit: args.api.body_limit,
         mapping_timeout: std::time::Duration::from_millis(args.mapping_timeout_ms.max(1)),
         event_schemas: args.api.event_schemas()?,
+        acks: Some(acks),
     });
     let (address, server) = crate::api::server(
         &args.listen,
@@ -54,6 +58,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     handle.stop(true).await;
     let _ = serving.await;
     view_task.abort();
+    ack_tasks.iter().for_each(|t| t.abort());
     Ok(())
 }
 

@@ -40,6 +40,8 @@ pub struct StandaloneOptions {
     pub body_limit: usize,
     /// Directory of core-event JSON Schemas for `POST /v1/events`.
     pub core_event_schemas: Option<PathBuf>,
+    /// ACK tracking.
+    pub acks: erp_ingest::acks::AckSettings,
     /// Processor settings (its data directory is placed under `data_dir`).
     pub processor: ProcessorSettings,
     /// Dispatcher settings.
@@ -57,6 +59,7 @@ impl StandaloneOptions {
             org_id: "default".into(),
             body_limit: 10 * 1024 * 1024,
             core_event_schemas: None,
+            acks: Default::default(),
             processor: ProcessorSettings::default(),
             dispatcher: DispatcherSettings::default(),
         }
@@ -81,6 +84,7 @@ pub struct Standalone {
     processor: JoinHandle<Result<(), erp_processor::ProcessorError>>,
     dispatcher: JoinHandle<Result<(), erp_dispatcher::DispatcherError>>,
     view_task: JoinHandle<()>,
+    ack_tasks: Vec<JoinHandle<()>>,
     broker: EmbeddedBroker,
 }
 
@@ -108,6 +112,9 @@ impl Standalone {
 
         let (view, view_task) = ConfigView::start(&runtime, "standalone").await?;
         let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
+        let (acks, ack_tasks) =
+            erp_ingest::acks::AckTracker::start(&runtime, producer.clone(), options.acks.clone())
+                .map_err(|e| anyhow::anyhow!("ACK tracking: {e}"))?;
         let state = web::Data::new(ApiState {
             org_id: options.org_id.clone(),
             admin_token: admin_token.clone(),
@@ -118,6 +125,7 @@ impl Standalone {
             body_limit: options.body_limit,
             mapping_timeout: options.processor.mapping_timeout,
             event_schemas: crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?,
+            acks: Some(acks),
         });
         let (http_address, server) = crate::api::server(
             &options.listen,
@@ -156,6 +164,7 @@ impl Standalone {
             processor,
             dispatcher,
             view_task,
+            ack_tasks,
             broker,
         })
     }
@@ -182,6 +191,10 @@ impl Standalone {
         let dispatched = join_within("dispatcher", self.dispatcher, Duration::from_secs(30)).await;
         self.view_task.abort();
         let _ = self.view_task.await;
+        for task in self.ack_tasks {
+            task.abort();
+            let _ = task.await;
+        }
         self.broker.stop().await;
         if let Some(Err(error)) = processed {
             return Err(error.into());

@@ -704,3 +704,111 @@ async fn outbound_platform_events_are_filtered_mapped_and_delivered_to_their_web
     );
     h.standalone.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_tracking_confirms_times_out_and_accepts_late_acks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = common::options(dir.path());
+    options.acks.timeout = Duration::from_secs(2);
+    options.acks.sweep_every = Duration::from_millis(200);
+    let h = Harness::start_with(options).await;
+    let receiver = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (_, webhook) = h
+        .post(
+            "/v1/webhooks/configs",
+            json!({"name": "ERP", "eventName": "event_InstallmentUpdated", "url": receiver.url()}),
+        )
+        .await;
+    let webhook_id = webhook["id"].as_str().expect("id").to_owned();
+    let (_, integration) = h.post("/v1/integrations", json!({"name": "SAP"})).await;
+    let integration_id = integration["id"].as_str().expect("id").to_owned();
+    let (status, answer) = h
+        .post(&format!("/v1/integrations/{integration_id}/use-cases"), json!({"name": "Installment", "slug": "installment", "type": "outbound", "enabled": true,
+            "configuration": {"event_catalog_event": "InstallmentUpdated",
+                "mappings": [{"name": "ERP", "enabled": true, "jsonata_expression": "{\"acknowledgeId\": _ack_id}",
+                    "delivery": {"type": "webhook", "webhook_id": webhook_id}}]}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let event = |n: u32, ack_id: &str| {
+        json!({"_event_id": format!("01JN00000000000000000000A{n}"), "_event_name": "InstallmentUpdated",
+               "_event_time": "2025-03-01T08:00:00.000Z", "_org_id": "default", "_ack_id": ack_id,
+               "_event_version": "1.0", "_event_source": "portal"})
+    };
+    let (confirmed, forgotten) = (
+        "6f1c1a52-0000-4000-8000-000000000001",
+        "6f1c1a52-0000-4000-8000-000000000002",
+    );
+    let (status, answer) = h
+        .post(
+            "/v1/events",
+            json!({"events": [event(1, confirmed), event(2, forgotten)]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(receiver.wait_for(2, LONG).await, "not delivered");
+    let delivered: BTreeSet<String> = receiver
+        .deliveries()
+        .iter()
+        .filter_map(|d| d.json()["acknowledgeId"].as_str().map(str::to_owned))
+        .collect();
+    assert!(delivered.contains(confirmed) && delivered.contains(forgotten));
+
+    let ack = "/v1/erp/tracking/acknowledgement";
+    let (status, answer) = h
+        .post(ack, json!({"ack_id": confirmed, "status": "processed"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = h.post(ack, json!({"ack_id": confirmed})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a second ACK: {answer}");
+    assert_eq!(answer["code"], "ACK_NOT_FOUND");
+    let (status, answer) = h.post(ack, json!({"ack_id": "no-such-id"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let (status, answer) = h.post(ack, json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ack_id"))
+    );
+
+    // The other one times out, and is still accepted late.
+    let brokers = h.standalone.broker_address.to_string();
+    let started = std::time::Instant::now();
+    let code_of = |spans: &[(String, Value)], code: &str, ack_id: &str| {
+        spans
+            .iter()
+            .find(|(_, s)| s["code"] == code && s["detail"]["ack_id"] == ack_id)
+            .map(|(_, s)| s.clone())
+    };
+    loop {
+        let spans = read_topic(
+            &brokers,
+            "erp.monitoring",
+            usize::MAX,
+            Duration::from_secs(1),
+        )
+        .await;
+        if code_of(&spans, "ACK_TIMEOUT", forgotten).is_some() {
+            assert!(code_of(&spans, "ACK_PENDING", forgotten).is_some());
+            break;
+        }
+        assert!(started.elapsed() < LONG, "no ACK_TIMEOUT: {spans:?}");
+    }
+    let (status, answer) = h.post(ack, json!({"ack_id": forgotten})).await;
+    assert_eq!(status, StatusCode::OK, "a late ACK: {answer}");
+    let spans = read_topic(
+        &brokers,
+        "erp.monitoring",
+        usize::MAX,
+        Duration::from_secs(2),
+    )
+    .await;
+    let late = code_of(&spans, "ACK_RECEIVED", forgotten).expect("ACK_RECEIVED span");
+    assert_eq!(late["detail"]["late"], true);
+    assert_eq!(late["level"], "success");
+    let first = code_of(&spans, "ACK_RECEIVED", confirmed).expect("ACK_RECEIVED span");
+    assert_eq!(first["detail"]["status"], "processed");
+    h.standalone.stop().await.expect("clean stop");
+}

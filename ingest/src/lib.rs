@@ -2,6 +2,7 @@
 //! inbound event ingest, the configuration API (integrations, use cases, webhook endpoints), and
 //! the operational routes every role serves.
 
+pub mod acks;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -34,6 +35,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(simulation::simulate_v1),
         )
         .route("/v1/events", web::post().to(platform::post))
+        .route(
+            "/v1/erp/tracking/acknowledgement",
+            web::post().to(acks::acknowledge),
+        )
         .route("/v1/integrations", web::get().to(integrations::list))
         .route("/v1/integrations", web::post().to(integrations::create))
         .route("/v1/integrations/{id}", web::get().to(integrations::get))

@@ -27,6 +27,8 @@ pub struct ApiState {
     pub mapping_timeout: std::time::Duration,
     /// Schemas platform events are checked against (`None`: envelope checks only).
     pub event_schemas: Option<std::sync::Arc<crate::event_schemas::EventSchemas>>,
+    /// ACK tracking (`None`: every acknowledgement is unknown).
+    pub acks: Option<std::sync::Arc<crate::acks::AckTracker>>,
 }
 
 impl ApiState {

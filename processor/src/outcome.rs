@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use erp_runtime::config_view::UseCaseEntry;
+use erp_schemas::ack::{AckRecord, AckState};
 use erp_schemas::core_event::{
     CoreEvent, Envelope, INBOUND_EVENT_MAPPED, INBOUND_EVENT_MAPPED_VERSION, InboundEventMapped,
 };
@@ -11,7 +12,7 @@ use erp_schemas::dead_letter::{DeadLetter, SourceCoordinates};
 use erp_schemas::ids::{derived_ulid, derived_uuid};
 use erp_schemas::inbound::InboundEventRecord;
 use erp_schemas::monitoring::{Level, MonitoringSpan};
-use erp_schemas::timestamp::{format_millis, millis_of, now_rfc3339, parse_rfc3339};
+use erp_schemas::timestamp::{format_millis, millis_of, now_millis, now_rfc3339, parse_rfc3339};
 
 use crate::mapping::{MappingError, MappingResult};
 use crate::outbound::OutboundOutcome;
@@ -265,17 +266,34 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> Option<MonitoringS
     })
 }
 
-/// What a platform event yields: core events for the dispatcher (each addressed to its
-/// delivery), one span per matching use case, and a dead letter per failed use case.
+/// What a platform event yields.
+#[derive(Debug, Default)]
+pub struct OutboundRecords {
+    /// Core events for the dispatcher, each addressed to its delivery.
+    pub events: Vec<CoreEvent>,
+    /// One span per matching use case, plus `ACK_PENDING` per tracking use case.
+    pub spans: Vec<MonitoringSpan>,
+    /// One per failed use case.
+    pub letters: Vec<DeadLetter>,
+    /// The ACK tracking row, when a use case with `ack_tracking` on produced messages.
+    pub ack: Option<AckRecord>,
+}
+
+/// What a platform event yields: see [`OutboundRecords`].
 pub fn outbound_records(
     head: &PlatformHead,
     results: &[(Box<UseCaseEntry>, Result<OutboundOutcome, MappingError>)],
     source: &SourceCoordinates,
     key: Option<&str>,
     value: &str,
-) -> (Vec<CoreEvent>, Vec<MonitoringSpan>, Vec<DeadLetter>) {
+) -> OutboundRecords {
     let (mut events, mut spans, mut letters) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tracking: Vec<(&UseCaseEntry, Vec<String>)> = Vec::new();
     let millis = parse_rfc3339(&head.event_time).map(millis_of).unwrap_or(0);
+    let ack_id = head
+        .ack_id
+        .clone()
+        .unwrap_or_else(|| derived_uuid(&[&head.event_id, "ack"]));
     for (use_case, result) in results {
         let uc = &use_case.use_case;
         let ack_tracking = uc
@@ -312,10 +330,7 @@ pub fn outbound_records(
                         envelope: Envelope {
                             _org_id: head.org_id.clone(),
                             _event_time: head.event_time.clone(),
-                            _ack_id: head
-                                .ack_id
-                                .clone()
-                                .unwrap_or_else(|| derived_uuid(&[&head.event_id, "ack"])),
+                            _ack_id: ack_id.clone(),
                             _event_id: event_id,
                             _event_name: head.event_name.clone(),
                             _event_version: head.event_version.clone(),
@@ -328,6 +343,9 @@ pub fn outbound_records(
                             _ => serde_json::Map::new(),
                         },
                     });
+                }
+                if ack_tracking && !ids.is_empty() {
+                    tracking.push((use_case, ids.clone()));
                 }
                 (
                     Level::Success,
@@ -373,7 +391,50 @@ pub fn outbound_records(
             created_at: now_rfc3339(),
         });
     }
-    (events, spans, letters)
+    let ack = (!tracking.is_empty()).then(|| {
+        for (use_case, ids) in &tracking {
+            let uc = &use_case.use_case;
+            spans.push(MonitoringSpan {
+                id: derived_uuid(&[&ack_id, "ACK_PENDING", &uc.id]),
+                org_id: head.org_id.clone(),
+                integration_id: uc.integration_id.clone(),
+                event_id: head.event_id.clone(),
+                correlation_id: String::new(),
+                use_case_id: uc.id.clone(),
+                use_case_type: "outbound".into(),
+                level: Level::Info,
+                code: "ACK_PENDING".into(),
+                message: "waiting for the ERP's acknowledgement".into(),
+                detail: json!({"ack_id": ack_id, "core_event_ids": ids}),
+                created_at: now_rfc3339(),
+            });
+        }
+        let now = now_millis();
+        AckRecord {
+            ack_id: ack_id.clone(),
+            org_id: head.org_id.clone(),
+            event_id: head.event_id.clone(),
+            event_name: head.event_name.clone(),
+            integration_ids: tracking
+                .iter()
+                .map(|(u, _)| u.use_case.integration_id.clone())
+                .collect(),
+            use_case_ids: tracking
+                .iter()
+                .map(|(u, _)| u.use_case.id.clone())
+                .collect(),
+            core_event_ids: tracking.iter().flat_map(|(_, ids)| ids.clone()).collect(),
+            state: AckState::Pending,
+            created_at: format_millis(now),
+            created_at_ms: now,
+        }
+    });
+    OutboundRecords {
+        events,
+        spans,
+        letters,
+        ack,
+    }
 }
 
 /// The dead letter of a failed outcome; `None` for outcomes that are not failures.

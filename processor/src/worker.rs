@@ -890,8 +890,19 @@ impl Worker {
         }
         if let Outcome::Outbound { head, results } = outcome {
             let value = String::from_utf8_lossy(input.message.payload().unwrap_or_default());
-            let (events, spans, letters) =
-                outcome::outbound_records(head, results, &input.source, key.as_deref(), &value);
+            let outcome::OutboundRecords {
+                events,
+                spans,
+                letters,
+                ack,
+            } = outcome::outbound_records(head, results, &input.source, key.as_deref(), &value);
+            if let Some(ack) = ack {
+                let bytes = erp_schemas::error::encode("ACK tracking record", &ack)?;
+                deliveries.push(
+                    kafka::enqueue(&self.producer, &self.topics.acks(), &ack.ack_id, &bytes)
+                        .await?,
+                );
+            }
             // Keyed like the platform event (its trigger entity), so per-entity order holds.
             let event_key = key.clone().unwrap_or_else(|| head.event_id.clone());
             for event in events {

@@ -46,10 +46,11 @@ pub fn standard_topics(settings: &KafkaSettings) -> Vec<TopicSpec> {
             partitions: n,
             configs: vec![],
         },
+        // ACK tracking rows, keyed by `_ack_id`: the latest state per id is what counts.
         TopicSpec {
             name: t.acks(),
             partitions: n,
-            configs: vec![],
+            configs: vec![("cleanup.policy", "compact")],
         },
         TopicSpec {
             name: t.monitoring(),

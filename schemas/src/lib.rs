@@ -2,6 +2,7 @@
 //! identifiers and timestamps they carry, and the topic names. Nothing here does I/O, so every
 //! role, test and tool agrees on one definition.
 
+pub mod ack;
 pub mod config;
 pub mod core_event;
 pub mod dead_letter;
