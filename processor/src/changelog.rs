@@ -161,69 +161,87 @@ pub struct Restored {
     pub to: i64,
 }
 
-/// Replays changelog partition `partition` from the store's checkpoint to its end into the
-/// store. Blocking: runs inside the rebalance callback, before the partition is consumed.
-pub fn restore(
-    kafka: &KafkaSettings,
-    store: &StateStore,
-    partition: i32,
-) -> Result<Restored, ProcessorError> {
-    let topic = kafka.topics.processor_state();
-    let from = store.checkpoint(partition)?;
-    let consumer: BaseConsumer = kafka
-        .reader_config("erp-toolkit-processor-restore")
-        .create()?;
-    let (low, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
-    let from = from.max(low);
-    if from >= high {
-        return Ok(Restored {
-            records: 0,
+/// Replays changelog partitions into the store, with one consumer for all partitions of an
+/// assignment (creating one per partition cost about 100 ms each on the embedded broker).
+pub struct Restorer {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl Restorer {
+    /// A restorer for the installation's changelog topic.
+    pub fn new(kafka: &KafkaSettings) -> Result<Self, ProcessorError> {
+        Ok(Self {
+            consumer: kafka
+                .reader_config("erp-toolkit-processor-restore")
+                .create()?,
+            topic: kafka.topics.processor_state(),
+        })
+    }
+
+    /// Replays changelog partition `partition` from the store's checkpoint to its end into
+    /// the store. Blocking: runs inside the rebalance callback, before the partition is
+    /// consumed.
+    pub fn restore(&self, store: &StateStore, partition: i32) -> Result<Restored, ProcessorError> {
+        let topic = &self.topic;
+        let consumer = &self.consumer;
+        let from = store.checkpoint(partition)?;
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let from = from.max(low);
+        if from >= high {
+            return Ok(Restored {
+                records: 0,
+                from,
+                to: high,
+            });
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, partition, Offset::Offset(from))?;
+        consumer.assign(&assignment)?;
+        drop(assignment);
+        let started = Instant::now();
+        let now = now_millis();
+        let mut content = ChangelogContent::default();
+        let (mut records, mut next) = (0u64, from);
+        while next < high {
+            if started.elapsed() > Duration::from_secs(300) {
+                return Err(ProcessorError::Task(format!(
+                    "restore of {topic}/{partition} stalled at {next} of {high}"
+                )));
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let message = message?;
+            if message.partition() != partition {
+                continue;
+            }
+            next = message.offset() + 1;
+            records += 1;
+            content.apply(
+                partition,
+                message.key().unwrap_or_default(),
+                message.payload(),
+                now,
+                store.window_ms(),
+            );
+        }
+        consumer.unassign()?;
+        store.restore(partition, content, high)?;
+        info!(
+            partition,
+            records,
+            from,
+            to = high,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored processor state from the changelog"
+        );
+        Ok(Restored {
+            records,
             from,
             to: high,
-        });
+        })
     }
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(&topic, partition, Offset::Offset(from))?;
-    consumer.assign(&assignment)?;
-    drop(assignment);
-    let started = Instant::now();
-    let now = now_millis();
-    let mut content = ChangelogContent::default();
-    let (mut records, mut next) = (0u64, from);
-    while next < high {
-        if started.elapsed() > Duration::from_secs(300) {
-            return Err(ProcessorError::Task(format!(
-                "restore of {topic}/{partition} stalled at {next} of {high}"
-            )));
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message?;
-        next = message.offset() + 1;
-        records += 1;
-        content.apply(
-            partition,
-            message.key().unwrap_or_default(),
-            message.payload(),
-            now,
-            store.window_ms(),
-        );
-    }
-    store.restore(partition, content, high)?;
-    info!(
-        partition,
-        records,
-        from,
-        to = high,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "restored processor state from the changelog"
-    );
-    Ok(Restored {
-        records,
-        from,
-        to: high,
-    })
 }
 
 #[cfg(test)]

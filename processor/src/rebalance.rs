@@ -49,13 +49,23 @@ impl ProcessorContext {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
-        for (topic, partition) in partitions {
+        // Inbound and platform partitions of one number share a changelog partition: restore
+        // each once, with one consumer.
+        let numbers: BTreeSet<i32> = partitions.iter().map(|(_, p)| *p).collect();
+        let mut restorer = None;
+        for partition in numbers {
             let mut attempt = 0;
             let restored = loop {
-                match changelog::restore(&self.kafka, &self.store, partition) {
+                let result = match &restorer {
+                    Some(restorer) => Ok(restorer),
+                    None => changelog::Restorer::new(&self.kafka).map(|r| &*restorer.insert(r)),
+                }
+                .and_then(|r| r.restore(&self.store, partition));
+                match result {
                     Ok(restored) => break Some(restored),
                     Err(error) if attempt < 5 => {
                         attempt += 1;
+                        restorer = None;
                         warn!(partition, %error, attempt, "restore failed; retrying");
                         std::thread::sleep(Duration::from_secs(1));
                     }
@@ -69,6 +79,8 @@ impl ProcessorContext {
             if let Some(restored) = restored {
                 self.restored_records.inc_by(restored.records);
             }
+        }
+        for (topic, partition) in partitions {
             let in_flight = self
                 .in_flight
                 .lock()
