@@ -3,11 +3,15 @@
 //! groups) are produced first; then a pass-through consumer group copies them to another topic,
 //! batch by batch with awaited acknowledgements; then the processor maps them (dedup, mapping,
 //! core event, monitoring span, changelog, sled commit per batch). Both include their group
-//! join. Writes per event: core event + monitoring span + changelog record (the span optional).
-//! Reports the rates, the ratios and the processor's mean batch size.
+//! join. Writes per event: core event + monitoring span (optional), plus one changelog record per
+//! batch and partition.
+//!
+//! The machine is shared and noisy, so the measurement runs in rounds, each on fresh topics
+//! (its own prefix), alternating which of the two goes first; it reports every round's ratio and
+//! the median.
 //!
 //! ```sh
-//! cargo run --release -p erp-benches --bin procbench -- --events 20000
+//! cargo run --release -p erp-benches --bin procbench -- --events 20000 --rounds 5
 //! ```
 
 use std::time::{Duration, Instant};
@@ -42,6 +46,9 @@ struct Args {
     /// Whether the processor writes a success span per mapped event.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     success_spans: bool,
+    /// Measurement rounds (the median ratio is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[tokio::main]
@@ -50,46 +57,66 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut broker =
         EmbeddedBroker::start(&dir.path().join("kafka"), "127.0.0.1:0".parse()?).await?;
-    let mut settings = KafkaSettings::new(broker.address().to_string());
-    settings.partitions = args.partitions;
-    let producer: FutureProducer = settings.producer("procbench")?;
-    prepare(&settings, &producer, args.events).await?;
     println!(
-        "procbench: {} records, {} partitions, processor batch ≤ {}, success spans {}",
-        args.events, args.partitions, args.batch, args.success_spans
+        "procbench: {} records, {} partitions, processor batch ≤ {}, success spans {}, {} rounds",
+        args.events, args.partitions, args.batch, args.success_spans, args.rounds
     );
-
-    let inbound = settings.topics.inbound_events();
-    let passthrough = passthrough(&settings, &producer, &inbound, args.events).await?;
-    let base_rate = args.events as f64 / passthrough.as_secs_f64();
-    println!(
-        "{:<34} {:>7.2} s  {:>8.0} records/s  (1 record written per record)",
-        "pass-through consume -> produce",
-        passthrough.as_secs_f64(),
-        base_rate
-    );
-    let (elapsed, mean_batch) = processor(
-        &settings,
-        dir.path(),
-        args.events,
-        args.batch,
-        args.success_spans,
-    )
-    .await?;
-    let rate = args.events as f64 / elapsed.as_secs_f64();
-    println!(
-        "{:<34} {:>7.2} s  {:>8.0} events/s  ({} records written per event)",
-        "processor (dedup, map, emit)",
-        elapsed.as_secs_f64(),
-        rate,
-        if args.success_spans { 3 } else { 2 }
-    );
-    println!(
-        "{:<34} {:>7.3}",
-        "processor / pass-through",
-        rate / base_rate
-    );
-    println!("{:<34} {:>7.0} records", "processor mean batch", mean_batch);
+    let (mut ratios, mut steady) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds.max(1) {
+        let mut settings = KafkaSettings::new(broker.address().to_string());
+        settings.partitions = args.partitions;
+        settings.topics = erp_schemas::topics::Topics::new(format!("r{round}"));
+        let producer: FutureProducer = settings.producer("procbench")?;
+        prepare(&settings, &producer, args.events).await?;
+        let round_dir = dir.path().join(format!("round-{round}"));
+        let mut base = None;
+        let mut processed = None;
+        // Alternate the order, so that a drift in the machine's load favours neither.
+        for first in [round % 2 == 0, round % 2 != 0] {
+            if first {
+                base = Some(passthrough(&settings, &producer, args.events).await?);
+            } else {
+                processed = Some(
+                    processor(
+                        &settings,
+                        &round_dir,
+                        args.events,
+                        args.batch,
+                        args.success_spans,
+                    )
+                    .await?,
+                );
+            }
+        }
+        let (Some(base), Some((timing, mean_batch))) = (base, processed) else {
+            bail!("round {round} did not measure both");
+        };
+        let base_rate = args.events as f64 / base.total.as_secs_f64();
+        let rate = args.events as f64 / timing.total.as_secs_f64();
+        ratios.push(rate / base_rate);
+        steady.push(timing.steady_rate / base.steady_rate);
+        println!(
+            "round {round}: pass-through {base_rate:>6.0} records/s ({:>6.0} steady), \
+             processor {rate:>6.0} events/s ({:>6.0} steady), ratio {:.3} ({:.3} steady), \
+             mean batch {mean_batch:.0}",
+            base.steady_rate,
+            timing.steady_rate,
+            rate / base_rate,
+            timing.steady_rate / base.steady_rate
+        );
+    }
+    for (what, mut ratios) in [("start to end", ratios), ("steady state", steady)] {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "median processor / pass-through, {what}: {:.3}  (rounds: {})",
+            ratios[ratios.len() / 2],
+            ratios
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     broker.stop().await;
     Ok(())
 }
@@ -103,7 +130,7 @@ async fn prepare(
 ) -> anyhow::Result<()> {
     let mut topics = standard_topics(settings);
     topics.push(TopicSpec {
-        name: "bench.passthrough".into(),
+        name: settings.topics.name("passthrough"),
         partitions: settings.partitions,
         configs: vec![],
     });
@@ -191,14 +218,16 @@ async fn prepare(
 async fn passthrough(
     settings: &KafkaSettings,
     producer: &FutureProducer,
-    inbound: &str,
     count: usize,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Timing> {
+    let inbound = settings.topics.inbound_events();
+    let output = settings.topics.name("passthrough");
     let consumer =
         std::sync::Arc::new(settings.group_consumer("procbench", "procbench-passthrough")?);
-    consumer.subscribe(&[inbound])?;
+    consumer.subscribe(&[&inbound])?;
     let started = Instant::now();
     let mut copied = 0;
+    let mut first = None;
     while copied < count {
         let batch = kafka::poll_batch(&consumer, 500).await;
         let mut deliveries = Vec::with_capacity(batch.len());
@@ -207,7 +236,7 @@ async fn passthrough(
             deliveries.push(
                 kafka::enqueue(
                     producer,
-                    "bench.passthrough",
+                    &output,
                     &key,
                     message.payload().unwrap_or_default(),
                 )
@@ -217,11 +246,34 @@ async fn passthrough(
         kafka::await_deliveries(deliveries).await?;
         kafka::commit_batch(&consumer, &batch).await;
         copied += batch.len();
+        if first.is_none() && copied > 0 {
+            first = Some((Instant::now(), copied));
+        }
         if started.elapsed() > Duration::from_secs(600) {
             bail!("pass-through stalled at {copied}");
         }
     }
-    Ok(started.elapsed())
+    Ok(Timing::of(started, first, count))
+}
+
+/// How long a run took in all, and its rate after its first batch (group join, restore and
+/// start-up excluded).
+struct Timing {
+    total: Duration,
+    steady_rate: f64,
+}
+
+impl Timing {
+    fn of(started: Instant, first: Option<(Instant, usize)>, count: usize) -> Self {
+        let total = started.elapsed();
+        let steady_rate = match first {
+            Some((at, done)) if count > done => {
+                (count - done) as f64 / at.elapsed().as_secs_f64().max(1e-9)
+            }
+            _ => count as f64 / total.as_secs_f64(),
+        };
+        Self { total, steady_rate }
+    }
 }
 
 async fn processor(
@@ -230,7 +282,7 @@ async fn processor(
     count: usize,
     batch: usize,
     success_spans: bool,
-) -> anyhow::Result<(Duration, f64)> {
+) -> anyhow::Result<(Timing, f64)> {
     let runtime = Runtime {
         kafka: settings.clone(),
         metrics: Metrics::new(),
@@ -259,7 +311,15 @@ async fn processor(
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum()
     };
-    while metric("erp_processor_events_total") < count as f64 {
+    let mut first = None;
+    loop {
+        let done = metric("erp_processor_events_total");
+        if first.is_none() && done > 0.0 {
+            first = Some((Instant::now(), done as usize));
+        }
+        if done >= count as f64 {
+            break;
+        }
         if task.is_finished() || started.elapsed() > Duration::from_secs(600) {
             bail!(
                 "processor stopped at {}",
@@ -268,10 +328,10 @@ async fn processor(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let elapsed = started.elapsed();
+    let timing = Timing::of(started, first, count);
     let mean_batch = metric("erp_processor_batch_records_sum")
         / metric("erp_processor_batch_records_count").max(1.0);
     runtime.shutdown.cancel();
     task.await.context("processor task")??;
-    Ok((elapsed, mean_batch))
+    Ok((timing, mean_batch))
 }
