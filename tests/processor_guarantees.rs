@@ -289,9 +289,6 @@ async fn drain_core_events(brokers: &str, expected: usize) -> Vec<(String, Value
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "intermittent: in about one run of five, phase 2 (B joins, A stops) ends with ~130 \
-            dedup ids missing and B idle; under investigation in the processor issue. CI runs it \
-            as a reported, non-blocking step: cargo test --test processor_guarantees -- --ignored"]
 async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
     let mut dir = tempfile::tempdir().expect("temp dir");
     // The logs of every process stay behind when asked, for post-mortems.
@@ -385,12 +382,13 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
     );
     let distinct_event_ids: BTreeSet<&String> = ids.values().flatten().collect();
     assert_eq!(distinct_event_ids.len(), expected.len());
-    println!(
-        "core events: {} records, {} distinct (re-emitted after crashes: {})",
+    let summary = format!(
+        "core events: {} records, {} distinct (re-emitted after crashes and moves: {})\n",
         records.len(),
         expected.len(),
         records.len() - expected.len()
     );
+    print!("{summary}");
 
     // The processors did resume from stored positions and B did restore its lost state.
     let logs: String = std::fs::read_dir(dir.path())
@@ -403,7 +401,15 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
     let restored = logs
         .matches("restored processor state from the changelog")
         .count();
-    println!("partition starts at a stored position: {resumed}; changelog restores: {restored}");
+    let summary = format!(
+        "{summary}partition starts at a stored position: {resumed}; changelog restores: {restored}\n"
+    );
+    print!("{summary}");
+    // CI prints this after the (captured) test run.
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("processor-guarantees.txt"),
+        &summary,
+    );
     assert!(
         resumed > 0 && restored > 0,
         "no resume or no restore happened"
