@@ -121,9 +121,25 @@ pub struct ApiArgs {
     /// Days a timed-out tracking row still accepts a late acknowledgement.
     #[arg(long, env = "ERP_TOOLKIT_ACK_RETENTION_DAYS", default_value_t = 28)]
     pub ack_retention_days: u64,
+    /// PEM file of the organisation's Ed25519 signing key (`openssl genpkey -algorithm
+    /// ed25519`): its public key is served at `/v1/webhooks/.well-known/public-key`.
+    #[arg(long, env = "ERP_TOOLKIT_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl ApiArgs {
+    /// The public key of the signing key, if one is configured.
+    pub fn signing_public_key(&self) -> anyhow::Result<Option<String>> {
+        self.signing_key_file
+            .as_deref()
+            .map(|path| {
+                erp_dispatcher::org_key::OrgKey::load(path)
+                    .map(|key| key.public_key_pem())
+                    .map_err(anyhow::Error::from)
+            })
+            .transpose()
+    }
+
     /// ACK tracking settings (the sweep runs every 30 s, or every timeout if shorter).
     pub fn ack_settings(&self) -> erp_ingest::acks::AckSettings {
         let timeout = std::time::Duration::from_secs(self.ack_timeout_secs.max(1));

@@ -44,6 +44,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         mapping_timeout: std::time::Duration::from_millis(args.mapping_timeout_ms.max(1)),
         event_schemas: args.api.event_schemas()?,
         acks: Some(acks),
+        signing_public_key: args.api.signing_public_key()?,
     });
     let (address, server) = crate::api::server(
         &args.listen,

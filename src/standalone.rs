@@ -22,6 +22,7 @@ use erp_runtime::topics::{ensure_topics, standard_topics};
 use erp_runtime::{ConfigView, ConfigWriter, KafkaSettings, Metrics, Readiness, Runtime};
 
 use crate::broker::EmbeddedBroker;
+use erp_dispatcher::org_key::OrgKey;
 
 /// How to run the standalone process.
 #[derive(Debug, Clone)]
@@ -98,6 +99,7 @@ impl Standalone {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let admin_token = admin_token(&data_dir)?;
+        let signing_key = signing_key(&data_dir)?;
         let broker = EmbeddedBroker::start(&data_dir.join("kafka"), options.broker_listen).await?;
 
         let mut kafka = KafkaSettings::new(broker.address().to_string());
@@ -126,6 +128,7 @@ impl Standalone {
             mapping_timeout: options.processor.mapping_timeout,
             event_schemas: crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?,
             acks: Some(acks),
+            signing_public_key: Some(signing_key.public_key_pem()),
         });
         let (http_address, server) = crate::api::server(
             &options.listen,
@@ -208,6 +211,16 @@ impl Standalone {
 
 /// The API token: generated on first start and kept (owner-readable only) in the data
 /// directory, so restarts keep it.
+/// The organisation's Ed25519 webhook signing key, created in the data directory on first start.
+fn signing_key(data_dir: &Path) -> anyhow::Result<std::sync::Arc<OrgKey>> {
+    let path = data_dir.join("signing-key.pem");
+    if !path.exists() {
+        write_private(&path, &OrgKey::generate_pem()?)
+            .with_context(|| format!("cannot store the signing key in {}", path.display()))?;
+    }
+    Ok(std::sync::Arc::new(OrgKey::load(&path)?))
+}
+
 fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("admin-token");
     if let Ok(existing) = std::fs::read_to_string(&path) {

@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod error;
 pub mod metrics;
+pub mod org_key;
 pub mod signing;
 pub mod worker;
 

@@ -67,6 +67,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/v1/integrations/{id}/use-cases/{use_case_id}",
             web::delete().to(use_cases::delete),
         )
+        .route(
+            "/v1/webhooks/.well-known/public-key",
+            web::get().to(webhooks::public_key),
+        )
         .route("/v1/webhooks/configs", web::get().to(webhooks::list))
         .route("/v1/webhooks/configs", web::post().to(webhooks::create))
         .route("/v1/webhooks/configs/{id}", web::get().to(webhooks::get))

@@ -29,6 +29,8 @@ pub struct ApiState {
     pub event_schemas: Option<std::sync::Arc<crate::event_schemas::EventSchemas>>,
     /// ACK tracking (`None`: every acknowledgement is unknown).
     pub acks: Option<std::sync::Arc<crate::acks::AckTracker>>,
+    /// The PEM public key of the organisation's webhook signing key (`v1a`), if any.
+    pub signing_public_key: Option<String>,
 }
 
 impl ApiState {

@@ -259,3 +259,28 @@ pub async fn delete(
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// `GET /v1/webhooks/.well-known/public-key?orgId=`: the public key receivers check `v1a`
+/// signatures with. Public, like any public key: no token needed.
+pub async fn public_key(
+    state: web::Data<ApiState>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    if query.get("orgId").is_some_and(|org| *org != state.org_id) {
+        return Err(ApiError::not_found(
+            "ORG_NOT_FOUND",
+            "this deployment does not serve that organisation",
+        ));
+    }
+    let Some(public_key) = &state.signing_public_key else {
+        return Err(ApiError::not_found(
+            "NO_SIGNING_KEY",
+            "no signing key is configured (--signing-key-file)",
+        ));
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "public_key": public_key,
+        "algorithm": "ed25519",
+        "issuer": "erp-toolkit",
+    })))
+}
