@@ -34,13 +34,13 @@ fn type_matches(value: &Value, expected: &str) -> bool {
 }
 
 /// The validated editable fields of a request body.
-struct Editable {
-    name: Option<String>,
-    description: Option<String>,
-    extra: Map<String, Value>,
+pub(crate) struct Editable {
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) extra: Map<String, Value>,
 }
 
-fn editable(body: &Value) -> Result<Editable, ApiError> {
+pub(crate) fn editable(body: &Value) -> Result<Editable, ApiError> {
     let map = object(body, "request body")?;
     let name = opt_string(map, "", "name", 1, 255)?.map(str::to_owned);
     let description = opt_string(map, "", "description", 0, 1000)?.map(str::to_owned);
@@ -76,7 +76,7 @@ fn editable(body: &Value) -> Result<Editable, ApiError> {
     })
 }
 
-fn not_found(id: &str) -> ApiError {
+pub(crate) fn not_found(id: &str) -> ApiError {
     ApiError::not_found(
         "INTEGRATION_NOT_FOUND",
         format!("integration {id} not found"),

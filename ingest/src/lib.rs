@@ -9,6 +9,7 @@ pub mod error;
 pub mod event_schemas;
 pub mod events;
 pub mod integrations;
+pub mod integrations_v2;
 pub mod metrics;
 pub mod platform;
 pub mod queue;
@@ -66,6 +67,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/integrations/{id}/use-cases/{use_case_id}",
             web::delete().to(use_cases::delete),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/{use_case_id}/history",
+            web::get().to(use_cases::history),
+        )
+        .route("/v2/integrations", web::get().to(integrations_v2::list))
+        .route("/v2/integrations", web::post().to(integrations_v2::create))
+        .route("/v2/integrations/{id}", web::get().to(integrations_v2::get))
+        .route(
+            "/v2/integrations/{id}",
+            web::put().to(integrations_v2::update),
+        )
+        .route(
+            "/v2/integrations/{id}",
+            web::delete().to(integrations_v2::delete),
         )
         .route(
             "/v1/webhooks/.well-known/public-key",

@@ -24,11 +24,11 @@ fn integration_missing(id: &str) -> ApiError {
     )
 }
 
-fn use_case_missing(id: &str) -> ApiError {
+pub(crate) fn use_case_missing(id: &str) -> ApiError {
     ApiError::not_found("USE_CASE_NOT_FOUND", format!("use case {id} not found"))
 }
 
-fn check_slug(slug: &str) -> Result<(), ApiError> {
+pub(crate) fn check_slug(slug: &str) -> Result<(), ApiError> {
     if is_slug(slug) {
         Ok(())
     } else {
@@ -38,7 +38,7 @@ fn check_slug(slug: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_type(kind: &str) -> Result<(), ApiError> {
+pub(crate) fn check_type(kind: &str) -> Result<(), ApiError> {
     if !USE_CASE_TYPES.contains(&kind) {
         return Err(ApiError::bad_request(format!(
             "type must be one of {}, got {kind:?}",
@@ -58,7 +58,10 @@ fn check_type(kind: &str) -> Result<(), ApiError> {
 
 /// Checks a configuration the way the processor will read it; gives outbound mappings without
 /// an `id` a new one (and creation times), as epilot does.
-fn check_configuration(kind_of_use_case: &str, configuration: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn check_configuration(
+    kind_of_use_case: &str,
+    configuration: &mut Value,
+) -> Result<(), ApiError> {
     let Some(object) = configuration.as_object_mut() else {
         return Err(ApiError::bad_request(format!(
             "configuration must be an object, not {}",
@@ -319,4 +322,85 @@ pub async fn delete(
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({"message": format!("use case {use_case_id} deleted")})))
+}
+
+/// Entries per page of a use case's history.
+const HISTORY_PAGE: usize = 25;
+
+/// The query of `GET …/history`.
+#[derive(Debug, serde::Deserialize)]
+pub struct HistoryQuery {
+    pub cursor: Option<String>,
+}
+
+/// `GET /v1/integrations/{id}/use-cases/{useCaseId}/history?cursor=`: earlier versions of the
+/// use case, newest first, projected from the configuration log.
+pub async fn history(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (integration_id, use_case_id) = path.into_inner();
+    let skip = match &query.cursor {
+        None => 0,
+        Some(cursor) => cursor
+            .strip_prefix("h")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("cursor {cursor:?} is not valid")))?,
+    };
+    let config = state.view().snapshot();
+    if config
+        .integration(&caller.org_id, &integration_id)
+        .is_none()
+    {
+        return Err(integration_missing(&integration_id));
+    }
+    if config
+        .use_case(&caller.org_id, &integration_id, &use_case_id)
+        .is_none()
+    {
+        return Err(use_case_missing(&use_case_id));
+    }
+    let versions = config.use_case_history(&use_case_id);
+    let history: Vec<Value> = versions
+        .iter()
+        .skip(skip)
+        .take(HISTORY_PAGE)
+        .map(|version| {
+            let u = &version.use_case;
+            let mut entry = json!({
+                "id": erp_schemas::ids::derived_uuid(&[&u.id, &version.revision.to_string()]),
+                "useCaseId": u.id,
+                "integrationId": u.integration_id,
+                "name": u.name,
+                "enabled": u.enabled,
+                "type": u.kind,
+                "created_at": u.created_at,
+                "updated_at": u.updated_at,
+                "history_created_at": version.replaced_at,
+            });
+            if let Some(map) = entry.as_object_mut() {
+                for (key, value) in [
+                    ("slug", u.slug.clone().map(Value::String)),
+                    ("configuration", u.configuration.clone()),
+                    (
+                        "change_description",
+                        u.change_description.clone().map(Value::String),
+                    ),
+                    ("changed_by", u.changed_by.clone().map(Value::String)),
+                ] {
+                    if let Some(value) = value {
+                        map.insert(key.into(), value);
+                    }
+                }
+            }
+            entry
+        })
+        .collect();
+    let mut body = json!({"history": history});
+    if skip + HISTORY_PAGE < versions.len() {
+        body["next_cursor"] = json!(format!("h{}", skip + HISTORY_PAGE));
+    }
+    Ok(HttpResponse::Ok().json(body))
 }

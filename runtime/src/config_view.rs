@@ -50,27 +50,54 @@ pub enum Route<'a> {
     NotFound,
 }
 
+/// A use case as it was before a change: an entry of its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UseCaseVersion {
+    pub use_case: UseCase,
+    /// When it was replaced (the time of the change that replaced it).
+    pub replaced_at: String,
+    /// The log offset of the replacing change (unique per version).
+    pub revision: i64,
+}
+
 /// The configuration at one position of the log.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigState {
     integrations: BTreeMap<String, Integration>,
     use_cases: BTreeMap<String, UseCaseEntry>,
     webhooks: BTreeMap<String, WebhookEntry>,
+    /// Earlier versions per use case id, oldest first.
+    history: BTreeMap<String, Vec<UseCaseVersion>>,
 }
 
 impl ConfigState {
     /// Applies one record read at `offset`.
     pub fn apply(&mut self, record: ConfigRecord, offset: i64) {
-        let org_id = record.org_id;
-        match record.change {
+        self.apply_change(&record.org_id, &record.at, record.change, offset);
+    }
+
+    fn apply_change(&mut self, org_id: &str, at: &str, change: ConfigChange, offset: i64) {
+        let org_id = org_id.to_owned();
+        match change {
+            ConfigChange::Batch { changes } => {
+                for change in changes {
+                    self.apply_change(&org_id, at, change, offset);
+                }
+            }
             ConfigChange::IntegrationUpserted { integration } => {
                 self.integrations
                     .insert(integration.id.clone(), integration);
             }
             ConfigChange::IntegrationDeleted { integration_id } => {
                 self.integrations.remove(&integration_id);
-                self.use_cases
-                    .retain(|_, entry| entry.use_case.integration_id != integration_id);
+                let history = &mut self.history;
+                self.use_cases.retain(|id, entry| {
+                    let keep = entry.use_case.integration_id != integration_id;
+                    if !keep {
+                        history.remove(id);
+                    }
+                    keep
+                });
             }
             ConfigChange::UseCaseUpserted { use_case } => {
                 let entry = UseCaseEntry {
@@ -78,10 +105,20 @@ impl ConfigState {
                     org_id,
                     revision: offset,
                 };
-                self.use_cases.insert(entry.use_case.id.clone(), entry);
+                if let Some(previous) = self.use_cases.insert(entry.use_case.id.clone(), entry) {
+                    self.history
+                        .entry(previous.use_case.id.clone())
+                        .or_default()
+                        .push(UseCaseVersion {
+                            use_case: previous.use_case,
+                            replaced_at: at.to_owned(),
+                            revision: offset,
+                        });
+                }
             }
             ConfigChange::UseCaseDeleted { use_case_id, .. } => {
                 self.use_cases.remove(&use_case_id);
+                self.history.remove(&use_case_id);
             }
             ConfigChange::WebhookUpserted {
                 webhook,
@@ -99,6 +136,14 @@ impl ConfigState {
                 self.webhooks.remove(&webhook_id);
             }
         }
+    }
+
+    /// The earlier versions of a use case, newest first.
+    pub fn use_case_history(&self, use_case_id: &str) -> Vec<&UseCaseVersion> {
+        self.history
+            .get(use_case_id)
+            .map(|versions| versions.iter().rev().collect())
+            .unwrap_or_default()
     }
 
     /// An integration of the organisation.

@@ -161,6 +161,26 @@ pub enum ConfigChange {
     WebhookDeleted {
         webhook_id: String,
     },
+    /// Several changes applied as one, so no reader sees half of them (the declarative
+    /// `PUT /v2/integrations/{id}`).
+    Batch {
+        changes: Vec<ConfigChange>,
+    },
+}
+
+impl ConfigChange {
+    /// The id of the changed object (of the first one, for a batch).
+    pub fn key(&self) -> &str {
+        match self {
+            ConfigChange::IntegrationUpserted { integration } => &integration.id,
+            ConfigChange::IntegrationDeleted { integration_id } => integration_id,
+            ConfigChange::UseCaseUpserted { use_case } => &use_case.id,
+            ConfigChange::UseCaseDeleted { use_case_id, .. } => use_case_id,
+            ConfigChange::WebhookUpserted { webhook, .. } => &webhook.id,
+            ConfigChange::WebhookDeleted { webhook_id } => webhook_id,
+            ConfigChange::Batch { changes } => changes.first().map_or("", ConfigChange::key),
+        }
+    }
 }
 
 /// A record of the configuration log.
@@ -180,14 +200,7 @@ impl ConfigRecord {
     /// The record key: the id of the changed object, so compaction (if ever enabled) keeps the
     /// latest snapshot of each.
     pub fn key(&self) -> &str {
-        match &self.change {
-            ConfigChange::IntegrationUpserted { integration } => &integration.id,
-            ConfigChange::IntegrationDeleted { integration_id } => integration_id,
-            ConfigChange::UseCaseUpserted { use_case } => &use_case.id,
-            ConfigChange::UseCaseDeleted { use_case_id, .. } => use_case_id,
-            ConfigChange::WebhookUpserted { webhook, .. } => &webhook.id,
-            ConfigChange::WebhookDeleted { webhook_id } => webhook_id,
-        }
+        self.change.key()
     }
 }
 

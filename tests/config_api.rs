@@ -1,0 +1,146 @@
+//! The configuration API against the standalone process: the declarative v2 integrations, use
+//! case history, and the public signing key.
+
+mod common;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use common::{Harness, meter_mapping};
+
+fn slugs(integration: &Value) -> Vec<String> {
+    let mut slugs: Vec<String> = integration["use_cases"]
+        .as_array()
+        .map(|u| {
+            u.iter()
+                .filter_map(|u| u["slug"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    slugs.sort();
+    slugs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_integrations_are_declarative_and_use_cases_keep_their_history() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+
+    let (status, created) = h
+        .post(
+            "/v2/integrations",
+            json!({"name": "SAP IS-U", "description": "billing",
+                   "use_cases": [
+                       {"name": "Meter Readings", "type": "inbound", "enabled": true, "configuration": meter_mapping()},
+                       {"name": "Meter readings", "type": "inbound", "enabled": false},
+                       {"name": "Contracts", "slug": "contracts", "type": "inbound", "enabled": true}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        slugs(&created),
+        ["contracts", "meter-readings", "meter-readings-2"],
+        "slugs derived from names, made unique"
+    );
+    let id = created["id"].as_str().expect("id").to_owned();
+    let find = |integration: &Value, slug: &str| -> Value {
+        integration["use_cases"]
+            .as_array()
+            .and_then(|u| u.iter().find(|u| u["slug"] == slug).cloned())
+            .unwrap_or(Value::Null)
+    };
+    let readings = find(&created, "meter-readings");
+    let readings_id = readings["id"].as_str().expect("id").to_owned();
+
+    // Declarative: keep and change one, drop two, add one with a chosen id.
+    let new_id = "7d1f0a4e-4c1b-4f6e-9a0e-2b7f1c9d0e11";
+    let (status, updated) = h
+        .call(
+            Method::PUT,
+            &format!("/v2/integrations/{id}"),
+            Some(json!({"name": "SAP IS-U (prod)",
+                   "use_cases": [
+                       {"id": readings_id, "name": "Meter Readings", "type": "inbound", "enabled": false,
+                        "change_description": "paused", "configuration": meter_mapping()},
+                       {"id": new_id, "name": "Customers", "type": "inbound", "enabled": true}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["name"], "SAP IS-U (prod)");
+    assert_eq!(slugs(&updated), ["customers", "meter-readings"]);
+    assert_eq!(find(&updated, "customers")["id"], new_id);
+    assert_eq!(find(&updated, "meter-readings")["enabled"], false);
+    let (_, listed) = h.get(&format!("/v1/integrations/{id}/use-cases")).await;
+    assert_eq!(listed["use_cases"].as_array().map(Vec::len), Some(2));
+
+    // A slug is immutable; a type cannot change; an unknown integration is 404.
+    let (status, answer) = h
+        .call(
+            Method::PUT,
+            &format!("/v2/integrations/{id}"),
+            Some(json!({"name": "x", "use_cases": [
+                {"id": readings_id, "name": "r", "slug": "other", "type": "inbound", "enabled": true}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["code"], "SLUG_IMMUTABLE");
+    let (status, answer) = h
+        .call(
+            Method::PUT,
+            "/v2/integrations/00000000-0000-4000-8000-000000000000",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["code"], "INTEGRATION_NOT_FOUND");
+
+    // History: the version before the PUT, newest first.
+    let (status, history) = h
+        .get(&format!(
+            "/v1/integrations/{id}/use-cases/{readings_id}/history"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let entries = history["history"].as_array().expect("history");
+    assert_eq!(entries.len(), 1, "{history}");
+    assert_eq!(entries[0]["useCaseId"], readings_id.as_str());
+    assert_eq!(entries[0]["enabled"], true, "the state before the change");
+    assert!(entries[0]["history_created_at"].is_string());
+    assert!(history.get("next_cursor").is_none());
+    let (status, answer) = h
+        .get(&format!(
+            "/v1/integrations/{id}/use-cases/{readings_id}/history?cursor=zzz"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    // GET and DELETE of v2.
+    let (status, fetched) = h.get(&format!("/v2/integrations/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(slugs(&fetched), ["customers", "meter-readings"]);
+    let (_, all) = h.get("/v2/integrations").await;
+    assert_eq!(all["integrations"].as_array().map(Vec::len), Some(1));
+    let (status, _) = h
+        .call(Method::DELETE, &format!("/v2/integrations/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = h.get(&format!("/v1/integrations/{id}/use-cases")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The public key of v1a signatures, without a token.
+    let response = h
+        .client
+        .get(format!("{}/v1/webhooks/.well-known/public-key", h.base))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    let key: Value = response.json().await.expect("json");
+    assert_eq!(key["algorithm"], "ed25519");
+    assert!(
+        key["public_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("-----BEGIN PUBLIC KEY-----"))
+    );
+    h.standalone.stop().await.expect("clean stop");
+}
