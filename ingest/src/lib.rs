@@ -11,6 +11,7 @@ pub mod events;
 pub mod integrations;
 pub mod metrics;
 pub mod platform;
+pub mod poll;
 pub mod queue;
 pub mod simulation;
 pub mod state;
