@@ -121,6 +121,18 @@ pub struct ApiArgs {
     /// Days a timed-out tracking row still accepts a late acknowledgement.
     #[arg(long, env = "ERP_TOOLKIT_ACK_RETENTION_DAYS", default_value_t = 28)]
     pub ack_retention_days: u64,
+    /// Seconds a polled batch stays leased before it is delivered again (poll queue).
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_POLL_VISIBILITY_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub poll_visibility_timeout_secs: u64,
+    /// Whether this instance serves the poll queue. The queue state has one writer: with
+    /// several API instances, set it false on all but one and route
+    /// `/v1/integrations/*/outbound/messages/*` to that one (the others answer 503).
+    #[arg(long, env = "ERP_TOOLKIT_POLL_QUEUE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub poll_queue: bool,
 }
 
 impl ApiArgs {
@@ -131,6 +143,16 @@ impl ApiArgs {
             timeout,
             retention: std::time::Duration::from_secs(self.ack_retention_days * 24 * 3600),
             sweep_every: timeout.min(std::time::Duration::from_secs(30)),
+        }
+    }
+
+    /// Poll queue settings (the sweep runs every 30 s, or every visibility timeout if shorter).
+    pub fn poll_settings(&self) -> erp_ingest::poll::PollSettings {
+        let visibility = std::time::Duration::from_secs(self.poll_visibility_timeout_secs.max(1));
+        erp_ingest::poll::PollSettings {
+            visibility_timeout: visibility,
+            sweep_every: visibility.min(std::time::Duration::from_secs(30)),
+            ..Default::default()
         }
     }
 

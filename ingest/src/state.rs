@@ -29,6 +29,8 @@ pub struct ApiState {
     pub event_schemas: Option<std::sync::Arc<crate::event_schemas::EventSchemas>>,
     /// ACK tracking (`None`: every acknowledgement is unknown).
     pub acks: Option<std::sync::Arc<crate::acks::AckTracker>>,
+    /// The poll queue (`None`: poll endpoints answer 503).
+    pub poll: Option<std::sync::Arc<crate::poll::PollQueue>>,
 }
 
 impl ApiState {
