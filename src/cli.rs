@@ -125,6 +125,18 @@ pub struct ApiArgs {
     /// ed25519`): its public key is served at `/v1/webhooks/.well-known/public-key`.
     #[arg(long, env = "ERP_TOOLKIT_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// Seconds a polled batch stays leased before it is delivered again (poll queue).
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_POLL_VISIBILITY_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub poll_visibility_timeout_secs: u64,
+    /// Whether this instance serves the poll queue. The queue state has one writer: with
+    /// several API instances, set it false on all but one and route
+    /// `/v1/integrations/*/outbound/messages/*` to that one (the others answer 503).
+    #[arg(long, env = "ERP_TOOLKIT_POLL_QUEUE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub poll_queue: bool,
 }
 
 impl ApiArgs {
@@ -147,6 +159,16 @@ impl ApiArgs {
             timeout,
             retention: std::time::Duration::from_secs(self.ack_retention_days * 24 * 3600),
             sweep_every: timeout.min(std::time::Duration::from_secs(30)),
+        }
+    }
+
+    /// Poll queue settings (the sweep runs every 30 s, or every visibility timeout if shorter).
+    pub fn poll_settings(&self) -> erp_ingest::poll::PollSettings {
+        let visibility = std::time::Duration::from_secs(self.poll_visibility_timeout_secs.max(1));
+        erp_ingest::poll::PollSettings {
+            visibility_timeout: visibility,
+            sweep_every: visibility.min(std::time::Duration::from_secs(30)),
+            ..Default::default()
         }
     }
 

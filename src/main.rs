@@ -49,6 +49,7 @@ async fn standalone(
         body_limit: args.api.body_limit,
         core_event_schemas: args.api.core_event_schemas.clone(),
         acks: args.api.ack_settings(),
+        poll: args.api.poll_settings(),
         processor: args.processing.settings(args.data_dir.join("processor")),
         dispatcher: args.delivery.settings(),
         ..StandaloneOptions::new(args.data_dir.clone())

@@ -33,6 +33,17 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     let (acks, ack_tasks) =
         erp_ingest::acks::AckTracker::start(&runtime, producer.clone(), args.api.ack_settings())
             .map_err(|e| anyhow::anyhow!("ACK tracking: {e}"))?;
+    let (poll, poll_tasks) = if args.api.poll_queue {
+        let (queue, tasks) = erp_ingest::poll::PollQueue::start(
+            &runtime,
+            producer.clone(),
+            args.api.poll_settings(),
+        )
+        .map_err(|e| anyhow::anyhow!("poll queue: {e}"))?;
+        (Some(queue), tasks)
+    } else {
+        (None, Vec::new())
+    };
     let state = web::Data::new(ApiState {
         org_id: args.api.org_id.clone(),
         admin_token: args.admin_token.clone(),
@@ -45,6 +56,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         event_schemas: args.api.event_schemas()?,
         acks: Some(acks),
         signing_public_key: args.api.signing_public_key()?,
+        poll,
     });
     let (address, server) = crate::api::server(
         &args.listen,
@@ -59,7 +71,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     handle.stop(true).await;
     let _ = serving.await;
     view_task.abort();
-    ack_tasks.iter().for_each(|t| t.abort());
+    ack_tasks.iter().chain(&poll_tasks).for_each(|t| t.abort());
     Ok(())
 }
 

@@ -43,6 +43,8 @@ pub struct StandaloneOptions {
     pub core_event_schemas: Option<PathBuf>,
     /// ACK tracking.
     pub acks: erp_ingest::acks::AckSettings,
+    /// The poll queue.
+    pub poll: erp_ingest::poll::PollSettings,
     /// Processor settings (its data directory is placed under `data_dir`).
     pub processor: ProcessorSettings,
     /// Dispatcher settings.
@@ -61,6 +63,7 @@ impl StandaloneOptions {
             body_limit: 10 * 1024 * 1024,
             core_event_schemas: None,
             acks: Default::default(),
+            poll: Default::default(),
             processor: ProcessorSettings::default(),
             dispatcher: DispatcherSettings::default(),
         }
@@ -117,6 +120,10 @@ impl Standalone {
         let (acks, ack_tasks) =
             erp_ingest::acks::AckTracker::start(&runtime, producer.clone(), options.acks.clone())
                 .map_err(|e| anyhow::anyhow!("ACK tracking: {e}"))?;
+        let (poll, poll_tasks) =
+            erp_ingest::poll::PollQueue::start(&runtime, producer.clone(), options.poll.clone())
+                .map_err(|e| anyhow::anyhow!("poll queue: {e}"))?;
+        let ack_tasks = ack_tasks.into_iter().chain(poll_tasks).collect();
         let state = web::Data::new(ApiState {
             org_id: options.org_id.clone(),
             admin_token: admin_token.clone(),
@@ -129,6 +136,7 @@ impl Standalone {
             event_schemas: crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?,
             acks: Some(acks),
             signing_public_key: Some(signing_key.public_key_pem()),
+            poll: Some(poll),
         });
         let (http_address, server) = crate::api::server(
             &options.listen,

@@ -8,7 +8,18 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 
 /// Reads the body as a JSON value of at most `limit` bytes.
-pub async fn read_json(mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+pub async fn read_json(payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+    read_optional_json(payload, limit)
+        .await?
+        .ok_or_else(|| ApiError::bad_request_code("INVALID_JSON", "request body is empty"))
+}
+
+/// Reads the body as a JSON value of at most `limit` bytes; `None` for an empty body (for
+/// endpoints whose body is optional).
+pub async fn read_optional_json(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Option<Value>, ApiError> {
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
@@ -19,18 +30,26 @@ pub async fn read_json(mut payload: web::Payload, limit: usize) -> Result<Value,
         }
         bytes.extend_from_slice(&chunk);
     }
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request_code(
-            "INVALID_JSON",
-            "request body is empty",
-        ));
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         ApiError::bad_request_code(
             "INVALID_JSON",
             format!("request body is not valid JSON: {e}"),
         )
     })
+}
+
+/// Refuses fields other than `allowed` (schemas with `additionalProperties: false`).
+pub fn only_fields(map: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "{path}{unknown} is not a known field (allowed: {})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The body as an object.

@@ -12,6 +12,7 @@ pub mod integrations;
 pub mod integrations_v2;
 pub mod metrics;
 pub mod platform;
+pub mod poll;
 pub mod queue;
 pub mod simulation;
 pub mod state;
@@ -39,6 +40,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/erp/tracking/acknowledgement",
             web::post().to(acks::acknowledge),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/poll",
+            web::post().to(poll::http::poll),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/ack",
+            web::post().to(poll::http::ack),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/dlq",
+            web::get().to(poll::http::dlq),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/dlq/redrive",
+            web::post().to(poll::http::redrive),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/unblock",
+            web::post().to(poll::http::unblock),
         )
         .route("/v1/integrations", web::get().to(integrations::list))
         .route("/v1/integrations", web::post().to(integrations::create))

@@ -31,6 +31,8 @@ pub struct ApiState {
     pub acks: Option<std::sync::Arc<crate::acks::AckTracker>>,
     /// The PEM public key of the organisation's webhook signing key (`v1a`), if any.
     pub signing_public_key: Option<String>,
+    /// The poll queue (`None`: poll endpoints answer 503).
+    pub poll: Option<std::sync::Arc<crate::poll::PollQueue>>,
 }
 
 impl ApiState {

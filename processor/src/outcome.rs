@@ -12,6 +12,9 @@ use erp_schemas::dead_letter::{DeadLetter, SourceCoordinates};
 use erp_schemas::ids::{derived_ulid, derived_uuid};
 use erp_schemas::inbound::InboundEventRecord;
 use erp_schemas::monitoring::{Level, MonitoringSpan};
+use erp_schemas::poll::{
+    DEFAULT_MAX_DELIVERY_ATTEMPTS, DEFAULT_RETENTION_DAYS, PoisonPolicy, PollItem,
+};
 use erp_schemas::timestamp::{format_millis, millis_of, now_millis, now_rfc3339, parse_rfc3339};
 
 use crate::mapping::{MappingError, MappingResult};
@@ -271,6 +274,8 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> Option<MonitoringS
 pub struct OutboundRecords {
     /// Core events for the dispatcher, each addressed to its delivery.
     pub events: Vec<CoreEvent>,
+    /// Messages for the integrations' poll streams (`erp.outbound.poll`).
+    pub poll_items: Vec<PollItem>,
     /// One span per matching use case, plus `ACK_PENDING` per tracking use case.
     pub spans: Vec<MonitoringSpan>,
     /// One per failed use case.
@@ -288,6 +293,7 @@ pub fn outbound_records(
     value: &str,
 ) -> OutboundRecords {
     let (mut events, mut spans, mut letters) = (Vec::new(), Vec::new(), Vec::new());
+    let mut poll_items = Vec::new();
     let mut tracking: Vec<(&UseCaseEntry, Vec<String>)> = Vec::new();
     let millis = parse_rfc3339(&head.event_time).map(millis_of).unwrap_or(0);
     let ack_id = head
@@ -316,6 +322,26 @@ pub fn outbound_records(
                         derived_ulid(millis, &[&head.event_id, &uc.id, &message.mapping_id])
                             .to_string();
                     ids.push(event_id.clone());
+                    if message.delivery.get("type").and_then(Value::as_str) == Some("poll") {
+                        let item =
+                            poll_item(head, uc, &message.delivery, &message.payload, &event_id);
+                        spans.push(MonitoringSpan {
+                            id: derived_uuid(&[&item.id, "MSG_ENQUEUED"]),
+                            org_id: head.org_id.clone(),
+                            integration_id: uc.integration_id.clone(),
+                            event_id: head.event_id.clone(),
+                            correlation_id: String::new(),
+                            use_case_id: uc.id.clone(),
+                            use_case_type: "outbound".into(),
+                            level: Level::Info,
+                            code: "MSG_ENQUEUED".into(),
+                            message: "enqueued on the integration's poll stream".into(),
+                            detail: json!({"message_id": item.id}),
+                            created_at: now_rfc3339(),
+                        });
+                        poll_items.push(item);
+                        continue;
+                    }
                     let body = json!({
                         "integration_id": uc.integration_id,
                         "use_case_id": uc.id,
@@ -431,9 +457,46 @@ pub fn outbound_records(
     });
     OutboundRecords {
         events,
+        poll_items,
         spans,
         letters,
         ack,
+    }
+}
+
+/// The poll stream message of a poll mapping. Its id is `msg_` + the id a core event would have
+/// had, so re-processing the platform event repeats it and the stream drops the copy.
+fn poll_item(
+    head: &PlatformHead,
+    use_case: &erp_schemas::config::UseCase,
+    delivery: &Value,
+    payload: &Value,
+    event_id: &str,
+) -> PollItem {
+    let number = |key: &str, default: u32| {
+        delivery
+            .get(key)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(default)
+    };
+    let now = now_millis();
+    PollItem {
+        id: format!("msg_{event_id}"),
+        org_id: head.org_id.clone(),
+        integration_id: use_case.integration_id.clone(),
+        use_case_id: use_case.id.clone(),
+        event_name: head.event_name.clone(),
+        event_id: head.event_id.clone(),
+        payload: payload.clone(),
+        enqueued_at: format_millis(now),
+        enqueued_at_ms: now,
+        retention_days: number("retention_days", DEFAULT_RETENTION_DAYS),
+        max_delivery_attempts: number("max_delivery_attempts", DEFAULT_MAX_DELIVERY_ATTEMPTS),
+        poison_policy: match delivery.get("poison_policy").and_then(Value::as_str) {
+            Some("block") => PoisonPolicy::Block,
+            _ => PoisonPolicy::DeadLetter,
+        },
     }
 }
 

@@ -892,6 +892,7 @@ impl Worker {
             let value = String::from_utf8_lossy(input.message.payload().unwrap_or_default());
             let outcome::OutboundRecords {
                 events,
+                poll_items,
                 spans,
                 letters,
                 ack,
@@ -912,6 +913,19 @@ impl Worker {
                         &self.producer,
                         &self.topics.core_events(),
                         &event_key,
+                        &bytes,
+                    )
+                    .await?,
+                );
+            }
+            // Keyed by integration: one integration's stream is one ordered partition.
+            for item in poll_items {
+                let bytes = erp_schemas::error::encode("poll item", &item)?;
+                deliveries.push(
+                    kafka::enqueue(
+                        &self.producer,
+                        &self.topics.outbound_poll(),
+                        &item.integration_id,
                         &bytes,
                     )
                     .await?,

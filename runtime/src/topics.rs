@@ -63,6 +63,19 @@ pub fn standard_topics(settings: &KafkaSettings) -> Vec<TopicSpec> {
             partitions: n,
             configs: keep_forever,
         },
+        // Poll items, keyed by integration: one stream, one partition. Kept past the longest
+        // item retention (90 days) so a stream whose consumer is away can still be read.
+        TopicSpec {
+            name: t.outbound_poll(),
+            partitions: n,
+            configs: vec![("retention.ms", "8640000000")],
+        },
+        // Poll stream consumer state and DLQ entries: the latest record per key is what counts.
+        TopicSpec {
+            name: t.outbound_poll_state(),
+            partitions: n,
+            configs: vec![("cleanup.policy", "compact")],
+        },
         TopicSpec {
             name: t.processor_state(),
             partitions: n,

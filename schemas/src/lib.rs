@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod inbound;
 pub mod monitoring;
+pub mod poll;
 pub mod timestamp;
 pub mod topics;
 

@@ -15,6 +15,10 @@ pub const ACKS: &str = "acks";
 pub const MONITORING: &str = "monitoring";
 /// Suffix of dead letters.
 pub const DLQ: &str = "dlq";
+/// Suffix of the pollable outbound queue (one ordered stream per integration).
+pub const OUTBOUND_POLL: &str = "outbound.poll";
+/// Suffix of the compacted consumer state of the poll streams (cursor, lease, DLQ).
+pub const OUTBOUND_POLL_STATE: &str = "outbound.poll.state";
 /// Suffix of the compacted changelog of the processor's dedup store.
 pub const PROCESSOR_STATE: &str = "processor.state";
 
@@ -64,6 +68,14 @@ impl Topics {
     /// `erp.dlq`
     pub fn dlq(&self) -> String {
         self.name(DLQ)
+    }
+    /// `erp.outbound.poll`
+    pub fn outbound_poll(&self) -> String {
+        self.name(OUTBOUND_POLL)
+    }
+    /// `erp.outbound.poll.state`
+    pub fn outbound_poll_state(&self) -> String {
+        self.name(OUTBOUND_POLL_STATE)
     }
     /// `erp.processor.state`
     pub fn processor_state(&self) -> String {

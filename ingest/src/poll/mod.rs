@@ -1,0 +1,10 @@
+//! The pollable outbound queue (epilot spec §8.4): one FIFO stream per integration that the
+//! ERP middleware leases from and acknowledges, with a visibility timeout, prefix-contiguous
+//! acks, a poison policy, retention and a DLQ. `stream` is the state machine, `queue` folds the
+//! topics and makes changes durable, `http` is the API. `docs/poll-queue.md` is the user guide.
+
+pub mod http;
+pub mod queue;
+pub mod stream;
+
+pub use queue::{PollQueue, PollSettings};
