@@ -58,7 +58,11 @@ impl StandaloneOptions {
             body_limit: 10 * 1024 * 1024,
             core_event_schemas: None,
             processor: ProcessorSettings::default(),
-            dispatcher: DispatcherSettings::default(),
+            // Receivers of a standalone installation usually run on the same machine.
+            dispatcher: DispatcherSettings {
+                destinations: erp_dispatcher::DestinationPolicy::loopback_allowed(),
+                ..DispatcherSettings::default()
+            },
         }
     }
 }
