@@ -85,6 +85,9 @@ pub struct DispatcherSettings {
     pub max_response_body: usize,
     /// Longest a tier consumer waits for the head of a partition before polling again.
     pub tier_hold: Duration,
+    /// On shutdown, how long deliveries in progress may finish (and be committed) before they
+    /// are abandoned uncommitted, to be redelivered after the restart.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for DispatcherSettings {
@@ -105,6 +108,7 @@ impl Default for DispatcherSettings {
             destinations: DestinationPolicy::default(),
             max_response_body: 64 * 1024,
             tier_hold: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -253,7 +257,18 @@ pub async fn run(
         schedule,
         view,
         shutdown: runtime.shutdown.clone(),
+        interrupt: CancellationToken::new(),
         settings,
+    });
+    // A stop lets deliveries in progress finish for a while (a clean stop then leaves nothing
+    // to redeliver), then abandons them.
+    tokio::spawn({
+        let core = Arc::clone(&core);
+        async move {
+            core.shutdown.cancelled().await;
+            tokio::time::sleep(core.settings.shutdown_grace).await;
+            core.interrupt.cancel();
+        }
     });
 
     let mut tiers = Vec::new();
@@ -510,7 +525,10 @@ struct Core {
     endpoints: Endpoints,
     global: Arc<Semaphore>,
     view: ConfigView,
+    /// Stops polling.
     shutdown: CancellationToken,
+    /// Abandons deliveries in progress: `shutdown_grace` after `shutdown`.
+    interrupt: CancellationToken,
 }
 
 impl Core {
@@ -836,13 +854,13 @@ impl Core {
             return self.defer(job, "saturated", out).await;
         };
         let global = tokio::select! {
-            _ = self.shutdown.cancelled() => return Ok(Outcome::Interrupted),
+            _ = self.interrupt.cancelled() => return Ok(Outcome::Interrupted),
             global = Arc::clone(&self.global).acquire_owned() => global,
         };
         let message_id = delivery::webhook_id(&job.head.event_id);
         self.metrics.in_flight.inc();
         let attempt = tokio::select! {
-            _ = self.shutdown.cancelled() => None,
+            _ = self.interrupt.cancelled() => None,
             attempt = self.sender.attempt(&job.endpoint, &message_id, &job.body) => Some(attempt),
         };
         self.metrics.in_flight.dec();
