@@ -279,6 +279,123 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> (String, bo
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn endpoint(url: &str) -> WebhookEntry {
+        WebhookEntry {
+            webhook: serde_json::from_value(serde_json::json!({
+                "id": "w", "name": "n", "eventName": "event_X", "url": url,
+                "creationTime": "t", "updatedTime": "t"
+            }))
+            .expect("endpoint"),
+            org_id: "o".into(),
+            signing_secret: signing::new_secret(),
+            revision: 0,
+        }
+    }
+
+    /// A one-shot HTTP server on loopback answering `response` verbatim.
+    async fn answer_once(response: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        format!("http://{address}/hook")
+    }
+
+    fn sender(policy: DestinationPolicy, cap: usize) -> Sender {
+        Sender::new(Duration::from_secs(5), policy, cap).expect("client")
+    }
+
+    #[tokio::test]
+    async fn refuses_private_destinations_by_literal_and_by_name() {
+        let sender = sender(DestinationPolicy::default(), 1024);
+        for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook"] {
+            let attempt = sender.attempt(&endpoint(url), "msg_1", b"{}").await;
+            assert!(
+                matches!(&attempt.result, AttemptResult::Terminal { code, .. } if code == "DESTINATION_FORBIDDEN"),
+                "{url}: {:?}",
+                attempt.result
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn classifies_answers_and_caps_the_body() {
+        let allowed = || DestinationPolicy::loopback_allowed();
+        let body = "x".repeat(100);
+        let url = answer_once(format!(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{body}"
+        ))
+        .await;
+        let attempt = sender(allowed(), 10)
+            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .await;
+        assert_eq!(
+            attempt.result,
+            AttemptResult::Retryable {
+                code: "HTTP_503".into(),
+                message: "endpoint answered 503".into(),
+                status: Some(503),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert_eq!(attempt.response_body, "x".repeat(10));
+        assert!(attempt.body_truncated);
+
+        let url = answer_once(
+            "HTTP/1.1 410 Gone\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
+        )
+        .await;
+        let attempt = sender(allowed(), 10)
+            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .await;
+        assert!(matches!(attempt.result, AttemptResult::Gone { .. }));
+
+        let url = answer_once(
+            "HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                .into(),
+        )
+        .await;
+        let attempt = sender(allowed(), 10)
+            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .await;
+        assert_eq!(
+            attempt.result.status(),
+            Some(302),
+            "redirects are not followed"
+        );
+        assert!(matches!(attempt.result, AttemptResult::Retryable { .. }));
+
+        let url = answer_once(
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbad".into(),
+        )
+        .await;
+        let attempt = sender(allowed(), 10)
+            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .await;
+        assert!(
+            matches!(
+                &attempt.result,
+                AttemptResult::Terminal {
+                    status: Some(400),
+                    ..
+                }
+            ),
+            "{:?}",
+            attempt.result
+        );
+        assert_eq!(attempt.response_body, "bad");
+        assert!(!attempt.body_truncated);
+    }
 
     #[test]
     fn reads_retry_after_in_both_forms() {
