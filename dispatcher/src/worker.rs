@@ -854,7 +854,12 @@ impl Core {
             return self.defer(job, "saturated", out).await;
         };
         let global = tokio::select! {
-            _ = self.interrupt.cancelled() => return Ok(Outcome::Interrupted),
+            _ = self.interrupt.cancelled() => {
+                if probe {
+                    state.abandon_probe();
+                }
+                return Ok(Outcome::Interrupted);
+            }
             global = Arc::clone(&self.global).acquire_owned() => global,
         };
         let message_id = delivery::webhook_id(&job.head.event_id);
@@ -867,6 +872,9 @@ impl Core {
         drop(global);
         drop(permit);
         let Some(attempt) = attempt else {
+            if probe {
+                state.abandon_probe();
+            }
             return Ok(Outcome::Interrupted);
         };
         self.metrics
