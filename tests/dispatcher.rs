@@ -383,3 +383,166 @@ async fn a_dispatcher_stopped_mid_delivery_redelivers_with_the_same_webhook_id()
     );
     second.standalone.stop().await.expect("clean stop");
 }
+
+/// A dispatcher role in a child process, killed (SIGKILL) when dropped.
+struct DispatcherProcess(std::process::Child);
+
+impl DispatcherProcess {
+    fn spawn(brokers: &str, log: &Path) -> Self {
+        let out = std::fs::File::create(log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_erp-toolkit"))
+            .args([
+                "dispatcher",
+                "--brokers",
+                brokers,
+                "--listen",
+                "127.0.0.1:0",
+                "--partitions",
+                "3",
+                "--retry-schedule",
+                "1s,2s,3s",
+                // Far beyond the test: the kill lands while the request is in flight.
+                "--request-timeout-secs",
+                "120",
+                "--allow-destination",
+                "127.0.0.1/32",
+                "--kafka-option",
+                "session.timeout.ms=6000",
+                "--kafka-option",
+                "heartbeat.interval.ms=500",
+            ])
+            .env("RUST_LOG", "info,erp_dispatcher=debug")
+            .stdout(std::process::Stdio::from(out))
+            .stderr(std::process::Stdio::from(err))
+            .spawn()
+            .expect("spawns");
+        Self(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for DispatcherProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_killed_with_sigkill_redelivers_everything_with_the_same_webhook_ids() {
+    use erp_runtime::topics::{ensure_topics, standard_topics};
+    use erp_schemas::config::{ConfigChange, ConfigRecord};
+
+    common::init_logs();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut broker = erp_toolkit::broker::EmbeddedBroker::start(
+        &dir.path().join("kafka"),
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("broker");
+    let brokers = broker.address().to_string();
+    let mut kafka = erp_runtime::KafkaSettings::new(brokers.clone());
+    kafka.partitions = 3;
+    ensure_topics(&kafka, &standard_topics(&kafka))
+        .await
+        .expect("topics");
+    let producer = kafka.producer("test").expect("producer");
+
+    // Two endpoints, configured straight in the configuration log: one that holds requests, one
+    // that fails once (so a delivery task may be in a retry tier at the kill).
+    let hanging = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    hanging.hang(true);
+    let flaky = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    flaky.fail_first(1, 503);
+    let mut secrets = BTreeMap::new();
+    for (id, receiver) in [("wh-hanging", &hanging), ("wh-flaky", &flaky)] {
+        let secret = erp_toolkit::signing::new_secret();
+        secrets.insert(id, secret.clone());
+        let webhook = serde_json::from_value(json!({
+            "id": id, "name": id, "eventName": "event_TestMessage", "url": receiver.url(),
+            "creationTime": "2025-01-01T00:00:00.000Z", "updatedTime": "2025-01-01T00:00:00.000Z"
+        }))
+        .expect("endpoint");
+        let record = ConfigRecord {
+            org_id: "default".into(),
+            at: "2025-01-01T00:00:00.000Z".into(),
+            actor: None,
+            change: ConfigChange::WebhookUpserted {
+                webhook,
+                signing_secret: secret,
+            },
+        };
+        erp_runtime::kafka::send(
+            &producer,
+            "erp.config",
+            id,
+            &serde_json::to_vec(&record).expect("json"),
+        )
+        .await
+        .expect("configured");
+    }
+    for (id, webhook) in [
+        ("01JKILL000000000000000HANG", "wh-hanging"),
+        ("01JKILL00000000000000FLAKY", "wh-flaky"),
+    ] {
+        let event = json!({"_event_id": id, "_event_name": "TestMessage", "_org_id": "default",
+            "_delivery": {"type": "webhook", "webhook_id": webhook}, "payload": {"event": id}});
+        erp_runtime::kafka::send(
+            &producer,
+            "erp.core.events",
+            id,
+            event.to_string().as_bytes(),
+        )
+        .await
+        .expect("produced");
+    }
+
+    let mut first = DispatcherProcess::spawn(&brokers, &dir.path().join("first.log"));
+    assert!(
+        hanging.wait_for(1, LIMIT).await,
+        "no request to the hanging endpoint"
+    );
+    assert!(
+        flaky.wait_for(1, LIMIT).await,
+        "no request to the flaky endpoint"
+    );
+    first.kill();
+
+    hanging.hang(false);
+    // A supervisor restarts after the dead member's session expired (6 s), as the processor's
+    // crash test does: the embedded broker drops a crashed member only then.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let second = DispatcherProcess::spawn(&brokers, &dir.path().join("second.log"));
+    assert!(
+        hanging.wait_for(2, LIMIT).await,
+        "the hanging endpoint's event was not redelivered; log: {}",
+        std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default()
+    );
+    assert!(
+        flaky.wait_for(2, LIMIT).await,
+        "the flaky endpoint's event was lost"
+    );
+    for (receiver, id, webhook) in [
+        (&hanging, "01JKILL000000000000000HANG", "wh-hanging"),
+        (&flaky, "01JKILL00000000000000FLAKY", "wh-flaky"),
+    ] {
+        let requests = receiver.deliveries();
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.webhook_id == format!("msg_{id}") && r.verify(&secrets[webhook])),
+            "{requests:?}"
+        );
+    }
+    drop(second);
+    broker.stop().await;
+}
