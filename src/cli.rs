@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use erp_dispatcher::DispatcherSettings;
+use erp_dispatcher::{Cidr, DestinationPolicy, DispatcherSettings, Schedule};
 use erp_processor::ProcessorSettings;
 use erp_runtime::settings::{KafkaArgs, LogArgs};
 
@@ -272,34 +272,102 @@ pub struct DeliveryArgs {
     /// Time limit of one webhook request, in seconds.
     #[arg(long, env = "ERP_TOOLKIT_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
     pub request_timeout_secs: u64,
-    /// Most webhook deliveries in progress at once.
+    /// Most webhook requests in progress at once, over all endpoints.
     #[arg(long, env = "ERP_TOOLKIT_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,
-    /// Seconds to wait before each retry (comma-separated); an endpoint's
-    /// `retryPolicy.maxAttempts` uses the first ones.
+    /// The waits of the retry tiers `erp.core.retry.1` … (1 to 5, comma-separated, each with a
+    /// unit: `ms`, `s`, `m`, `h`). An endpoint's `retryPolicy.maxAttempts` uses the first ones.
     #[arg(
         long,
-        env = "ERP_TOOLKIT_RETRY_SCHEDULE_SECS",
+        env = "ERP_TOOLKIT_RETRY_SCHEDULE",
         value_delimiter = ',',
-        default_value = "1,5,30,60,120"
+        default_value = "5s,5m,30m,2h,5h",
+        value_parser = parse_duration
     )]
-    pub retry_schedule_secs: Vec<f64>,
+    pub retry_schedule: Vec<Duration>,
+    /// The longest `Retry-After` honoured (a longer one is cut to this).
+    #[arg(long, env = "ERP_TOOLKIT_MAX_RETRY_AFTER", default_value = "1h", value_parser = parse_duration)]
+    pub max_retry_after: Duration,
+    /// Most requests in flight to one endpoint; more deliveries for it are deferred to a retry
+    /// tier.
+    #[arg(long, env = "ERP_TOOLKIT_ENDPOINT_CONCURRENCY", default_value_t = 16)]
+    pub endpoint_concurrency: usize,
+    /// How long a delivery waits for one of its endpoint's request slots before it is deferred.
+    #[arg(long, env = "ERP_TOOLKIT_ENDPOINT_QUEUE_WAIT", default_value = "1s", value_parser = parse_duration)]
+    pub endpoint_queue_wait: Duration,
+    /// Consecutive failures (5xx, 429, timeouts, connection errors) that open an endpoint's
+    /// circuit breaker.
+    #[arg(long, env = "ERP_TOOLKIT_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub breaker_threshold: u32,
+    /// How long an open circuit breaker waits before a retry tier may send one probe.
+    #[arg(long, env = "ERP_TOOLKIT_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    pub breaker_cooldown: Duration,
+    /// Allow webhooks to private, loopback and link-local addresses (refused by default).
+    #[arg(long, env = "ERP_TOOLKIT_ALLOW_PRIVATE_DESTINATIONS")]
+    pub allow_private_destinations: bool,
+    /// Non-public address ranges webhooks may go to anyway (CIDRs, comma-separated or
+    /// repeated, e.g. `10.20.0.0/16`).
+    #[arg(
+        long = "allow-destination",
+        env = "ERP_TOOLKIT_ALLOW_DESTINATIONS",
+        value_delimiter = ','
+    )]
+    pub allow_destinations: Vec<String>,
+    /// Most bytes of a response body read and kept in the attempt record.
+    #[arg(long, env = "ERP_TOOLKIT_MAX_RESPONSE_BODY", default_value_t = 64 * 1024)]
+    pub max_response_body: usize,
 }
 
 impl DeliveryArgs {
     /// The dispatcher settings.
-    pub fn settings(&self) -> DispatcherSettings {
-        DispatcherSettings {
+    pub fn settings(&self) -> anyhow::Result<DispatcherSettings> {
+        let allowed = self
+            .allow_destinations
+            .iter()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| c.parse::<Cidr>().map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let settings = DispatcherSettings {
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             max_in_flight: self.max_in_flight.max(1),
-            retry_schedule: self
-                .retry_schedule_secs
-                .iter()
-                .map(|s| Duration::from_secs_f64(s.max(0.0)))
-                .collect(),
+            retry_schedule: self.retry_schedule.clone(),
+            max_retry_after: self.max_retry_after,
+            endpoint_concurrency: self.endpoint_concurrency.max(1),
+            endpoint_queue_wait: self.endpoint_queue_wait,
+            breaker_threshold: self.breaker_threshold.max(1),
+            breaker_cooldown: self.breaker_cooldown,
+            destinations: DestinationPolicy {
+                allow_private: self.allow_private_destinations,
+                allowed,
+            },
+            max_response_body: self.max_response_body,
             ..DispatcherSettings::default()
-        }
+        };
+        // Refuse a bad schedule at start, with the flag's name, rather than in the role.
+        Schedule::new(settings.retry_schedule.clone(), settings.max_retry_after)
+            .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
+        Ok(settings)
     }
+}
+
+/// A duration with a unit: `250ms`, `5s`, `5m`, `2h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 5s, 5m or 2h"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// `dispatcher`
@@ -312,4 +380,49 @@ pub struct DispatcherArgs {
     pub listen: String,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_dispatcher_flags_make_settings() {
+        let cli = Cli::try_parse_from([
+            "erp-toolkit",
+            "dispatcher",
+            "--retry-schedule",
+            "1s,2s,3s",
+            "--allow-destination",
+            "10.1.0.0/16",
+        ])
+        .expect("parses");
+        let Command::Dispatcher(args) = cli.command else {
+            panic!("not the dispatcher");
+        };
+        let settings = args.delivery.settings().expect("valid");
+        assert_eq!(settings.retry_schedule.len(), 3);
+        assert_eq!(settings.destinations.allowed.len(), 1);
+        assert!(!settings.destinations.allow_private);
+        let bad = Cli::try_parse_from(["erp-toolkit", "dispatcher", "--retry-schedule", "5s,1s"])
+            .expect("parses");
+        let Command::Dispatcher(args) = bad.command else {
+            panic!("not the dispatcher");
+        };
+        assert!(
+            args.delivery.settings().is_err(),
+            "waits must not get shorter"
+        );
+    }
 }

@@ -41,6 +41,10 @@ async fn standalone(
 ) -> anyhow::Result<()> {
     use erp_toolkit::{Standalone, StandaloneOptions};
 
+    // Standalone runs receivers on the same machine (the walkthrough's webhook-receiver), so
+    // loopback destinations are allowed on top of the flags.
+    let mut dispatcher = args.delivery.settings()?;
+    dispatcher.destinations.allow_loopback();
     let options = StandaloneOptions {
         listen: args.listen.clone(),
         broker_listen: args.broker_listen,
@@ -51,7 +55,7 @@ async fn standalone(
         acks: args.api.ack_settings(),
         poll: args.api.poll_settings(),
         processor: args.processing.settings(args.data_dir.join("processor")),
-        dispatcher: args.delivery.settings(),
+        dispatcher,
         ..StandaloneOptions::new(args.data_dir.clone())
     };
     let running = Standalone::start(options, shutdown.clone()).await?;

@@ -49,8 +49,23 @@ struct Shared {
     deliveries: Mutex<Vec<Delivery>>,
     arrived: Notify,
     status: AtomicU16,
+    behaviour: Mutex<Behaviour>,
+    /// Wakes hanging requests when hanging is switched off.
+    released: Notify,
     secret: Option<String>,
     print: bool,
+}
+
+/// Misbehaviour on top of the plain status, for tests of retries and isolation.
+#[derive(Debug, Clone, Default)]
+struct Behaviour {
+    /// Requests still to be answered with `fail_status`.
+    fail_remaining: usize,
+    fail_status: u16,
+    /// `Retry-After` sent with every answer that is not 2xx.
+    retry_after: Option<String>,
+    /// Whether requests are held without an answer.
+    hang: bool,
 }
 
 /// A running receiver.
@@ -69,6 +84,8 @@ impl Receiver {
             deliveries: Mutex::new(Vec::new()),
             arrived: Notify::new(),
             status: AtomicU16::new(204),
+            behaviour: Mutex::new(Behaviour::default()),
+            released: Notify::new(),
             secret,
             print,
         });
@@ -105,6 +122,34 @@ impl Receiver {
     /// Makes every following request answer `status`.
     pub fn respond_with(&self, status: u16) {
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` requests answer `status`, then returns to the plain status.
+    pub fn fail_first(&self, n: usize, status: u16) {
+        self.with_behaviour(|b| {
+            b.fail_remaining = n;
+            b.fail_status = status;
+        });
+    }
+
+    /// Sends `Retry-After: value` with every answer that is not 2xx (`None` stops it).
+    pub fn retry_after(&self, value: Option<&str>) {
+        self.with_behaviour(|b| b.retry_after = value.map(str::to_owned));
+    }
+
+    /// Holds every request without answering (its arrival is still recorded) until switched
+    /// off, which answers the held ones.
+    pub fn hang(&self, hang: bool) {
+        self.with_behaviour(|b| b.hang = hang);
+        if !hang {
+            self.shared.released.notify_waiters();
+        }
+    }
+
+    fn with_behaviour(&self, f: impl FnOnce(&mut Behaviour)) {
+        if let Ok(mut behaviour) = self.shared.behaviour.lock() {
+            f(&mut behaviour);
+        }
     }
 
     /// Everything received so far.
@@ -178,7 +223,37 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
         deliveries.push(delivery);
     }
     shared.arrived.notify_waiters();
-    let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst))
-        .unwrap_or(StatusCode::NO_CONTENT);
-    HttpResponse::build(status).finish()
+    loop {
+        let released = shared.released.notified();
+        let hang = shared.behaviour.lock().map(|b| b.hang).unwrap_or(false);
+        if !hang {
+            break;
+        }
+        // Bounded, so a forgotten hang cannot keep a connection forever.
+        if tokio::time::timeout(Duration::from_secs(600), released)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (failing, retry_after) = match shared.behaviour.lock() {
+        Ok(mut b) => {
+            let failing = (b.fail_remaining > 0).then_some(b.fail_status);
+            b.fail_remaining = b.fail_remaining.saturating_sub(1);
+            (failing, b.retry_after.clone())
+        }
+        Err(_) => (None, None),
+    };
+    let status = failing.unwrap_or_else(|| shared.status.load(Ordering::SeqCst));
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
+    let mut response = HttpResponse::build(status);
+    if let Some(retry_after) = retry_after.filter(|_| !status.is_success()) {
+        response.insert_header(("retry-after", retry_after));
+    }
+    response.body(if status.is_success() {
+        String::new()
+    } else {
+        format!("receiver answers {}", status.as_u16())
+    })
 }

@@ -97,6 +97,7 @@ pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyh
 
 /// `erp-toolkit dispatcher`
 pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = args.delivery.settings()?;
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
     let (view, view_task) = ConfigView::start(&runtime, "dispatcher").await?;
     let (address, server) = health::serve_ops(
@@ -107,7 +108,7 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
     info!(%address, "dispatcher metrics and health listening");
     let handle = server.handle();
     let serving = tokio::spawn(server);
-    let outcome = erp_dispatcher::run(runtime, view, args.delivery.settings()).await;
+    let outcome = erp_dispatcher::run(runtime, view, settings).await;
     handle.stop(true).await;
     let _ = serving.await;
     view_task.abort();

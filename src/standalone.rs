@@ -65,7 +65,11 @@ impl StandaloneOptions {
             acks: Default::default(),
             poll: Default::default(),
             processor: ProcessorSettings::default(),
-            dispatcher: DispatcherSettings::default(),
+            // Receivers of a standalone installation usually run on the same machine.
+            dispatcher: DispatcherSettings {
+                destinations: erp_dispatcher::DestinationPolicy::loopback_allowed(),
+                ..DispatcherSettings::default()
+            },
         }
     }
 }

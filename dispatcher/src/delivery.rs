@@ -1,24 +1,67 @@
 //! One delivery attempt: a signed HTTP request and what its answer means.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use crate::safety::{self, DestinationPolicy, GuardedResolver};
 use crate::signing;
 use erp_runtime::config_view::WebhookEntry;
-
-/// How much of a response body is kept for the attempt record.
-const BODY_EXCERPT: usize = 1024;
 
 /// What an attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
     /// 2xx.
     Delivered { status: u16 },
-    /// Worth trying again later: 5xx, 408, 429, timeouts, connection errors.
-    Retryable { code: String, message: String },
-    /// Trying again will not help: other 4xx, an unusable configuration.
-    Terminal { code: String, message: String },
+    /// Worth trying again later: 5xx, 3xx (redirects are not followed), 408, 429, timeouts,
+    /// connection errors.
+    Retryable {
+        code: String,
+        message: String,
+        status: Option<u16>,
+        /// The endpoint's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// 410 Gone: the endpoint asks not to be called again; it is disabled.
+    Gone { message: String },
+    /// Trying again will not help: other 4xx, an unusable configuration, a refused destination.
+    Terminal {
+        code: String,
+        message: String,
+        status: Option<u16>,
+    },
+}
+
+impl AttemptResult {
+    /// The HTTP status, when the endpoint answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Delivered { status } => Some(*status),
+            Self::Gone { .. } => Some(410),
+            Self::Retryable { status, .. } | Self::Terminal { status, .. } => *status,
+        }
+    }
+
+    /// The result's code (`""` for success).
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Delivered { .. } => "",
+            Self::Gone { .. } => "HTTP_410",
+            Self::Retryable { code, .. } | Self::Terminal { code, .. } => code,
+        }
+    }
+
+    /// A one-line description.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Delivered { status } => format!("endpoint answered {status}"),
+            Self::Gone { message }
+            | Self::Retryable { message, .. }
+            | Self::Terminal { message, .. } => message.clone(),
+        }
+    }
 }
 
 /// The record of one attempt.
@@ -26,6 +69,10 @@ pub enum AttemptResult {
 pub struct Attempt {
     pub result: AttemptResult,
     pub duration: Duration,
+    /// The start of the response body (lossy UTF-8), at most the configured cap.
+    pub response_body: String,
+    /// Whether the body was longer than the cap.
+    pub body_truncated: bool,
 }
 
 /// The stable message id of an event: the same on every retry and replay.
@@ -33,100 +80,340 @@ pub fn webhook_id(event_id: &str) -> String {
     format!("msg_{event_id}")
 }
 
-/// Sends `body` to the endpoint once.
-pub async fn attempt(
-    client: &reqwest::Client,
-    endpoint: &WebhookEntry,
-    message_id: &str,
-    body: &[u8],
-) -> Attempt {
-    let started = Instant::now();
-    let result = send(client, endpoint, message_id, body).await;
-    Attempt {
-        result,
-        duration: started.elapsed(),
-    }
+/// Sends signed requests under the destination policy.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    policy: Arc<DestinationPolicy>,
+    body_cap: usize,
 }
 
-async fn send(
-    client: &reqwest::Client,
-    endpoint: &WebhookEntry,
-    message_id: &str,
-    body: &[u8],
-) -> AttemptResult {
-    let Some(url) = endpoint.webhook.url.as_deref().filter(|u| !u.is_empty()) else {
-        return AttemptResult::Terminal {
-            code: "WEBHOOK_URL_MISSING".into(),
-            message: "the endpoint has no url".into(),
-        };
-    };
-    let Ok(method) = Method::from_bytes(endpoint.webhook.http_method.as_bytes()) else {
-        return AttemptResult::Terminal {
-            code: "WEBHOOK_METHOD_INVALID".into(),
-            message: format!("unsupported httpMethod {:?}", endpoint.webhook.http_method),
-        };
-    };
-    let timestamp = erp_schemas::timestamp::now_millis() / 1000;
-    let signature = match signing::sign(&endpoint.signing_secret, message_id, timestamp, body) {
-        Ok(signature) => signature,
-        Err(error) => {
-            return AttemptResult::Terminal {
-                code: "WEBHOOK_SECRET_INVALID".into(),
-                message: error.to_string(),
-            };
+impl Sender {
+    /// A sender whose requests time out after `timeout`, go only where `policy` allows, and read
+    /// at most `body_cap` bytes of a response.
+    pub fn new(
+        timeout: Duration,
+        policy: DestinationPolicy,
+        body_cap: usize,
+    ) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("erp-toolkit/", env!("CARGO_PKG_VERSION")))
+            // Standard Webhooks: a redirect is a failure, not something to follow (following
+            // one could also lead to an address the policy refuses).
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself and bypass the destination check.
+            .no_proxy()
+            .dns_resolver(GuardedResolver::new(Arc::clone(&policy)))
+            .build()?;
+        Ok(Self {
+            client,
+            policy,
+            body_cap,
+        })
+    }
+
+    /// Sends `body` to the endpoint once.
+    pub async fn attempt(&self, endpoint: &WebhookEntry, message_id: &str, body: &[u8]) -> Attempt {
+        let started = Instant::now();
+        let (result, response_body, body_truncated) = self.send(endpoint, message_id, body).await;
+        Attempt {
+            result,
+            duration: started.elapsed(),
+            response_body,
+            body_truncated,
         }
-    };
-    let request = client
-        .request(method, url)
-        .header("content-type", "application/json")
-        .header("webhook-id", message_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body.to_vec());
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(error) => {
-            let code = if error.is_timeout() {
-                "TIMEOUT"
-            } else if error.is_connect() {
-                "CONNECTION_FAILED"
-            } else if error.is_builder() {
-                return AttemptResult::Terminal {
-                    code: "WEBHOOK_URL_INVALID".into(),
-                    message: error.to_string(),
+    }
+
+    async fn send(
+        &self,
+        endpoint: &WebhookEntry,
+        message_id: &str,
+        body: &[u8],
+    ) -> (AttemptResult, String, bool) {
+        let terminal = |code: &str, message: String| {
+            (
+                AttemptResult::Terminal {
+                    code: code.into(),
+                    message,
+                    status: None,
+                },
+                String::new(),
+                false,
+            )
+        };
+        let Some(url) = endpoint.webhook.url.as_deref().filter(|u| !u.is_empty()) else {
+            return terminal("WEBHOOK_URL_MISSING", "the endpoint has no url".into());
+        };
+        let url = match reqwest::Url::parse(url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            Ok(url) => {
+                return terminal(
+                    "WEBHOOK_URL_INVALID",
+                    format!("unsupported scheme {:?}", url.scheme()),
+                );
+            }
+            Err(error) => return terminal("WEBHOOK_URL_INVALID", error.to_string()),
+        };
+        if let Err(message) = safety::check_literal(&url, &self.policy) {
+            return terminal("DESTINATION_FORBIDDEN", message);
+        }
+        let Ok(method) = Method::from_bytes(endpoint.webhook.http_method.as_bytes()) else {
+            return terminal(
+                "WEBHOOK_METHOD_INVALID",
+                format!("unsupported httpMethod {:?}", endpoint.webhook.http_method),
+            );
+        };
+        let timestamp = erp_schemas::timestamp::now_millis() / 1000;
+        let signature = match signing::sign(&endpoint.signing_secret, message_id, timestamp, body) {
+            Ok(signature) => signature,
+            Err(error) => return terminal("WEBHOOK_SECRET_INVALID", error.to_string()),
+        };
+        let request = self
+            .client
+            .request(method, url)
+            .header("content-type", "application/json")
+            .header("webhook-id", message_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body.to_vec());
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                if safety::is_forbidden(&error) {
+                    return terminal("DESTINATION_FORBIDDEN", error_chain(&error));
+                }
+                if error.is_builder() {
+                    return terminal("WEBHOOK_URL_INVALID", error_chain(&error));
+                }
+                let code = if error.is_timeout() {
+                    "TIMEOUT"
+                } else if error.is_connect() {
+                    "CONNECTION_FAILED"
+                } else {
+                    "REQUEST_FAILED"
                 };
-            } else {
-                "REQUEST_FAILED"
-            };
-            return AttemptResult::Retryable {
-                code: code.into(),
-                message: error.to_string(),
-            };
-        }
-    };
-    let status = response.status().as_u16();
-    if response.status().is_success() {
-        return AttemptResult::Delivered { status };
-    }
-    let excerpt = excerpt(response).await;
-    let code = format!("HTTP_{status}");
-    let message = format!("endpoint answered {status}: {excerpt}");
-    if status >= 500 || status == 408 || status == 429 {
-        AttemptResult::Retryable { code, message }
-    } else {
-        AttemptResult::Terminal { code, message }
+                return (
+                    AttemptResult::Retryable {
+                        code: code.into(),
+                        message: error_chain(&error),
+                        status: None,
+                        retry_after: None,
+                    },
+                    String::new(),
+                    false,
+                );
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers(), erp_schemas::timestamp::now_millis());
+        let (excerpt, truncated) = read_capped(response, self.body_cap).await;
+        let code = format!("HTTP_{status}");
+        let message = format!("endpoint answered {status}");
+        let result = match status {
+            200..=299 => AttemptResult::Delivered { status },
+            410 => AttemptResult::Gone {
+                message: "endpoint answered 410 Gone".into(),
+            },
+            300..=399 | 408 | 429 | 500.. => AttemptResult::Retryable {
+                code,
+                message,
+                status: Some(status),
+                retry_after,
+            },
+            _ => AttemptResult::Terminal {
+                code,
+                message,
+                status: Some(status),
+            },
+        };
+        (result, excerpt, truncated)
     }
 }
 
-/// The start of a response body, read no further than needed.
-async fn excerpt(mut response: reqwest::Response) -> String {
+/// An error with its causes, so "error sending request" says why.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(cause) = current {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        current = cause.source();
+    }
+    text
+}
+
+/// `Retry-After` as a wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn retry_after(headers: &HeaderMap, now_millis: i64) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let millis = erp_schemas::timestamp::millis_of(at) - now_millis;
+    Some(Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
+}
+
+/// The start of a response body, read no further than `cap` bytes: a huge or endless body
+/// costs neither memory nor time beyond that.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> (String, bool) {
     let mut kept = Vec::new();
-    while kept.len() < BODY_EXCERPT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
-            _ => break,
+    let mut truncated = false;
+    // A body that breaks off is still an answer: the status decides.
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = cap.saturating_sub(kept.len());
+        if chunk.len() > room {
+            kept.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        kept.extend_from_slice(&chunk);
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn endpoint(url: &str) -> WebhookEntry {
+        WebhookEntry {
+            webhook: serde_json::from_value(serde_json::json!({
+                "id": "w", "name": "n", "eventName": "event_X", "url": url,
+                "creationTime": "t", "updatedTime": "t"
+            }))
+            .expect("endpoint"),
+            org_id: "o".into(),
+            signing_secret: signing::new_secret(),
+            revision: 0,
         }
     }
-    kept.truncate(BODY_EXCERPT);
-    String::from_utf8_lossy(&kept).into_owned()
+
+    /// A one-shot HTTP server on loopback answering `response` verbatim.
+    async fn answer_once(response: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        format!("http://{address}/hook")
+    }
+
+    fn sender(policy: DestinationPolicy, cap: usize) -> Sender {
+        Sender::new(Duration::from_secs(5), policy, cap).expect("client")
+    }
+
+    #[tokio::test]
+    async fn refuses_private_destinations_by_literal_and_by_name() {
+        let sender = sender(DestinationPolicy::default(), 1024);
+        for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook"] {
+            let attempt = sender.attempt(&endpoint(url), "msg_1", b"{}").await;
+            assert!(
+                matches!(&attempt.result, AttemptResult::Terminal { code, .. } if code == "DESTINATION_FORBIDDEN"),
+                "{url}: {:?}",
+                attempt.result
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn classifies_answers_and_caps_the_body() {
+        let allowed = || DestinationPolicy::loopback_allowed();
+        let body = "x".repeat(100);
+        let url = answer_once(format!(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{body}"
+        ))
+        .await;
+        let attempt = sender(allowed(), 10)
+            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .await;
+        assert_eq!(
+            attempt.result,
+            AttemptResult::Retryable {
+                code: "HTTP_503".into(),
+                message: "endpoint answered 503".into(),
+                status: Some(503),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert_eq!(attempt.response_body, "x".repeat(10));
+        assert!(attempt.body_truncated);
+
+        let url = answer_once(
+            "HTTP/1.1 410 Gone\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
+        )
+        .await;
+        let attempt = sender(allowed(), 10)
+            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .await;
+        assert!(matches!(attempt.result, AttemptResult::Gone { .. }));
+
+        let url = answer_once(
+            "HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                .into(),
+        )
+        .await;
+        let attempt = sender(allowed(), 10)
+            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .await;
+        assert_eq!(
+            attempt.result.status(),
+            Some(302),
+            "redirects are not followed"
+        );
+        assert!(matches!(attempt.result, AttemptResult::Retryable { .. }));
+
+        let url = answer_once(
+            "HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbad".into(),
+        )
+        .await;
+        let attempt = sender(allowed(), 10)
+            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .await;
+        assert!(
+            matches!(
+                &attempt.result,
+                AttemptResult::Terminal {
+                    status: Some(400),
+                    ..
+                }
+            ),
+            "{:?}",
+            attempt.result
+        );
+        assert_eq!(attempt.response_body, "bad");
+        assert!(!attempt.body_truncated);
+    }
+
+    #[test]
+    fn reads_retry_after_in_both_forms() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers, 0), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(retry_after(&headers, 0), Some(Duration::from_secs(120)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        let at = 1_445_412_480_000;
+        assert_eq!(
+            retry_after(&headers, at - 30_000),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(retry_after(&headers, at + 5_000), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers, 0), None);
+    }
 }

@@ -11,4 +11,8 @@ pub enum DispatcherError {
     Schema(#[from] erp_schemas::SchemaError),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("invalid setting: {0}")]
+    Setting(String),
+    #[error("task failed: {0}")]
+    Task(String),
 }

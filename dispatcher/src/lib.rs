@@ -1,13 +1,20 @@
 //! The dispatcher: delivers core events from `erp.core.events` to the webhook endpoints
-//! subscribed to them, signed per Standard Webhooks, with retries; what cannot be delivered
-//! becomes a dead letter and a monitoring span.
+//! subscribed to them, signed per Standard Webhooks. Failed deliveries wait in retry tiers on
+//! Kafka (`erp.core.retry.<n>`) instead of holding up the others; each endpoint is isolated by a
+//! concurrency cap and a circuit breaker; what cannot be delivered becomes a dead letter, and
+//! every attempt a monitoring span.
 
 pub mod delivery;
 pub mod error;
+pub mod isolation;
 pub mod metrics;
 pub mod org_key;
+pub mod safety;
+pub mod schedule;
 pub mod signing;
 pub mod worker;
 
 pub use error::DispatcherError;
+pub use safety::{Cidr, DestinationPolicy};
+pub use schedule::Schedule;
 pub use worker::{DispatcherSettings, run};

@@ -1,64 +1,114 @@
-//! The dispatcher loop: poll a batch of core events, deliver each to every enabled endpoint
-//! subscribed to its name (bounded concurrency across the batch), record each final outcome as a
-//! monitoring span, dead-letter what could not be delivered, then commit.
+//! The dispatcher: a main consumer of `erp.core.events` and one consumer per retry tier
+//! (`erp.core.retry.<n>`), sharing per-endpoint isolation.
 //!
-//! Retries in this version happen in process on a short schedule, holding the batch; once they
-//! are used up the event goes to `erp.dlq` with the endpoint, so nothing is dropped. On shutdown
-//! an unfinished batch is left uncommitted and redelivered later with the same `webhook-id`.
+//! - **Main path.** Each core event goes to every enabled endpoint subscribed to it (or to the one
+//!   endpoint an outbound message is addressed to). A delivery gets one attempt; if it fails
+//!   retryably it is written as a [`DeliveryTask`] to the retry tier its attempt count and
+//!   `Retry-After` call for. A delivery whose endpoint is saturated (no free slot within
+//!   `endpoint_queue_wait`) or whose circuit breaker is not closed is not attempted at all: it is
+//!   deferred to the first tier. Offsets are committed only after every record a batch produced
+//!   (tasks, dead letters, spans) is acknowledged by Kafka, so a crash redelivers with the same
+//!   `webhook-id` and loses nothing. Several batches run at once (`batches_in_flight`) and commit
+//!   in order, so one slow request holds up a commit, not the deliveries behind it.
+//! - **Retry tiers.** A tier's records are written in due order, so its consumer waits until the
+//!   head of each partition is due, then attempts every due task, forwarding failures to the next
+//!   tier or, with the endpoint's retries used up, to `erp.dlq`. While it waits it re-reads rather
+//!   than holds records, so it keeps polling and group rebalances are not stalled for hours.
+//! - **Terminal answers.** 410 disables the endpoint (a configuration change through
+//!   [`ConfigWriter`]) and parks the event as a dead letter; other 4xx and unusable
+//!   configurations are dead letters with the status. Every attempt is a monitoring span.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use rand::Rng;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use erp_runtime::config_view::WebhookEntry;
-use erp_runtime::{ConfigView, Runtime, kafka};
+use erp_runtime::{ConfigState, ConfigView, ConfigWriter, Runtime, kafka};
+use erp_schemas::config::{ConfigChange, ConfigRecord};
 use erp_schemas::dead_letter::{DeadLetter, SourceCoordinates};
+use erp_schemas::delivery_task::DeliveryTask;
 use erp_schemas::ids::derived_uuid;
 use erp_schemas::monitoring::{Level, MonitoringSpan};
-use erp_schemas::timestamp::now_rfc3339;
+use erp_schemas::timestamp::{format_millis, now_millis, now_rfc3339};
 use erp_schemas::topics::Topics;
 
-use crate::delivery::{self, AttemptResult};
+use crate::delivery::{self, Attempt, AttemptResult, Sender};
 use crate::error::DispatcherError;
+use crate::isolation::{Admission, BreakerState, Endpoints};
 use crate::metrics::DispatcherMetrics;
+use crate::safety::DestinationPolicy;
+use crate::schedule::Schedule;
+
+/// The `extra` field the dispatcher sets on an endpoint it disabled. Events for such an endpoint
+/// are parked as dead letters instead of being skipped like those of an endpoint a user disabled,
+/// so they can be recovered once the endpoint is fixed.
+pub const DISABLED_REASON: &str = "disabledReason";
 
 /// How the dispatcher runs.
 #[derive(Debug, Clone)]
 pub struct DispatcherSettings {
-    /// Consumer group of all dispatcher instances.
+    /// Consumer group of all dispatcher instances (tier consumers use `<group>.retry.<n>`).
     pub group_id: String,
-    /// Most deliveries in progress at once.
+    /// Most HTTP requests in progress at once, over all endpoints.
     pub max_in_flight: usize,
     /// Time limit of one HTTP request.
     pub request_timeout: Duration,
-    /// Waits before each retry; an endpoint's `retryPolicy.maxAttempts` uses the first ones.
+    /// The waits of the retry tiers (1 to 5, not getting shorter). An endpoint's
+    /// `retryPolicy.maxAttempts` uses the first ones.
     pub retry_schedule: Vec<Duration>,
+    /// The longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
     /// Most records per poll batch.
     pub max_batch: usize,
+    /// Main-path batches in progress at once (committed in order).
+    pub batches_in_flight: usize,
+    /// Most requests in flight to one endpoint.
+    pub endpoint_concurrency: usize,
+    /// How long a delivery waits for a free slot of its endpoint before it is deferred to a
+    /// retry tier.
+    pub endpoint_queue_wait: Duration,
+    /// Consecutive retryable failures that open an endpoint's circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker refuses requests before one probe is let through.
+    pub breaker_cooldown: Duration,
+    /// Which destination addresses are allowed.
+    pub destinations: DestinationPolicy,
+    /// Most bytes of a response body read and kept in the attempt record.
+    pub max_response_body: usize,
+    /// Longest a tier consumer waits for the head of a partition before polling again.
+    pub tier_hold: Duration,
+    /// On shutdown, how long deliveries in progress may finish (and be committed) before they
+    /// are abandoned uncommitted, to be redelivered after the restart.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for DispatcherSettings {
     fn default() -> Self {
+        let schedule = Schedule::epilot();
         Self {
             group_id: "erp-toolkit-dispatcher".into(),
             max_in_flight: 64,
             request_timeout: Duration::from_secs(15),
-            retry_schedule: vec![
-                Duration::from_secs(1),
-                Duration::from_secs(5),
-                Duration::from_secs(30),
-                Duration::from_secs(60),
-                Duration::from_secs(120),
-            ],
+            retry_schedule: schedule.delays().to_vec(),
+            max_retry_after: Duration::from_secs(3600),
             max_batch: 500,
+            batches_in_flight: 4,
+            endpoint_concurrency: 16,
+            endpoint_queue_wait: Duration::from_secs(1),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            destinations: DestinationPolicy::default(),
+            max_response_body: 64 * 1024,
+            tier_hold: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -100,28 +150,74 @@ impl EventHead {
     }
 }
 
+/// A core event read from a record.
+struct Event {
+    head: Arc<EventHead>,
+    value: Value,
+    /// The record's value as text, carried by delivery tasks and dead letters.
+    text: Arc<str>,
+}
+
+impl Event {
+    fn read(payload: &[u8]) -> Option<Self> {
+        let value = serde_json::from_slice::<Value>(payload).ok()?;
+        let head = EventHead::read(&value)?;
+        Some(Self {
+            head: Arc::new(head),
+            value,
+            text: Arc::from(String::from_utf8_lossy(payload).as_ref()),
+        })
+    }
+
+    /// The body sent to endpoints: an outbound message's `payload`, else the whole event.
+    fn body(&self) -> Arc<[u8]> {
+        if self.value.get("_delivery").is_some() {
+            let payload = self.value.get("payload").unwrap_or(&Value::Null);
+            Arc::from(serde_json::to_vec(payload).unwrap_or_default())
+        } else {
+            Arc::from(self.text.as_bytes())
+        }
+    }
+}
+
 /// One event for one endpoint.
 struct Job {
     head: Arc<EventHead>,
     endpoint: WebhookEntry,
     body: Arc<[u8]>,
+    event: Arc<str>,
     source: SourceCoordinates,
     key: Option<String>,
+    attempts: u32,
+    deferrals: u32,
+    first_attempt_at: Option<String>,
+    /// 0 on the main path, else the retry tier the job was read from.
+    tier: u32,
 }
 
-/// How a job ended.
-enum JobEnd {
-    Delivered {
-        status: u16,
-        attempts: Vec<Value>,
-    },
-    Failed {
-        code: String,
-        message: String,
-        attempts: Vec<Value>,
-    },
-    /// Shutdown interrupted it; the batch stays uncommitted.
+/// How one job ended for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    /// Dead-lettered after a terminal answer or its last retry.
+    Failed,
+    /// Dead-lettered because its endpoint is gone, disabled or deleted.
+    Parked,
+    /// Written to a retry tier after a failed attempt.
+    Scheduled,
+    /// Written to a retry tier without an attempt.
+    Deferred,
+    /// Shutdown interrupted it; its batch stays uncommitted.
     Interrupted,
+}
+
+/// How a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchEnd {
+    Done,
+    Interrupted,
+    /// The batch's task panicked: a bug; the role stops so its supervisor restarts it.
+    Crashed,
 }
 
 /// Runs the dispatcher until the runtime's shutdown token is cancelled.
@@ -130,87 +226,341 @@ pub async fn run(
     view: ConfigView,
     settings: DispatcherSettings,
 ) -> Result<(), DispatcherError> {
+    let schedule = Schedule::new(settings.retry_schedule.clone(), settings.max_retry_after)
+        .map_err(DispatcherError::Setting)?;
+    // Routing on a partly folded configuration would find no subscribers for events after a
+    // restart and skip them, so nothing is consumed before the view is complete.
+    tokio::select! {
+        _ = runtime.shutdown.cancelled() => return Ok(()),
+        loaded = view.wait_loaded(Duration::from_secs(300)) => loaded?,
+    }
     let metrics = DispatcherMetrics::new(&runtime.metrics);
-    let client = reqwest::Client::builder()
-        .timeout(settings.request_timeout)
-        .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
-        .user_agent(concat!("erp-toolkit/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    let sender = Sender::new(
+        settings.request_timeout,
+        settings.destinations.clone(),
+        settings.max_response_body,
+    )?;
     let producer = runtime.kafka.producer("erp-toolkit-dispatcher")?;
+    let topics = runtime.kafka.topics.clone();
+    let core = Arc::new(Core {
+        sender,
+        writer: ConfigWriter::new(&runtime, producer.clone(), view.clone()),
+        producer,
+        topics: topics.clone(),
+        metrics,
+        endpoints: Endpoints::new(
+            settings.endpoint_concurrency,
+            settings.breaker_threshold,
+            settings.breaker_cooldown,
+        ),
+        global: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+        schedule,
+        view,
+        shutdown: runtime.shutdown.clone(),
+        interrupt: CancellationToken::new(),
+        settings,
+    });
+    // A stop lets deliveries in progress finish for a while (a clean stop then leaves nothing
+    // to redeliver), then abandons them.
+    tokio::spawn({
+        let core = Arc::clone(&core);
+        async move {
+            core.shutdown.cancelled().await;
+            tokio::time::sleep(core.settings.shutdown_grace).await;
+            core.interrupt.cancel();
+        }
+    });
+
+    let mut tiers = Vec::new();
+    for tier in 1..=core.schedule.tiers() {
+        let consumer = runtime.kafka.group_consumer(
+            &format!("erp-toolkit-dispatcher-retry-{tier}"),
+            &format!("{}.retry.{tier}", core.settings.group_id),
+        )?;
+        consumer.subscribe(&[&topics.retry(tier)])?;
+        tiers.push(tokio::spawn(run_tier(
+            Arc::clone(&core),
+            tier,
+            Arc::new(consumer),
+        )));
+    }
     let consumer = Arc::new(
         runtime
             .kafka
-            .group_consumer("erp-toolkit-dispatcher", &settings.group_id)?,
+            .group_consumer("erp-toolkit-dispatcher", &core.settings.group_id)?,
     );
-    let topics = runtime.kafka.topics.clone();
     consumer.subscribe(&[&topics.core_events()])?;
     runtime.readiness.flag("dispatcher").set(true);
     info!(
         topic = topics.core_events(),
-        group = settings.group_id,
+        group = core.settings.group_id,
+        tiers = core.schedule.tiers(),
         "dispatcher started"
     );
+    let outcome = run_main(Arc::clone(&core), consumer).await;
+    for tier in tiers {
+        let _ = tier.await;
+    }
+    info!("dispatcher stopped");
+    outcome
+}
 
-    let shutdown = runtime.shutdown.clone();
-    let dispatcher = Dispatcher {
-        client,
-        producer,
-        topics,
-        metrics,
-        settings,
-        shutdown: shutdown.clone(),
-    };
+/// The main path: batches of `erp.core.events`, several in progress, committed in order.
+async fn run_main(core: Arc<Core>, consumer: Arc<StreamConsumer>) -> Result<(), DispatcherError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, BatchEnd)>();
+    let mut pending: BTreeMap<u64, Vec<OwnedMessage>> = BTreeMap::new();
+    let mut ended: BTreeMap<u64, BatchEnd> = BTreeMap::new();
+    let mut next_seq = 0u64;
+    let mut stopping = false;
+    // Once a batch is left uncommitted, no later batch may be committed either: a commit is a
+    // position, and it would skip the unfinished records.
+    let mut committing = true;
+    let mut crashed = false;
+    let limit = core.settings.batches_in_flight.max(1);
     loop {
-        let batch = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            batch = kafka::poll_batch(&consumer, dispatcher.settings.max_batch) => batch,
+        tokio::select! {
+            biased;
+            _ = core.shutdown.cancelled(), if !stopping => stopping = true,
+            Some((seq, end)) = rx.recv() => {
+                ended.insert(seq, end);
+            }
+            first = consumer.recv(), if !stopping && pending.len() < limit => match first {
+                Ok(first) => {
+                    let batch = fill_batch(&consumer, first.detach(), core.settings.max_batch).await;
+                    let seq = next_seq;
+                    next_seq += 1;
+                    debug!(seq, records = batch.len(), "main batch started");
+                    spawn_batch(Arc::clone(&core), seq, batch.clone(), tx.clone());
+                    pending.insert(seq, batch);
+                }
+                Err(error) => {
+                    warn!(%error, "consume failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+        }
+        while let Some(seq) = pending.keys().next().copied() {
+            let Some(end) = ended.remove(&seq) else {
+                break;
+            };
+            debug!(seq, ?end, "main batch ended");
+            let batch = pending.remove(&seq).unwrap_or_default();
+            match end {
+                BatchEnd::Done if committing => kafka::commit_batch(&consumer, &batch).await,
+                BatchEnd::Done => {}
+                BatchEnd::Interrupted => {
+                    committing = false;
+                    stopping = true;
+                }
+                BatchEnd::Crashed => {
+                    committing = false;
+                    stopping = true;
+                    crashed = true;
+                }
+            }
+        }
+        if stopping && pending.is_empty() {
+            break;
+        }
+    }
+    if !committing {
+        info!("stopped with unfinished deliveries left uncommitted; they are redelivered");
+    }
+    if crashed {
+        return Err(DispatcherError::Task(
+            "a delivery batch panicked; see the log".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Takes what else arrives within a few milliseconds after `first`, up to `max` records.
+async fn fill_batch(
+    consumer: &StreamConsumer,
+    first: OwnedMessage,
+    max: usize,
+) -> Vec<OwnedMessage> {
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
+    while batch.len() < max.max(1) {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => batch.push(message.detach()),
+            Ok(Err(error)) => {
+                warn!(%error, "consume failed");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+fn spawn_batch(
+    core: Arc<Core>,
+    seq: u64,
+    batch: Vec<OwnedMessage>,
+    tx: mpsc::UnboundedSender<(u64, BatchEnd)>,
+) {
+    let work = tokio::spawn(async move { core.process_until_recorded(&batch, 0).await });
+    tokio::spawn(async move {
+        let end = match work.await {
+            Ok(end) => end,
+            Err(error) => {
+                tracing::error!(%error, "delivery batch failed");
+                BatchEnd::Crashed
+            }
+        };
+        let _ = tx.send((seq, end));
+    });
+}
+
+/// A retry tier: waits until tasks are due, attempts them, commits.
+async fn run_tier(core: Arc<Core>, tier: u32, consumer: Arc<StreamConsumer>) {
+    let topic = core.topics.retry(tier);
+    let tier_label = tier.to_string();
+    let mut held: Vec<OwnedMessage> = Vec::new();
+    loop {
+        let batch = if held.is_empty() {
+            tokio::select! {
+                _ = core.shutdown.cancelled() => break,
+                batch = kafka::poll_batch(&consumer, core.settings.max_batch) => batch,
+            }
+        } else {
+            std::mem::take(&mut held)
         };
         if batch.is_empty() {
             continue;
         }
+        // Each partition's due prefix is taken now; the rest waits behind its first record.
+        let now = now_millis();
+        let mut due = Vec::new();
+        let mut later: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
+        let mut blocked = BTreeSet::new();
+        let mut earliest = i64::MAX;
+        for message in batch {
+            let partition = message.partition();
+            if blocked.contains(&partition) {
+                later.entry(partition).or_default().push(message);
+                continue;
+            }
+            // An unreadable task is due at once: it becomes a dead letter.
+            let due_at = erp_schemas::error::decode::<DeliveryTask>(
+                "delivery task",
+                message.payload().unwrap_or_default(),
+            )
+            .map_or(i64::MIN, |task| task.due_at_ms);
+            if due_at <= now {
+                if due_at > i64::MIN {
+                    core.metrics
+                        .tier_lag_ms
+                        .with_label_values(&[&tier_label])
+                        .set(now - due_at);
+                }
+                due.push(message);
+            } else {
+                blocked.insert(partition);
+                earliest = earliest.min(due_at);
+                later.entry(partition).or_default().push(message);
+            }
+        }
+        if !due.is_empty() {
+            match core.process_until_recorded(&due, tier).await {
+                BatchEnd::Done => kafka::commit_batch(&consumer, &due).await,
+                BatchEnd::Interrupted | BatchEnd::Crashed => break,
+            }
+        }
+        if later.is_empty() {
+            continue;
+        }
+        // Re-read the waiting records later instead of holding them, so this consumer keeps
+        // polling (a rebalance of its group is not stalled for a tier's wait). If a seek fails,
+        // they are held after all.
+        for (partition, messages) in later {
+            let offset = messages.first().map_or(0, Message::offset);
+            if let Err(error) = seek(&consumer, &topic, partition, offset).await {
+                debug!(%error, partition, "seek failed; holding the waiting records");
+                held.extend(messages);
+            }
+        }
+        let wait = Duration::from_millis(u64::try_from(earliest - now_millis()).unwrap_or(0))
+            .min(core.settings.tier_hold);
+        tokio::select! {
+            _ = core.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    debug!(tier, "retry tier stopped");
+}
+
+async fn seek(
+    consumer: &Arc<StreamConsumer>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), DispatcherError> {
+    let consumer = Arc::clone(consumer);
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        consumer.seek(
+            &topic,
+            partition,
+            rdkafka::Offset::Offset(offset),
+            Duration::from_secs(5),
+        )
+    })
+    .await
+    .map_err(|e| DispatcherError::Task(e.to_string()))??;
+    Ok(())
+}
+
+/// What the main path and the tiers share.
+struct Core {
+    sender: Sender,
+    producer: FutureProducer,
+    writer: ConfigWriter,
+    topics: Topics,
+    metrics: DispatcherMetrics,
+    settings: DispatcherSettings,
+    schedule: Schedule,
+    endpoints: Endpoints,
+    global: Arc<Semaphore>,
+    view: ConfigView,
+    /// Stops polling.
+    shutdown: CancellationToken,
+    /// Abandons deliveries in progress: `shutdown_grace` after `shutdown`.
+    interrupt: CancellationToken,
+}
+
+impl Core {
+    /// Processes a batch until everything it produced is acknowledged by Kafka, retrying the
+    /// batch (with the same `webhook-id`s) when recording fails.
+    async fn process_until_recorded(&self, batch: &[OwnedMessage], tier: u32) -> BatchEnd {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match dispatcher.process(&view, &batch).await {
-                Ok(true) => break,
-                Ok(false) => {
-                    info!("stopping with an unfinished batch left uncommitted");
-                    return Ok(());
-                }
+            match self.process(batch, tier).await {
+                Ok(end) => return end,
                 Err(error) => {
-                    warn!(%error, ?backoff, "recording outcomes failed; retrying the batch");
+                    warn!(%error, ?backoff, tier, "recording outcomes failed; retrying the batch");
                     tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = self.shutdown.cancelled() => return BatchEnd::Interrupted,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
-        kafka::commit_batch(&consumer, &batch).await;
     }
-    info!("dispatcher stopped");
-    Ok(())
-}
 
-struct Dispatcher {
-    client: reqwest::Client,
-    producer: FutureProducer,
-    topics: Topics,
-    metrics: DispatcherMetrics,
-    settings: DispatcherSettings,
-    shutdown: CancellationToken,
-}
-
-impl Dispatcher {
-    /// Delivers a batch. `Ok(false)` when shutdown interrupted it.
+    /// Delivers a batch of the main topic (`tier` 0) or of a retry tier.
     async fn process(
         &self,
-        view: &ConfigView,
         batch: &[OwnedMessage],
-    ) -> Result<bool, DispatcherError> {
-        let config = view.snapshot();
+        tier: u32,
+    ) -> Result<BatchEnd, DispatcherError> {
+        let config = self.view.snapshot();
+        let mut out = Vec::new();
         let mut jobs = Vec::new();
-        let mut records = Vec::new();
+        let mut parked = 0u64;
         for message in batch {
             let source = SourceCoordinates {
                 topic: message.topic().to_owned(),
@@ -221,235 +571,573 @@ impl Dispatcher {
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned());
             let payload = message.payload().unwrap_or_default();
-            let event = serde_json::from_slice::<Value>(payload).ok();
-            let head = event.as_ref().and_then(EventHead::read);
-            let (Some(event), Some(head)) = (event, head) else {
-                let letter = dead_letter(
-                    "POISON_RECORD",
-                    "not a core event: JSON with _event_id, _event_name and _org_id expected",
-                    source,
-                    key,
-                    payload,
-                    None,
-                    None,
-                );
-                self.enqueue_dead_letter(&letter, &mut records).await?;
-                continue;
-            };
-            let head = Arc::new(head);
-            // An outbound message is addressed to one delivery; other events go to every
-            // endpoint subscribed to their name.
-            if let Some(delivery) = event.get("_delivery") {
-                match delivery.get("type").and_then(Value::as_str) {
-                    Some("webhook") => {
-                        let webhook_id = delivery
-                            .get("webhook_id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        match config.webhook(&head.org_id, webhook_id) {
-                            Some(endpoint) if endpoint.webhook.enabled => {
-                                let body = serde_json::to_vec(
-                                    event.get("payload").unwrap_or(&Value::Null),
-                                )
-                                .unwrap_or_default();
-                                jobs.push(Job {
-                                    head: Arc::clone(&head),
-                                    endpoint: endpoint.clone(),
-                                    body: Arc::from(body),
-                                    source: source.clone(),
-                                    key: key.clone(),
-                                });
-                            }
-                            found => {
-                                // Parked, not dropped: the dead letter names the endpoint and
-                                // holds the event for recovery once the endpoint exists or is
-                                // enabled again.
-                                let (code, reason) = if found.is_some() {
-                                    (
-                                        "WEBHOOK_DISABLED",
-                                        format!("webhook {webhook_id} is disabled"),
-                                    )
-                                } else {
-                                    (
-                                        "WEBHOOK_NOT_FOUND",
-                                        format!("webhook {webhook_id} does not exist"),
-                                    )
-                                };
-                                let letter = dead_letter(
-                                    code,
-                                    &reason,
-                                    source,
-                                    key,
-                                    payload,
-                                    Some(&head),
-                                    Some(webhook_id),
-                                );
-                                self.enqueue_dead_letter(&letter, &mut records).await?;
-                            }
-                        }
-                    }
-                    // The poll stream and file deliveries consume these from the topic.
-                    _ => debug!(
-                        event_id = head.event_id,
-                        "not a webhook delivery; left to its consumer"
-                    ),
-                }
-                continue;
-            }
-            let body: Arc<[u8]> = Arc::from(payload);
-            for endpoint in config.subscribers(&head.org_id, &head.event_name) {
-                jobs.push(Job {
-                    head: Arc::clone(&head),
-                    endpoint: endpoint.clone(),
-                    body: Arc::clone(&body),
-                    source: source.clone(),
-                    key: key.clone(),
-                });
-            }
-        }
-
-        let ends: Vec<(Job, JobEnd)> = futures::stream::iter(jobs)
-            .map(|job| async move {
-                let end = self.deliver(&job).await;
-                (job, end)
-            })
-            .buffer_unordered(self.settings.max_in_flight.max(1))
-            .collect()
-            .await;
-        if ends
-            .iter()
-            .any(|(_, end)| matches!(end, JobEnd::Interrupted))
-        {
-            return Ok(false);
-        }
-        for (job, end) in &ends {
-            self.record(job, end, &mut records).await?;
-        }
-        kafka::await_deliveries(records).await?;
-        for (_, end) in &ends {
-            let outcome = if matches!(end, JobEnd::Delivered { .. }) {
-                "delivered"
+            if tier == 0 {
+                parked += self
+                    .route(&config, source, key, payload, &mut jobs, &mut out)
+                    .await?;
             } else {
-                "failed"
-            };
-            self.metrics.deliveries.with_label_values(&[outcome]).inc();
-        }
-        Ok(true)
-    }
-
-    fn retries_allowed(&self, endpoint: &WebhookEntry) -> usize {
-        let policy = endpoint.webhook.retry_policy.unwrap_or_default();
-        if policy.enabled {
-            (policy.max_attempts as usize).min(self.settings.retry_schedule.len())
-        } else {
-            0
-        }
-    }
-
-    async fn deliver(&self, job: &Job) -> JobEnd {
-        self.metrics.in_flight.inc();
-        let end = self.deliver_with_retries(job).await;
-        self.metrics.in_flight.dec();
-        end
-    }
-
-    async fn deliver_with_retries(&self, job: &Job) -> JobEnd {
-        let message_id = delivery::webhook_id(&job.head.event_id);
-        let retries = self.retries_allowed(&job.endpoint);
-        let mut attempts = Vec::new();
-        for number in 0..=retries {
-            if number > 0 {
-                let wait = jittered(self.settings.retry_schedule[number - 1]);
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => return JobEnd::Interrupted,
-                    _ = tokio::time::sleep(wait) => {}
-                }
+                parked += self
+                    .route_task(&config, tier, source, key, payload, &mut jobs, &mut out)
+                    .await?;
             }
-            let attempt =
-                delivery::attempt(&self.client, &job.endpoint, &message_id, &job.body).await;
+        }
+        let results = futures::future::join_all(jobs.into_iter().map(|job| async move {
+            let mut out = Vec::new();
+            let outcome = self.handle(job, &mut out).await;
+            (outcome, out)
+        }))
+        .await;
+        let mut outcomes = Vec::with_capacity(results.len());
+        for (outcome, records) in results {
+            outcomes.push(outcome?);
+            out.extend(records);
+        }
+        if outcomes.contains(&Outcome::Interrupted) {
+            return Ok(BatchEnd::Interrupted);
+        }
+        kafka::await_deliveries(out).await?;
+        let count = |label: &str, n: u64| {
             self.metrics
-                .attempt_seconds
-                .observe(attempt.duration.as_secs_f64());
-            let duration_ms = attempt.duration.as_millis() as u64;
-            match attempt.result {
-                AttemptResult::Delivered { status } => {
-                    self.metrics
-                        .attempts
-                        .with_label_values(&["delivered"])
-                        .inc();
-                    attempts.push(json!({"attempt": number + 1, "status_code": status, "duration_ms": duration_ms}));
-                    return JobEnd::Delivered { status, attempts };
+                .deliveries
+                .with_label_values(&[label])
+                .inc_by(n)
+        };
+        count("parked", parked);
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Delivered => count("delivered", 1),
+                Outcome::Failed => count("failed", 1),
+                Outcome::Parked => count("parked", 1),
+                _ => {}
+            }
+        }
+        Ok(BatchEnd::Done)
+    }
+
+    /// Turns a core event into jobs for its endpoints. Returns how many deliveries were parked.
+    async fn route(
+        &self,
+        config: &ConfigState,
+        source: SourceCoordinates,
+        key: Option<String>,
+        payload: &[u8],
+        jobs: &mut Vec<Job>,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<u64, DispatcherError> {
+        let Some(event) = Event::read(payload) else {
+            let letter = dead_letter(
+                "POISON_RECORD",
+                "not a core event: JSON with _event_id, _event_name and _org_id expected",
+                source,
+                key,
+                payload,
+                None,
+                None,
+            );
+            self.enqueue_dead_letter(&letter, out).await?;
+            return Ok(0);
+        };
+        let head = &event.head;
+        let mut endpoints = Vec::new();
+        let mut parked = 0;
+        // An outbound message is addressed to one delivery; other events go to every endpoint
+        // subscribed to their name.
+        if let Some(delivery) = event.value.get("_delivery") {
+            if delivery.get("type").and_then(Value::as_str) != Some("webhook") {
+                // The poll stream and file deliveries consume these from the topic.
+                debug!(
+                    event_id = head.event_id,
+                    "not a webhook delivery; left to its consumer"
+                );
+                return Ok(0);
+            }
+            let webhook_id = delivery
+                .get("webhook_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match config.webhook(&head.org_id, webhook_id) {
+                Some(endpoint) if endpoint.webhook.enabled => endpoints.push(endpoint.clone()),
+                found => {
+                    self.park(found, webhook_id, &event, source.clone(), key.clone(), out)
+                        .await?;
+                    parked += 1;
                 }
-                AttemptResult::Terminal { code, message } => {
-                    self.metrics.attempts.with_label_values(&["terminal"]).inc();
-                    attempts.push(json!({"attempt": number + 1, "code": code, "message": message, "duration_ms": duration_ms}));
-                    return JobEnd::Failed {
-                        code,
-                        message,
-                        attempts,
-                    };
+            }
+        } else {
+            for endpoint in config.webhooks(&head.org_id) {
+                if !endpoint.webhook.subscribes_to(&head.event_name) {
+                    continue;
                 }
-                AttemptResult::Retryable { code, message } => {
-                    self.metrics
-                        .attempts
-                        .with_label_values(&["retryable"])
-                        .inc();
-                    attempts.push(json!({"attempt": number + 1, "code": code, "message": message, "duration_ms": duration_ms}));
-                    if number == retries {
-                        return JobEnd::Failed {
-                            code,
-                            message,
-                            attempts,
-                        };
-                    }
+                if endpoint.webhook.enabled {
+                    endpoints.push(endpoint.clone());
+                } else if endpoint.webhook.extra.contains_key(DISABLED_REASON) {
+                    // Disabled by the dispatcher (410), not by a user: keep its events.
+                    let id = endpoint.webhook.id.clone();
+                    self.park(
+                        Some(endpoint),
+                        &id,
+                        &event,
+                        source.clone(),
+                        key.clone(),
+                        out,
+                    )
+                    .await?;
+                    parked += 1;
                 }
             }
         }
-        JobEnd::Failed {
-            code: "RETRIES_EXHAUSTED".into(),
-            message: "no attempt succeeded".into(),
-            attempts,
+        let body = event.body();
+        for endpoint in endpoints {
+            jobs.push(Job {
+                head: Arc::clone(&event.head),
+                endpoint,
+                body: Arc::clone(&body),
+                event: Arc::clone(&event.text),
+                source: source.clone(),
+                key: key.clone(),
+                attempts: 0,
+                deferrals: 0,
+                first_attempt_at: None,
+                tier: 0,
+            });
+        }
+        Ok(parked)
+    }
+
+    /// Turns a delivery task into a job, or parks it when its endpoint is gone or disabled.
+    #[allow(clippy::too_many_arguments)]
+    async fn route_task(
+        &self,
+        config: &ConfigState,
+        tier: u32,
+        coordinates: SourceCoordinates,
+        key: Option<String>,
+        payload: &[u8],
+        jobs: &mut Vec<Job>,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<u64, DispatcherError> {
+        let task = erp_schemas::error::decode::<DeliveryTask>("delivery task", payload).ok();
+        let Some((task, event)) =
+            task.and_then(|t| Event::read(t.event.as_bytes()).map(|e| (t, e)))
+        else {
+            let letter = dead_letter(
+                "POISON_RECORD",
+                "not a delivery task carrying a core event",
+                coordinates,
+                key,
+                payload,
+                None,
+                None,
+            );
+            self.enqueue_dead_letter(&letter, out).await?;
+            return Ok(0);
+        };
+        match config.webhook(&task.org_id, &task.webhook_config_id) {
+            Some(endpoint) if endpoint.webhook.enabled => {
+                jobs.push(Job {
+                    head: Arc::clone(&event.head),
+                    endpoint: endpoint.clone(),
+                    body: event.body(),
+                    event: Arc::clone(&event.text),
+                    source: task.source,
+                    key: task.key,
+                    attempts: task.attempts,
+                    deferrals: task.deferrals,
+                    first_attempt_at: task.first_attempt_at,
+                    tier,
+                });
+                Ok(0)
+            }
+            found => {
+                self.park(
+                    found,
+                    &task.webhook_config_id,
+                    &event,
+                    task.source,
+                    task.key,
+                    out,
+                )
+                .await?;
+                Ok(1)
+            }
         }
     }
 
-    async fn record(
+    /// Parks an event whose endpoint is disabled or does not exist: the dead letter names the
+    /// endpoint and holds the event for recovery.
+    async fn park(
         &self,
-        job: &Job,
-        end: &JobEnd,
-        records: &mut Vec<rdkafka::producer::DeliveryFuture>,
+        found: Option<&WebhookEntry>,
+        webhook_id: &str,
+        event: &Event,
+        source: SourceCoordinates,
+        key: Option<String>,
+        out: &mut Vec<DeliveryFuture>,
     ) -> Result<(), DispatcherError> {
-        let (level, code, message, attempts) = match end {
-            JobEnd::Delivered { status, attempts } => (
-                Level::Success,
-                String::new(),
-                format!(
-                    "delivered to webhook {} ({status})",
-                    job.endpoint.webhook.name
-                ),
-                attempts,
+        let (code, reason) = match found {
+            Some(entry) => (
+                "WEBHOOK_DISABLED",
+                match entry
+                    .webhook
+                    .extra
+                    .get(DISABLED_REASON)
+                    .and_then(Value::as_str)
+                {
+                    Some(why) => {
+                        format!("webhook {webhook_id} was disabled by the dispatcher ({why})")
+                    }
+                    None => format!("webhook {webhook_id} is disabled"),
+                },
             ),
-            JobEnd::Failed {
-                code,
-                message,
-                attempts,
-            } => {
+            None => (
+                "WEBHOOK_NOT_FOUND",
+                format!("webhook {webhook_id} does not exist"),
+            ),
+        };
+        let letter = dead_letter(
+            code,
+            &reason,
+            source,
+            key,
+            event.text.as_bytes(),
+            Some(&event.head),
+            Some(webhook_id),
+        );
+        self.enqueue_dead_letter(&letter, out).await
+    }
+
+    /// One job: admission (breaker, endpoint slot), one attempt, and what follows from it.
+    async fn handle(
+        &self,
+        job: Job,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        let endpoint_id = job.endpoint.webhook.id.clone();
+        let state = self.endpoints.get(&endpoint_id);
+        let from_tier = job.tier > 0;
+        let probe = match state.admit(from_tier) {
+            Admission::Allowed { probe } => probe,
+            Admission::Refused if !from_tier => {
+                return self.defer(job, "circuit_open", out).await;
+            }
+            Admission::Refused => {
+                // In a tier the open breaker answers for the endpoint: the endpoint failed often
+                // enough in a row that a request would most likely fail too, and counting it as
+                // an attempt keeps every task's way through the tiers finite.
+                self.metrics
+                    .attempts
+                    .with_label_values(&["circuit_open"])
+                    .inc();
+                let attempt = Attempt {
+                    result: AttemptResult::Retryable {
+                        code: "CIRCUIT_OPEN".into(),
+                        message: "not sent: the endpoint's circuit breaker is open after consecutive failures".into(),
+                        status: None,
+                        retry_after: None,
+                    },
+                    duration: Duration::ZERO,
+                    response_body: String::new(),
+                    body_truncated: false,
+                };
+                return self.after_attempt(job, attempt, out).await;
+            }
+        };
+        let permit = tokio::time::timeout(
+            self.settings.endpoint_queue_wait,
+            Arc::clone(&state.permits).acquire_owned(),
+        )
+        .await;
+        let Ok(Ok(permit)) = permit else {
+            if probe {
+                state.abandon_probe();
+            }
+            return self.defer(job, "saturated", out).await;
+        };
+        let global = tokio::select! {
+            _ = self.interrupt.cancelled() => {
+                if probe {
+                    state.abandon_probe();
+                }
+                return Ok(Outcome::Interrupted);
+            }
+            global = Arc::clone(&self.global).acquire_owned() => global,
+        };
+        let message_id = delivery::webhook_id(&job.head.event_id);
+        self.metrics.in_flight.inc();
+        let attempt = tokio::select! {
+            _ = self.interrupt.cancelled() => None,
+            attempt = self.sender.attempt(&job.endpoint, &message_id, &job.body) => Some(attempt),
+        };
+        self.metrics.in_flight.dec();
+        drop(global);
+        drop(permit);
+        let Some(attempt) = attempt else {
+            if probe {
+                state.abandon_probe();
+            }
+            return Ok(Outcome::Interrupted);
+        };
+        self.metrics
+            .attempt_seconds
+            .observe(attempt.duration.as_secs_f64());
+        let label = match attempt.result {
+            AttemptResult::Delivered { .. } => "delivered",
+            AttemptResult::Retryable { .. } => "retryable",
+            AttemptResult::Gone { .. } => "gone",
+            AttemptResult::Terminal { .. } => "terminal",
+        };
+        self.metrics.attempts.with_label_values(&[label]).inc();
+        let failed = matches!(attempt.result, AttemptResult::Retryable { .. });
+        let (before, after) = state.record(failed);
+        if before != after {
+            let name = match after {
+                BreakerState::Closed => "closed",
+                BreakerState::Open => "open",
+                BreakerState::HalfOpen => "half_open",
+            };
+            info!(
+                webhook = endpoint_id,
+                state = name,
+                "circuit breaker changed"
+            );
+            self.metrics
+                .breaker_transitions
+                .with_label_values(&[name])
+                .inc();
+        }
+        self.metrics
+            .breaker_state
+            .with_label_values(&[&endpoint_id])
+            .set(after.gauge());
+        self.after_attempt(job, attempt, out).await
+    }
+
+    /// Records an attempt and moves the job on: done, next tier, or dead letter.
+    async fn after_attempt(
+        &self,
+        mut job: Job,
+        attempt: Attempt,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        job.attempts += 1;
+        let attempted_at = now_rfc3339();
+        job.first_attempt_at
+            .get_or_insert_with(|| attempted_at.clone());
+        let (level, outcome, next) = match &attempt.result {
+            AttemptResult::Delivered { .. } => (Level::Success, Outcome::Delivered, None),
+            AttemptResult::Gone { .. } => {
+                self.disable(&job.endpoint).await;
                 let letter = dead_letter(
-                    "DELIVERY_FAILED",
-                    &format!("{code}: {message}"),
+                    "WEBHOOK_DISABLED",
+                    &format!(
+                        "webhook {} answered 410 Gone: the endpoint was disabled and this event parked",
+                        job.endpoint.webhook.id
+                    ),
                     job.source.clone(),
                     job.key.clone(),
-                    &job.body,
+                    job.event.as_bytes(),
                     Some(&job.head),
                     Some(&job.endpoint.webhook.id),
                 );
-                self.enqueue_dead_letter(&letter, records).await?;
-                (Level::Error, code.clone(), message.clone(), attempts)
+                self.enqueue_dead_letter(&letter, out).await?;
+                (Level::Error, Outcome::Parked, None)
             }
-            JobEnd::Interrupted => return Ok(()),
+            AttemptResult::Terminal { .. } => {
+                self.dead_letter_failure(&job, &attempt.result, out).await?;
+                (Level::Error, Outcome::Failed, None)
+            }
+            AttemptResult::Retryable { retry_after, .. } => {
+                let allowed = self
+                    .schedule
+                    .retries_allowed(job.endpoint.webhook.retry_policy);
+                if job.attempts > allowed {
+                    self.dead_letter_failure(&job, &attempt.result, out).await?;
+                    (Level::Error, Outcome::Failed, None)
+                } else {
+                    let tier = self.schedule.tier_for(job.attempts, *retry_after);
+                    let due = self
+                        .write_task(&job, tier, Some(&attempt.result), "retry", out)
+                        .await?;
+                    (Level::Warning, Outcome::Scheduled, Some((tier, due)))
+                }
+            }
         };
+        self.attempt_span(&job, &attempt, level, outcome, next, out)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Sends a job to a retry tier without an attempt: the first tier from the main path, the
+    /// same tier from a tier.
+    async fn defer(
+        &self,
+        mut job: Job,
+        reason: &str,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        job.deferrals += 1;
+        let tier = job.tier.max(1);
+        self.write_task(&job, tier, None, reason, out).await?;
+        debug!(
+            event_id = job.head.event_id,
+            webhook = job.endpoint.webhook.id,
+            reason,
+            tier,
+            "delivery deferred"
+        );
+        Ok(Outcome::Deferred)
+    }
+
+    /// Writes a job as a delivery task to `tier`; returns when it is due (ms).
+    async fn write_task(
+        &self,
+        job: &Job,
+        tier: u32,
+        last: Option<&AttemptResult>,
+        reason: &str,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<i64, DispatcherError> {
+        let due_at_ms = self.schedule.due_at(tier, now_millis());
+        let task = DeliveryTask {
+            webhook_config_id: job.endpoint.webhook.id.clone(),
+            org_id: job.head.org_id.clone(),
+            webhook_id: delivery::webhook_id(&job.head.event_id),
+            event_id: job.head.event_id.clone(),
+            attempts: job.attempts,
+            deferrals: job.deferrals,
+            tier,
+            due_at_ms,
+            due_at: format_millis(due_at_ms),
+            first_attempt_at: job.first_attempt_at.clone(),
+            last_code: last.map(|r| r.code().to_owned()),
+            last_status: last.and_then(AttemptResult::status),
+            source: job.source.clone(),
+            key: job.key.clone(),
+            event: job.event.to_string(),
+        };
+        let bytes = erp_schemas::error::encode("delivery task", &task)?;
+        out.push(
+            kafka::enqueue(
+                &self.producer,
+                &self.topics.retry(tier),
+                &task.webhook_config_id,
+                &bytes,
+            )
+            .await?,
+        );
+        self.metrics
+            .scheduled
+            .with_label_values(&[&tier.to_string(), reason])
+            .inc();
+        Ok(due_at_ms)
+    }
+
+    async fn dead_letter_failure(
+        &self,
+        job: &Job,
+        result: &AttemptResult,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<(), DispatcherError> {
+        let status = result
+            .status()
+            .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let letter = dead_letter(
+            "DELIVERY_FAILED",
+            &format!(
+                "{}: {} (attempt {}, last status {status}, endpoint {})",
+                result.code(),
+                result.message(),
+                job.attempts,
+                job.endpoint.webhook.url.as_deref().unwrap_or_default()
+            ),
+            job.source.clone(),
+            job.key.clone(),
+            job.event.as_bytes(),
+            Some(&job.head),
+            Some(&job.endpoint.webhook.id),
+        );
+        self.enqueue_dead_letter(&letter, out).await
+    }
+
+    /// Disables an endpoint that answered 410 Gone, through the configuration log like any
+    /// other change. A failure is logged, not fatal: the event is parked either way, and the
+    /// next 410 tries again.
+    async fn disable(&self, entry: &WebhookEntry) {
+        let _exclusive = self.writer.exclusive().await;
+        let config = self.view.snapshot();
+        let Some(current) = config.webhook(&entry.org_id, &entry.webhook.id) else {
+            return;
+        };
+        if !current.webhook.enabled {
+            return;
+        }
+        let mut webhook = current.webhook.clone();
+        webhook.enabled = false;
+        webhook.updated_time = now_rfc3339();
+        webhook
+            .extra
+            .insert("status".into(), Value::String("inactive".into()));
+        webhook.extra.insert(
+            DISABLED_REASON.into(),
+            Value::String("HTTP_410_GONE".into()),
+        );
+        let record = ConfigRecord {
+            org_id: current.org_id.clone(),
+            at: now_rfc3339(),
+            actor: Some("erp-toolkit-dispatcher".into()),
+            change: ConfigChange::WebhookUpserted {
+                webhook,
+                signing_secret: current.signing_secret.clone(),
+            },
+        };
+        match self.writer.append(&record).await {
+            Ok(_) => {
+                warn!(
+                    webhook = entry.webhook.id,
+                    "endpoint answered 410 Gone; disabled it"
+                );
+                self.metrics
+                    .endpoints_disabled
+                    .with_label_values(&["HTTP_410_GONE"])
+                    .inc();
+            }
+            Err(error) => warn!(webhook = entry.webhook.id, %error, "cannot disable endpoint"),
+        }
+    }
+
+    /// The monitoring span of one attempt.
+    async fn attempt_span(
+        &self,
+        job: &Job,
+        attempt: &Attempt,
+        level: Level,
+        outcome: Outcome,
+        next: Option<(u32, i64)>,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<(), DispatcherError> {
         let head = &job.head;
+        let webhook = &job.endpoint.webhook;
+        let number = job.attempts.to_string();
+        let outcome = match outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Failed => "dead_lettered",
+            Outcome::Parked => "parked",
+            _ => "retry_scheduled",
+        };
+        let message = match &attempt.result {
+            AttemptResult::Delivered { status } => {
+                format!("delivered to webhook {} ({status})", webhook.name)
+            }
+            other => format!("webhook {}: {}", webhook.name, other.message()),
+        };
+        let retry_after = match &attempt.result {
+            AttemptResult::Retryable { retry_after, .. } => retry_after.map(|r| r.as_secs()),
+            _ => None,
+        };
         let span = MonitoringSpan {
-            id: derived_uuid(&[&head.event_id, "dispatcher", &job.endpoint.webhook.id]),
+            // Derived from the attempt, so a batch redone after a crash repeats the span id and
+            // readers can drop the copy.
+            id: derived_uuid(&[&head.event_id, "dispatcher", &webhook.id, &number]),
             org_id: head.org_id.clone(),
             integration_id: head.integration_id.clone(),
             event_id: head.trace_event_id.clone(),
@@ -457,21 +1145,30 @@ impl Dispatcher {
             use_case_id: head.use_case_id.clone(),
             use_case_type: head.use_case_type.clone(),
             level,
-            code,
+            code: attempt.result.code().to_owned(),
             message,
             detail: json!({
                 "stage": "dispatcher",
+                "outcome": outcome,
                 "core_event_id": head.event_id,
                 "event_name": head.event_name,
-                "webhook_config_id": job.endpoint.webhook.id,
+                "webhook_config_id": webhook.id,
                 "webhook_id": delivery::webhook_id(&head.event_id),
-                "url": job.endpoint.webhook.url,
-                "attempts": attempts,
+                "url": webhook.url,
+                "attempt": job.attempts,
+                "deferrals": job.deferrals,
+                "status_code": attempt.result.status(),
+                "response_body": attempt.response_body,
+                "response_body_truncated": attempt.body_truncated,
+                "duration_ms": attempt.duration.as_millis() as u64,
+                "retry_after_secs": retry_after,
+                "retry_tier": next.map(|(tier, _)| tier),
+                "next_attempt_at": next.map(|(_, due)| format_millis(due)),
             }),
             created_at: now_rfc3339(),
         };
         let bytes = erp_schemas::error::encode("monitoring span", &span)?;
-        records.push(
+        out.push(
             kafka::enqueue(
                 &self.producer,
                 &self.topics.monitoring(),
@@ -486,10 +1183,10 @@ impl Dispatcher {
     async fn enqueue_dead_letter(
         &self,
         letter: &DeadLetter,
-        records: &mut Vec<rdkafka::producer::DeliveryFuture>,
+        out: &mut Vec<DeliveryFuture>,
     ) -> Result<(), DispatcherError> {
         let bytes = erp_schemas::error::encode("dead letter", letter)?;
-        records.push(
+        out.push(
             kafka::enqueue(
                 &self.producer,
                 &self.topics.dlq(),
@@ -500,12 +1197,6 @@ impl Dispatcher {
         );
         Ok(())
     }
-}
-
-/// ±20 % around `base`, so retries of many events do not arrive in lockstep.
-fn jittered(base: Duration) -> Duration {
-    let factor = rand::rng().random_range(0.8..1.2);
-    base.mul_f64(factor)
 }
 
 fn dead_letter(

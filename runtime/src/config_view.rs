@@ -252,6 +252,8 @@ impl ConfigState {
 pub struct ConfigView {
     state: Arc<RwLock<Arc<ConfigState>>>,
     applied: watch::Receiver<i64>,
+    /// The end of the log when the view started: the fold is complete once it got there.
+    end_at_start: i64,
 }
 
 impl ConfigView {
@@ -261,6 +263,7 @@ impl ConfigView {
         Self {
             state: Arc::new(RwLock::new(Arc::new(state))),
             applied,
+            end_at_start: 0,
         }
     }
 
@@ -282,6 +285,16 @@ impl ConfigView {
                 "configuration change at offset {offset} not applied within {timeout:?}"
             ))),
         }
+    }
+
+    /// Waits until the view has applied everything that was in the log when it started, so a
+    /// consumer acting on the configuration (routing events to endpoints) does not act on a
+    /// partial one after a restart.
+    pub async fn wait_loaded(&self, timeout: Duration) -> Result<(), RuntimeError> {
+        if self.end_at_start == 0 {
+            return Ok(());
+        }
+        self.wait_applied(self.end_at_start - 1, timeout).await
     }
 
     /// Starts folding the configuration log from its beginning. The view reports ready (check
@@ -319,6 +332,7 @@ impl ConfigView {
         let view = Self {
             state: Arc::new(RwLock::new(Arc::new(ConfigState::default()))),
             applied,
+            end_at_start,
         };
         let ready = runtime.readiness.flag(format!("{role}.config"));
         ready.set(end_at_start == 0);

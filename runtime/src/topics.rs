@@ -24,7 +24,7 @@ pub fn standard_topics(settings: &KafkaSettings) -> Vec<TopicSpec> {
     let t = &settings.topics;
     let n = settings.partitions;
     let keep_forever = vec![("retention.ms", "-1"), ("retention.bytes", "-1")];
-    vec![
+    let mut specs = vec![
         // The configuration log: one partition for one total order, history kept forever.
         TopicSpec {
             name: t.config(),
@@ -81,7 +81,18 @@ pub fn standard_topics(settings: &KafkaSettings) -> Vec<TopicSpec> {
             partitions: n,
             configs: vec![("cleanup.policy", "compact")],
         },
-    ]
+    ];
+    // The dispatcher's retry tiers hold delivery tasks until they are due. The longest wait is
+    // hours, so the broker default retention (7 days) is ample; a task is committed only after
+    // it moved on (delivered, next tier or dead letter).
+    specs.extend(
+        (1..=erp_schemas::topics::RETRY_TIERS).map(|tier| TopicSpec {
+            name: t.retry(tier),
+            partitions: n,
+            configs: vec![],
+        }),
+    );
+    specs
 }
 
 /// Creates the topics that do not exist yet.

@@ -6,6 +6,7 @@ pub mod ack;
 pub mod config;
 pub mod core_event;
 pub mod dead_letter;
+pub mod delivery_task;
 pub mod error;
 pub mod ids;
 pub mod inbound;

@@ -21,6 +21,11 @@ pub const OUTBOUND_POLL: &str = "outbound.poll";
 pub const OUTBOUND_POLL_STATE: &str = "outbound.poll.state";
 /// Suffix of the compacted changelog of the processor's dedup store.
 pub const PROCESSOR_STATE: &str = "processor.state";
+/// Suffix prefix of the dispatcher's retry tiers: tier `n` is `core.retry.<n>`.
+pub const CORE_RETRY: &str = "core.retry";
+/// How many retry tiers an installation has (epilot's schedule has five waits, and
+/// `retryPolicy.maxAttempts` is at most 5).
+pub const RETRY_TIERS: u32 = 5;
 
 /// The topic names of one installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +85,10 @@ impl Topics {
     /// `erp.processor.state`
     pub fn processor_state(&self) -> String {
         self.name(PROCESSOR_STATE)
+    }
+    /// `erp.core.retry.<tier>`: retry tier `tier` (1-based) of the dispatcher.
+    pub fn retry(&self, tier: u32) -> String {
+        self.name(&format!("{CORE_RETRY}.{tier}"))
     }
 }
 
