@@ -401,10 +401,11 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
     let restored = logs
         .matches("restored processor state from the changelog")
         .count();
-    let summary = format!(
-        "{summary}partition starts at a stored position: {resumed}; changelog restores: {restored}\n"
+    let starts = format!(
+        "partition starts at a stored position: {resumed}; changelog restores: {restored}\n"
     );
-    print!("{summary}");
+    print!("{starts}");
+    let summary = format!("{summary}{starts}");
     // CI prints this after the (captured) test run.
     let _ = std::fs::write(
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("processor-guarantees.txt"),

@@ -162,6 +162,12 @@ pub async fn run(
     view: ConfigView,
     settings: ProcessorSettings,
 ) -> Result<(), ProcessorError> {
+    // Deciding records against a partly loaded configuration would ignore events of
+    // integrations not read yet (and record their dedup keys): wait for the whole log first.
+    tokio::select! {
+        _ = runtime.shutdown.cancelled() => return Ok(()),
+        loaded = view.wait_loaded(Duration::from_secs(300)) => loaded?,
+    }
     std::fs::create_dir_all(&settings.data_dir)?;
     let store = Arc::new(StateStore::open(
         &settings.data_dir.join("state"),
