@@ -378,6 +378,10 @@ pub struct DispatcherArgs {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: String,
+    /// PEM file of the organisation's Ed25519 signing key: deliveries also carry a `v1a`
+    /// signature receivers check with the public key the API serves.
+    #[arg(long, env = "ERP_TOOLKIT_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 }

@@ -52,6 +52,7 @@ async fn standalone(
         org_id: args.api.org_id.clone(),
         body_limit: args.api.body_limit,
         core_event_schemas: args.api.core_event_schemas.clone(),
+        signing_key_file: args.api.signing_key_file.clone(),
         acks: args.api.ack_settings(),
         poll: args.api.poll_settings(),
         processor: args.processing.settings(args.data_dir.join("processor")),

@@ -97,7 +97,12 @@ pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyh
 
 /// `erp-toolkit dispatcher`
 pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let settings = args.delivery.settings()?;
+    let mut settings = args.delivery.settings()?;
+    if let Some(path) = &args.signing_key_file {
+        settings.signing_key = Some(std::sync::Arc::new(erp_dispatcher::org_key::OrgKey::load(
+            path,
+        )?));
+    }
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
     let (view, view_task) = ConfigView::start(&runtime, "dispatcher").await?;
     let (address, server) = health::serve_ops(

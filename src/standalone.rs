@@ -41,6 +41,8 @@ pub struct StandaloneOptions {
     pub body_limit: usize,
     /// Directory of core-event JSON Schemas for `POST /v1/events`.
     pub core_event_schemas: Option<PathBuf>,
+    /// The organisation's Ed25519 signing key (`None`: one is created in `data_dir`).
+    pub signing_key_file: Option<PathBuf>,
     /// ACK tracking.
     pub acks: erp_ingest::acks::AckSettings,
     /// The poll queue.
@@ -62,6 +64,7 @@ impl StandaloneOptions {
             org_id: "default".into(),
             body_limit: 10 * 1024 * 1024,
             core_event_schemas: None,
+            signing_key_file: None,
             acks: Default::default(),
             poll: Default::default(),
             processor: ProcessorSettings::default(),
@@ -106,7 +109,10 @@ impl Standalone {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let admin_token = admin_token(&data_dir)?;
-        let signing_key = signing_key(&data_dir)?;
+        let signing_key = match &options.signing_key_file {
+            Some(path) => std::sync::Arc::new(OrgKey::load(path)?),
+            None => signing_key(&data_dir)?,
+        };
         let broker = EmbeddedBroker::start(&data_dir.join("kafka"), options.broker_listen).await?;
 
         let mut kafka = KafkaSettings::new(broker.address().to_string());
@@ -161,10 +167,14 @@ impl Standalone {
             view.clone(),
             processor_settings,
         ));
+        let dispatcher_settings = DispatcherSettings {
+            signing_key: Some(signing_key),
+            ..options.dispatcher
+        };
         let dispatcher = tokio::spawn(erp_dispatcher::run(
             runtime.clone(),
             view,
-            options.dispatcher,
+            dispatcher_settings,
         ));
         info!(%http_address, broker = %broker.address(), "standalone running");
         Ok(Self {

@@ -144,3 +144,77 @@ async fn v2_integrations_are_declarative_and_use_cases_keep_their_history() {
     );
     h.standalone.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_carry_v1a_and_both_secrets_during_a_rotation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let receiver = erp_toolkit::receiver::Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (integration_id, old_secret) = h.configure(meter_mapping(), &receiver.url()).await;
+    let (_, webhooks) = h.get("/v1/webhooks/configs").await;
+    let webhook_id = webhooks[0]["id"].as_str().expect("webhook id").to_owned();
+    let send = |n: usize| {
+        h.post(
+            "/v3/erp/updates/events",
+            json!({"integration_id": integration_id, "events": [common::reading_event(n, &format!("r-{n}"))]}),
+        )
+    };
+    let (status, answer) = send(1).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        receiver
+            .wait_for(1, std::time::Duration::from_secs(60))
+            .await
+    );
+
+    let (_, key) = h.get("/v1/webhooks/.well-known/public-key").await;
+    let public_key = key["public_key"].as_str().expect("public key").to_owned();
+    let first = receiver.deliveries()[0].clone();
+    assert!(first.signature.starts_with("v1a,"), "{}", first.signature);
+    assert!(erp_dispatcher::org_key::verify_v1a(
+        &public_key,
+        &first.webhook_id,
+        first.timestamp,
+        &first.body,
+        &first.signature
+    ));
+    assert!(first.verify(&old_secret));
+
+    let path = format!("/v1/webhooks/configs/{webhook_id}/rotate-secret");
+    let (status, answer) = h.post(&path, json!({"grace_period_hours": 1000})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, rotated) = h.post(&path, json!({"grace_period_hours": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_secret = rotated["signingSecret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert_ne!(new_secret, old_secret);
+    assert!(rotated["previousSecretValidUntil"].is_string());
+    let (_, config) = h.get(&format!("/v1/webhooks/configs/{webhook_id}")).await;
+    assert!(
+        !config.to_string().contains(&new_secret) && !config.to_string().contains(&old_secret),
+        "secrets are never read back"
+    );
+
+    let (status, answer) = send(2).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        receiver
+            .wait_for(2, std::time::Duration::from_secs(60))
+            .await
+    );
+    let second = receiver
+        .deliveries()
+        .into_iter()
+        .find(|d| d.webhook_id != first.webhook_id)
+        .expect("second delivery");
+    assert!(second.verify(&new_secret), "the new secret verifies");
+    assert!(
+        second.verify(&old_secret),
+        "the old one too, during the grace period"
+    );
+    h.standalone.stop().await.expect("clean stop");
+}

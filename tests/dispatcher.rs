@@ -479,6 +479,7 @@ async fn a_dispatcher_killed_with_sigkill_redelivers_everything_with_the_same_we
             change: ConfigChange::WebhookUpserted {
                 webhook,
                 signing_secret: secret,
+                previous_secrets: Vec::new(),
             },
         };
         erp_runtime::kafka::send(

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use crate::org_key::OrgKey;
 use crate::safety::{self, DestinationPolicy, GuardedResolver};
 use crate::signing;
 use erp_runtime::config_view::WebhookEntry;
@@ -86,6 +87,7 @@ pub struct Sender {
     client: reqwest::Client,
     policy: Arc<DestinationPolicy>,
     body_cap: usize,
+    signing_key: Option<Arc<OrgKey>>,
 }
 
 impl Sender {
@@ -112,7 +114,33 @@ impl Sender {
             client,
             policy,
             body_cap,
+            signing_key: None,
         })
+    }
+
+    /// Also signs with the organisation's Ed25519 key (`v1a`).
+    pub fn with_signing_key(mut self, key: Option<Arc<OrgKey>>) -> Self {
+        self.signing_key = key;
+        self
+    }
+
+    /// The `webhook-signature` value: `v1a` with the organisation's key when there is one, then
+    /// `v1` with the endpoint's secret and with each secret of a rotation in its grace period.
+    fn signature(
+        &self,
+        endpoint: &WebhookEntry,
+        message_id: &str,
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<String, signing::SignatureError> {
+        let mut parts = Vec::new();
+        if let Some(key) = &self.signing_key {
+            parts.push(key.sign(message_id, timestamp, body));
+        }
+        for secret in endpoint.signing_secrets(timestamp.saturating_mul(1000)) {
+            parts.push(signing::sign(secret, message_id, timestamp, body)?);
+        }
+        Ok(parts.join(" "))
     }
 
     /// Sends `body` to the endpoint once.
@@ -167,7 +195,7 @@ impl Sender {
             );
         };
         let timestamp = erp_schemas::timestamp::now_millis() / 1000;
-        let signature = match signing::sign(&endpoint.signing_secret, message_id, timestamp, body) {
+        let signature = match self.signature(endpoint, message_id, timestamp, body) {
             Ok(signature) => signature,
             Err(error) => return terminal("WEBHOOK_SECRET_INVALID", error.to_string()),
         };
@@ -290,6 +318,7 @@ mod tests {
             .expect("endpoint"),
             org_id: "o".into(),
             signing_secret: signing::new_secret(),
+            previous_secrets: Vec::new(),
             revision: 0,
         }
     }

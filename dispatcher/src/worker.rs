@@ -88,6 +88,8 @@ pub struct DispatcherSettings {
     /// On shutdown, how long deliveries in progress may finish (and be committed) before they
     /// are abandoned uncommitted, to be redelivered after the restart.
     pub shutdown_grace: Duration,
+    /// The organisation's Ed25519 key for `v1a` signatures (`None`: `v1` only).
+    pub signing_key: Option<Arc<crate::org_key::OrgKey>>,
 }
 
 impl Default for DispatcherSettings {
@@ -109,6 +111,7 @@ impl Default for DispatcherSettings {
             max_response_body: 64 * 1024,
             tier_hold: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            signing_key: None,
         }
     }
 }
@@ -239,7 +242,8 @@ pub async fn run(
         settings.request_timeout,
         settings.destinations.clone(),
         settings.max_response_body,
-    )?;
+    )?
+    .with_signing_key(settings.signing_key.clone());
     let producer = runtime.kafka.producer("erp-toolkit-dispatcher")?;
     let topics = runtime.kafka.topics.clone();
     let core = Arc::new(Core {
@@ -1088,6 +1092,7 @@ impl Core {
             change: ConfigChange::WebhookUpserted {
                 webhook,
                 signing_secret: current.signing_secret.clone(),
+                previous_secrets: current.previous_secrets.clone(),
             },
         };
         match self.writer.append(&record).await {

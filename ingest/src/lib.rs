@@ -111,6 +111,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/v1/webhooks/configs", web::get().to(webhooks::list))
         .route("/v1/webhooks/configs", web::post().to(webhooks::create))
         .route("/v1/webhooks/configs/{id}", web::get().to(webhooks::get))
+        .route(
+            "/v1/webhooks/configs/{id}/rotate-secret",
+            web::post().to(webhooks::rotate_secret),
+        )
         .route("/v1/webhooks/configs/{id}", web::put().to(webhooks::update))
         .route(
             "/v1/webhooks/configs/{id}",

@@ -165,6 +165,7 @@ pub async fn create(
             ConfigChange::WebhookUpserted {
                 webhook: webhook.clone(),
                 signing_secret: secret.clone(),
+                previous_secrets: Vec::new(),
             },
         )
         .await?;
@@ -232,6 +233,7 @@ pub async fn update(
             ConfigChange::WebhookUpserted {
                 webhook: webhook.clone(),
                 signing_secret: current.signing_secret,
+                previous_secrets: current.previous_secrets,
             },
         )
         .await?;
@@ -282,5 +284,82 @@ pub async fn public_key(
         "public_key": public_key,
         "algorithm": "ed25519",
         "issuer": "erp-toolkit",
+    })))
+}
+
+/// The longest grace period of a secret rotation, in hours.
+const MAX_GRACE_HOURS: i64 = 7 * 24;
+
+/// `POST /v1/webhooks/configs/{configId}/rotate-secret {grace_period_hours?}` (an extension of
+/// epilot's API): a new signing secret, shown once. Until the grace period (default 24 h) ends,
+/// deliveries carry a `v1` signature with the old secret too, so a receiver can switch without
+/// rejecting a single delivery.
+pub async fn rotate_secret(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    // The body is optional; when there is one it must be a JSON object.
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request_code(
+                "INVALID_JSON",
+                format!("request body is not valid JSON: {e}"),
+            )
+        })?
+    };
+    object(&body, "request body")?;
+    let grace_hours = match body.get("grace_period_hours") {
+        None | Some(Value::Null) => 24,
+        Some(value) => value
+            .as_i64()
+            .filter(|h| (0..=MAX_GRACE_HOURS).contains(h))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "grace_period_hours must be an integer from 0 to {MAX_GRACE_HOURS}"
+                ))
+            })?,
+    };
+    let _guard = state.config.exclusive().await;
+    let current = state
+        .view()
+        .snapshot()
+        .webhook(&caller.org_id, &id)
+        .cloned()
+        .ok_or_else(|| not_found(&id))?;
+    let now_ms = erp_schemas::timestamp::now_millis();
+    let valid_until = now_ms + grace_hours * 3_600_000;
+    let mut previous: Vec<erp_schemas::config::PreviousSecret> = current
+        .previous_secrets
+        .into_iter()
+        .filter(|p| p.valid_until > now_ms)
+        .collect();
+    if grace_hours > 0 {
+        previous.push(erp_schemas::config::PreviousSecret {
+            secret: current.signing_secret,
+            valid_until,
+        });
+    }
+    let secret = signing::new_secret();
+    let mut webhook = current.webhook;
+    webhook.updated_time = now_rfc3339();
+    state
+        .record(
+            &caller,
+            ConfigChange::WebhookUpserted {
+                webhook,
+                signing_secret: secret.clone(),
+                previous_secrets: previous,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "signingSecret": secret,
+        "previousSecretValidUntil": (grace_hours > 0)
+            .then(|| erp_schemas::timestamp::format_millis(valid_until)),
     })))
 }

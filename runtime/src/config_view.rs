@@ -36,7 +36,22 @@ pub struct WebhookEntry {
     pub webhook: WebhookEndpoint,
     pub org_id: String,
     pub signing_secret: String,
+    /// Secrets of a rotation still in its grace period.
+    pub previous_secrets: Vec<erp_schemas::config::PreviousSecret>,
     pub revision: i64,
+}
+
+impl WebhookEntry {
+    /// The secrets to sign with at `now_ms`: the current one, then those of a rotation whose
+    /// grace period has not ended.
+    pub fn signing_secrets(&self, now_ms: i64) -> impl Iterator<Item = &str> {
+        std::iter::once(self.signing_secret.as_str()).chain(
+            self.previous_secrets
+                .iter()
+                .filter(move |p| p.valid_until > now_ms)
+                .map(|p| p.secret.as_str()),
+        )
+    }
 }
 
 /// Where an inbound event goes.
@@ -123,11 +138,13 @@ impl ConfigState {
             ConfigChange::WebhookUpserted {
                 webhook,
                 signing_secret,
+                previous_secrets,
             } => {
                 let entry = WebhookEntry {
                     webhook,
                     org_id,
                     signing_secret,
+                    previous_secrets,
                     revision: offset,
                 };
                 self.webhooks.insert(entry.webhook.id.clone(), entry);

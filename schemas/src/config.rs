@@ -136,6 +136,15 @@ impl WebhookEndpoint {
     }
 }
 
+/// A signing secret replaced by a rotation: deliveries carry a `v1` signature with it too until
+/// `valid_until`, so receivers can switch secrets without rejecting anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub secret: String,
+    /// Unix milliseconds.
+    pub valid_until: i64,
+}
+
 /// One change to the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -157,6 +166,9 @@ pub enum ConfigChange {
     WebhookUpserted {
         webhook: WebhookEndpoint,
         signing_secret: String,
+        /// Secrets replaced by a rotation and still signed with until their time is up.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        previous_secrets: Vec<PreviousSecret>,
     },
     WebhookDeleted {
         webhook_id: String,
