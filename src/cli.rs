@@ -206,6 +206,10 @@ pub struct IngestArgs {
     /// Time limit of one JSONata evaluation in mapping simulations, in milliseconds.
     #[arg(long, env = "ERP_TOOLKIT_MAPPING_TIMEOUT_MS", default_value_t = 1000)]
     pub mapping_timeout_ms: u64,
+    /// Where the inbound event log keeps its index (of `erp.inbound.events`; rebuilt from the
+    /// topic when lost). Without it, the event log routes answer 503.
+    #[arg(long, env = "ERP_TOOLKIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiArgs,
 }

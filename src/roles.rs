@@ -44,6 +44,15 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     } else {
         (None, Vec::new())
     };
+    let (event_log, event_log_task) = match &args.data_dir {
+        Some(dir) => {
+            let (log, task) =
+                erp_ingest::event_log::EventLog::start(&runtime, &dir.join("event-log"))
+                    .map_err(|e| anyhow::anyhow!("event log: {e}"))?;
+            (Some(log), Some(task))
+        }
+        None => (None, None),
+    };
     let state = web::Data::new(ApiState {
         org_id: args.api.org_id.clone(),
         admin_token: args.admin_token.clone(),
@@ -55,6 +64,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         mapping_timeout: std::time::Duration::from_millis(args.mapping_timeout_ms.max(1)),
         event_schemas: args.api.event_schemas()?,
         acks: Some(acks),
+        event_log,
         signing_public_key: args.api.signing_public_key()?,
         poll,
     });
@@ -71,7 +81,11 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     handle.stop(true).await;
     let _ = serving.await;
     view_task.abort();
-    ack_tasks.iter().chain(&poll_tasks).for_each(|t| t.abort());
+    ack_tasks
+        .iter()
+        .chain(&poll_tasks)
+        .chain(&event_log_task)
+        .for_each(|t| t.abort());
     Ok(())
 }
 

@@ -133,7 +133,14 @@ impl Standalone {
         let (poll, poll_tasks) =
             erp_ingest::poll::PollQueue::start(&runtime, producer.clone(), options.poll.clone())
                 .map_err(|e| anyhow::anyhow!("poll queue: {e}"))?;
-        let ack_tasks = ack_tasks.into_iter().chain(poll_tasks).collect();
+        let (event_log, event_log_task) =
+            erp_ingest::event_log::EventLog::start(&runtime, &data_dir.join("event-log"))
+                .map_err(|e| anyhow::anyhow!("event log: {e}"))?;
+        let ack_tasks = ack_tasks
+            .into_iter()
+            .chain(poll_tasks)
+            .chain(std::iter::once(event_log_task))
+            .collect();
         let state = web::Data::new(ApiState {
             org_id: options.org_id.clone(),
             admin_token: admin_token.clone(),
@@ -145,6 +152,7 @@ impl Standalone {
             mapping_timeout: options.processor.mapping_timeout,
             event_schemas: crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?,
             acks: Some(acks),
+            event_log: Some(event_log),
             signing_public_key: Some(signing_key.public_key_pem()),
             poll: Some(poll),
         });

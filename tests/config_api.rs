@@ -218,3 +218,101 @@ async fn deliveries_carry_v1a_and_both_secrets_during_a_rotation() {
     );
     h.standalone.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_event_log_queries_pages_and_replays() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let receiver = erp_toolkit::receiver::Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (integration_id, _) = h.configure(meter_mapping(), &receiver.url()).await;
+    let mut events: Vec<Value> = (0..3)
+        .map(|n| common::reading_event(n, &format!("log-{n}")))
+        .collect();
+    events[1]["correlation_id"] = json!("trace-1");
+    let (status, answer) = h
+        .post(
+            "/v3/erp/updates/events",
+            json!({"integration_id": integration_id, "events": events}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        receiver
+            .wait_for(3, std::time::Duration::from_secs(60))
+            .await
+    );
+
+    let path = format!("/v1/integrations/{integration_id}/events");
+    // The index follows the topic: wait until it has all three.
+    let mut all = Value::Null;
+    for _ in 0..100 {
+        let (status, answer) = h.post(&path, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        if answer["data"].as_array().map(Vec::len) == Some(3) {
+            all = answer;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let data = all["data"].as_array().expect("three events indexed");
+    assert_eq!(all["has_more"], false);
+    assert!(
+        data.iter()
+            .all(|e| e["payload"].as_str().is_some_and(|p| p.contains("reading")))
+    );
+    assert!(data.iter().all(|e| e["use_case_id"].is_string()));
+
+    let (_, traced) = h.post(&path, json!({"correlation_id": "trace-1"})).await;
+    assert_eq!(traced["data"].as_array().map(Vec::len), Some(1), "{traced}");
+    assert_eq!(traced["data"][0]["deduplication_id"], "log-1");
+
+    let (_, first) = h.post(&path, json!({"limit": 2})).await;
+    assert_eq!(first["has_more"], true, "{first}");
+    let (_, second) = h
+        .post(&path, json!({"limit": 2, "cursor": first["next_cursor"]}))
+        .await;
+    assert_eq!(second["data"].as_array().map(Vec::len), Some(1), "{second}");
+    assert_eq!(second["has_more"], false);
+    let (status, answer) = h.post(&path, json!({"limit": 26})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, _) = h
+        .post(
+            "/v1/integrations/00000000-0000-4000-8000-000000000000/events",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Replay: processed again (its dedup id dropped), under a new id.
+    let original = traced["data"][0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, replay) = h
+        .post(
+            &format!("{path}/replay"),
+            json!({"event_ids": [original, "evt_unknown"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    assert_eq!(replay["replayed"], 1);
+    assert_eq!(replay["results"][0]["status"], "queued");
+    assert_eq!(replay["results"][1]["status"], "not_found");
+    let replay_id = replay["results"][0]["replay_event_id"]
+        .as_str()
+        .expect("replay id");
+    assert_ne!(replay_id, original);
+    assert!(
+        receiver
+            .wait_for(4, std::time::Duration::from_secs(60))
+            .await,
+        "the replay is delivered"
+    );
+    let (status, answer) = h
+        .post(&format!("{path}/replay"), json!({"event_ids": []}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    h.standalone.stop().await.expect("clean stop");
+}

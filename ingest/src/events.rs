@@ -159,6 +159,7 @@ async fn accept(
             format: event.format,
             payload: event.payload,
             deduplication_id: event.deduplication_id,
+            replay_of: None,
         };
         let bytes = erp_schemas::error::encode("inbound event", &record)
             .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;

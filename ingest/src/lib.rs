@@ -6,6 +6,7 @@ pub mod acks;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod event_log;
 pub mod event_schemas;
 pub mod events;
 pub mod integrations;
@@ -68,6 +69,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/integrations/{id}",
             web::delete().to(integrations::delete),
+        )
+        .route(
+            "/v1/integrations/{id}/events",
+            web::post().to(event_log::query),
+        )
+        .route(
+            "/v1/integrations/{id}/events/replay",
+            web::post().to(event_log::replay),
         )
         .route(
             "/v1/integrations/{id}/use-cases",

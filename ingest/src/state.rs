@@ -27,6 +27,8 @@ pub struct ApiState {
     pub mapping_timeout: std::time::Duration,
     /// Schemas platform events are checked against (`None`: envelope checks only).
     pub event_schemas: Option<std::sync::Arc<crate::event_schemas::EventSchemas>>,
+    /// The inbound event log's index (`None`: the event log routes answer 503).
+    pub event_log: Option<std::sync::Arc<crate::event_log::EventLog>>,
     /// ACK tracking (`None`: every acknowledgement is unknown).
     pub acks: Option<std::sync::Arc<crate::acks::AckTracker>>,
     /// The PEM public key of the organisation's webhook signing key (`v1a`), if any.

@@ -41,6 +41,9 @@ pub struct InboundEventRecord {
     pub payload: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deduplication_id: Option<String>,
+    /// The event this one replays (`POST …/events/replay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
 }
 
 impl InboundEventRecord {

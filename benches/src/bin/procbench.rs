@@ -196,6 +196,7 @@ async fn prepare(
                 format: PayloadFormat::Json,
                 payload: meter_reading(n).to_string(),
                 deduplication_id: Some(format!("reading-{n}")),
+                replay_of: None,
             };
             (
                 record.key(),
