@@ -2,6 +2,7 @@
 //! Webhooks signature. Used by `erp-toolkit webhook-receiver` for trying the pipeline out, by the
 //! tests and by the load generator.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,12 +22,19 @@ pub struct Delivery {
     pub timestamp: i64,
     pub signature: String,
     pub body: web::Bytes,
+    /// Every request header, names in lower case (repeated headers joined with `, `).
+    pub headers: BTreeMap<String, String>,
     /// Whether the signature verified (`None` when the receiver has no secret).
     pub verified: Option<bool>,
     pub received_at: Instant,
 }
 
 impl Delivery {
+    /// A request header by (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
     /// The body as JSON (`Null` when it is not JSON).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_default()
@@ -194,7 +202,19 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
             .unwrap_or_default()
             .to_owned()
     };
+    let mut headers = BTreeMap::<String, String>::new();
+    for (name, value) in req.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
     let mut delivery = Delivery {
+        headers,
         webhook_id: header("webhook-id"),
         timestamp: header("webhook-timestamp").parse().unwrap_or_default(),
         signature: header("webhook-signature"),

@@ -4,8 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 
+use crate::endpoint::{Auth, EndpointConfig};
 use crate::org_key::OrgKey;
 use crate::safety::{self, DestinationPolicy, GuardedResolver};
 use crate::signing;
@@ -143,10 +146,18 @@ impl Sender {
         Ok(parts.join(" "))
     }
 
-    /// Sends `body` to the endpoint once.
-    pub async fn attempt(&self, endpoint: &WebhookEntry, message_id: &str, body: &[u8]) -> Attempt {
+    /// Sends `body` to the endpoint once, authenticated and with the custom headers of `config`.
+    /// With OAuth, a 401 answer replaces the token and sends once more within the attempt.
+    pub async fn attempt(
+        &self,
+        endpoint: &WebhookEntry,
+        config: &EndpointConfig,
+        message_id: &str,
+        body: &[u8],
+    ) -> Attempt {
         let started = Instant::now();
-        let (result, response_body, body_truncated) = self.send(endpoint, message_id, body).await;
+        let (result, response_body, body_truncated) =
+            self.send(endpoint, config, message_id, body).await;
         Attempt {
             result,
             duration: started.elapsed(),
@@ -155,9 +166,30 @@ impl Sender {
         }
     }
 
+    /// The credentials header of a request: fixed for basic and API key; for OAuth the cached
+    /// token, or a new one (`rejected` is the value the endpoint just refused).
+    async fn credentials(
+        &self,
+        config: &EndpointConfig,
+        rejected: Option<&HeaderValue>,
+    ) -> Result<Option<(HeaderName, HeaderValue, bool)>, String> {
+        Ok(match &config.auth {
+            Auth::None => None,
+            Auth::Basic(value) => Some((AUTHORIZATION, value.clone(), false)),
+            Auth::ApiKey(name, value) => Some((name.clone(), value.clone(), false)),
+            Auth::OAuth(client) => {
+                let (value, fresh) = client
+                    .authorization(&self.client, self.body_cap, rejected)
+                    .await?;
+                Some((AUTHORIZATION, value, fresh))
+            }
+        })
+    }
+
     async fn send(
         &self,
         endpoint: &WebhookEntry,
+        config: &EndpointConfig,
         message_id: &str,
         body: &[u8],
     ) -> (AttemptResult, String, bool) {
@@ -199,15 +231,77 @@ impl Sender {
             Ok(signature) => signature,
             Err(error) => return terminal("WEBHOOK_SECRET_INVALID", error.to_string()),
         };
-        let request = self
-            .client
-            .request(method, url)
-            .header("content-type", "application/json")
-            .header("webhook-id", message_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body.to_vec());
-        let response = match request.send().await {
+        let token_failure = |message: String| {
+            (
+                AttemptResult::Retryable {
+                    code: "OAuthTokenExchangeError".into(),
+                    message,
+                    status: None,
+                    retry_after: None,
+                },
+                String::new(),
+                false,
+            )
+        };
+        let mut credentials = match self.credentials(config, None).await {
+            Ok(credentials) => credentials,
+            Err(message) => return token_failure(message),
+        };
+        // Custom headers first: the signature, framing and credentials headers are ours (the
+        // API refuses custom headers of those names anyway).
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let signed = [
+            ("webhook-id", message_id.to_owned()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ];
+        for (name, value) in signed {
+            match HeaderValue::from_str(&value) {
+                Ok(value) => {
+                    headers.insert(name, value);
+                }
+                Err(_) => {
+                    return terminal(
+                        "WEBHOOK_HEADER_INVALID",
+                        format!("{name} is not a valid header value"),
+                    );
+                }
+            }
+        }
+        let mut retried_after_401 = false;
+        let response = loop {
+            let mut request_headers = headers.clone();
+            if let Some((name, value, _)) = &credentials {
+                request_headers.insert(name.clone(), value.clone());
+            }
+            let request = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(request_headers)
+                .body(body.to_vec());
+            let sent = request.send().await;
+            // An OAuth endpoint that refuses a cached token gets one new token and one more
+            // try; a token fetched for this very request is not fetched again.
+            if let (Ok(response), Auth::OAuth(_), Some((_, value, fresh))) =
+                (&sent, &config.auth, &credentials)
+                && response.status() == reqwest::StatusCode::UNAUTHORIZED
+                && !*fresh
+                && !retried_after_401
+            {
+                retried_after_401 = true;
+                credentials = match self.credentials(config, Some(value)).await {
+                    Ok(credentials) => credentials,
+                    Err(message) => return token_failure(message),
+                };
+                continue;
+            }
+            break sent;
+        };
+        let response = match response {
             Ok(response) => response,
             Err(error) => {
                 if safety::is_forbidden(&error) {
@@ -287,7 +381,7 @@ pub fn retry_after(headers: &HeaderMap, now_millis: i64) -> Option<Duration> {
 
 /// The start of a response body, read no further than `cap` bytes: a huge or endless body
 /// costs neither memory nor time beyond that.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> (String, bool) {
+pub(crate) async fn read_capped(mut response: reqwest::Response, cap: usize) -> (String, bool) {
     let mut kept = Vec::new();
     let mut truncated = false;
     // A body that breaks off is still an answer: the status decides.
@@ -348,7 +442,9 @@ mod tests {
     async fn refuses_private_destinations_by_literal_and_by_name() {
         let sender = sender(DestinationPolicy::default(), 1024);
         for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook"] {
-            let attempt = sender.attempt(&endpoint(url), "msg_1", b"{}").await;
+            let attempt = sender
+                .attempt(&endpoint(url), &EndpointConfig::default(), "msg_1", b"{}")
+                .await;
             assert!(
                 matches!(&attempt.result, AttemptResult::Terminal { code, .. } if code == "DESTINATION_FORBIDDEN"),
                 "{url}: {:?}",
@@ -366,7 +462,7 @@ mod tests {
         ))
         .await;
         let attempt = sender(allowed(), 10)
-            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .attempt(&endpoint(&url), &EndpointConfig::default(), "msg_1", b"{}")
             .await;
         assert_eq!(
             attempt.result,
@@ -385,7 +481,7 @@ mod tests {
         )
         .await;
         let attempt = sender(allowed(), 10)
-            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .attempt(&endpoint(&url), &EndpointConfig::default(), "msg_1", b"{}")
             .await;
         assert!(matches!(attempt.result, AttemptResult::Gone { .. }));
 
@@ -395,7 +491,7 @@ mod tests {
         )
         .await;
         let attempt = sender(allowed(), 10)
-            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .attempt(&endpoint(&url), &EndpointConfig::default(), "msg_1", b"{}")
             .await;
         assert_eq!(
             attempt.result.status(),
@@ -409,7 +505,7 @@ mod tests {
         )
         .await;
         let attempt = sender(allowed(), 10)
-            .attempt(&endpoint(&url), "msg_1", b"{}")
+            .attempt(&endpoint(&url), &EndpointConfig::default(), "msg_1", b"{}")
             .await;
         assert!(
             matches!(

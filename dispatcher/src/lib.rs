@@ -5,9 +5,12 @@
 //! every attempt a monitoring span.
 
 pub mod delivery;
+pub mod endpoint;
 pub mod error;
+pub mod filter;
 pub mod isolation;
 pub mod metrics;
+pub mod oauth;
 pub mod org_key;
 pub mod safety;
 pub mod schedule;

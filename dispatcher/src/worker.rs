@@ -18,8 +18,8 @@
 //!   [`ConfigWriter`]) and parks the event as a dead letter; other 4xx and unusable
 //!   configurations are dead letters with the status. Every attempt is a monitoring span.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -41,6 +41,7 @@ use erp_schemas::timestamp::{format_millis, now_millis, now_rfc3339};
 use erp_schemas::topics::Topics;
 
 use crate::delivery::{self, Attempt, AttemptResult, Sender};
+use crate::endpoint::{ConfigError, EndpointConfig, Prepared};
 use crate::error::DispatcherError;
 use crate::isolation::{Admission, BreakerState, Endpoints};
 use crate::metrics::DispatcherMetrics;
@@ -90,6 +91,8 @@ pub struct DispatcherSettings {
     pub shutdown_grace: Duration,
     /// The organisation's Ed25519 key for `v1a` signatures (`None`: `v1` only).
     pub signing_key: Option<Arc<crate::org_key::OrgKey>>,
+    /// Time limit of one evaluation of an endpoint's JSONata filter or transform.
+    pub jsonata_timeout: Duration,
 }
 
 impl Default for DispatcherSettings {
@@ -112,9 +115,13 @@ impl Default for DispatcherSettings {
             tier_hold: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             signing_key: None,
+            jsonata_timeout: Duration::from_secs(1),
         }
     }
 }
+
+/// An endpoint's parsed configuration and the revision it was parsed from.
+type ParsedConfig = (i64, Result<Arc<EndpointConfig>, ConfigError>);
 
 /// The fields of a core event the dispatcher routes and reports by.
 #[derive(Debug, Clone, Default)]
@@ -210,6 +217,8 @@ enum Outcome {
     Scheduled,
     /// Written to a retry tier without an attempt.
     Deferred,
+    /// Not sent: the endpoint's filters do not let the event through.
+    Skipped,
     /// Shutdown interrupted it; its batch stays uncommitted.
     Interrupted,
 }
@@ -258,6 +267,7 @@ pub async fn run(
             settings.breaker_cooldown,
         ),
         global: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+        configs: Mutex::new(HashMap::new()),
         schedule,
         view,
         shutdown: runtime.shutdown.clone(),
@@ -528,6 +538,8 @@ struct Core {
     schedule: Schedule,
     endpoints: Endpoints,
     global: Arc<Semaphore>,
+    /// Each endpoint's parsed configuration (compiled JSONata, OAuth token) by revision.
+    configs: Mutex<HashMap<String, ParsedConfig>>,
     view: ConfigView,
     /// Stops polling.
     shutdown: CancellationToken,
@@ -612,6 +624,7 @@ impl Core {
                 Outcome::Delivered => count("delivered", 1),
                 Outcome::Failed => count("failed", 1),
                 Outcome::Parked => count("parked", 1),
+                Outcome::Skipped => count("skipped", 1),
                 _ => {}
             }
         }
@@ -810,12 +823,64 @@ impl Core {
         self.enqueue_dead_letter(&letter, out).await
     }
 
-    /// One job: admission (breaker, endpoint slot), one attempt, and what follows from it.
+    /// The parsed configuration of an endpoint revision, from the cache or parsed now.
+    fn endpoint_config(&self, entry: &WebhookEntry) -> ParsedConfig {
+        let Ok(mut configs) = self.configs.lock() else {
+            // A poisoned cache only means a panic elsewhere; parse without caching.
+            return (
+                entry.revision,
+                EndpointConfig::parse(&entry.webhook.extra).map(Arc::new),
+            );
+        };
+        if let Some(cached) = configs.get(&entry.webhook.id)
+            && cached.0 == entry.revision
+        {
+            return cached.clone();
+        }
+        let parsed = (
+            entry.revision,
+            EndpointConfig::parse(&entry.webhook.extra).map(Arc::new),
+        );
+        configs.insert(entry.webhook.id.clone(), parsed.clone());
+        parsed
+    }
+
+    /// One job: the endpoint's filters and transform, admission (breaker, endpoint slot), one
+    /// attempt, and what follows from it.
     async fn handle(
         &self,
-        job: Job,
+        mut job: Job,
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<Outcome, DispatcherError> {
+        let config = match self.endpoint_config(&job.endpoint).1 {
+            Ok(config) => config,
+            // Stored before the API validated it: nothing can be sent until it is fixed.
+            Err(error) => {
+                return self
+                    .fail_unsent(job, "WEBHOOK_CONFIG_INVALID", error.to_string(), out)
+                    .await;
+            }
+        };
+        if config.inspects_payload() {
+            let body = Arc::clone(&job.body);
+            let timeout = self.settings.jsonata_timeout;
+            let prepare = Arc::clone(&config);
+            // JSONata is CPU work bounded only by its time limit: off the async threads.
+            let prepared =
+                tokio::task::spawn_blocking(move || prepare.prepare(&body, timeout)).await;
+            match prepared {
+                Ok(Prepared::Send(body)) => job.body = body,
+                Ok(Prepared::Filtered) => return self.skip(&job, out).await,
+                Ok(Prepared::Failed { code, message }) => {
+                    return self.fail_unsent(job, code, message, out).await;
+                }
+                Err(error) => {
+                    return self
+                        .fail_unsent(job, "TRANSFORM_FAILED", error.to_string(), out)
+                        .await;
+                }
+            }
+        }
         let endpoint_id = job.endpoint.webhook.id.clone();
         let state = self.endpoints.get(&endpoint_id);
         let from_tier = job.tier > 0;
@@ -870,7 +935,7 @@ impl Core {
         self.metrics.in_flight.inc();
         let attempt = tokio::select! {
             _ = self.interrupt.cancelled() => None,
-            attempt = self.sender.attempt(&job.endpoint, &message_id, &job.body) => Some(attempt),
+            attempt = self.sender.attempt(&job.endpoint, &config, &message_id, &job.body) => Some(attempt),
         };
         self.metrics.in_flight.dec();
         drop(global);
@@ -914,6 +979,77 @@ impl Core {
             .with_label_values(&[&endpoint_id])
             .set(after.gauge());
         self.after_attempt(job, attempt, out).await
+    }
+
+    /// Ends a job that cannot be sent (its configuration is unusable, a filter or the transform
+    /// failed): a dead letter and an error span, like a terminal answer, without a request.
+    async fn fail_unsent(
+        &self,
+        job: Job,
+        code: &str,
+        message: String,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        self.metrics.attempts.with_label_values(&["terminal"]).inc();
+        let attempt = Attempt {
+            result: AttemptResult::Terminal {
+                code: code.into(),
+                message,
+                status: None,
+            },
+            duration: Duration::ZERO,
+            response_body: String::new(),
+            body_truncated: false,
+        };
+        self.after_attempt(job, attempt, out).await
+    }
+
+    /// Records that the endpoint's filters skipped an event: a `skipped` span, no attempt.
+    async fn skip(
+        &self,
+        job: &Job,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        let head = &job.head;
+        let webhook = &job.endpoint.webhook;
+        let span = MonitoringSpan {
+            // One per event and endpoint: a skip redone after a crash or in a tier repeats it.
+            id: derived_uuid(&[&head.event_id, "dispatcher", &webhook.id, "filtered"]),
+            org_id: head.org_id.clone(),
+            integration_id: head.integration_id.clone(),
+            event_id: head.trace_event_id.clone(),
+            correlation_id: head.correlation_id.clone(),
+            use_case_id: head.use_case_id.clone(),
+            use_case_type: head.use_case_type.clone(),
+            level: Level::Skipped,
+            code: "EVENT_FILTERED".into(),
+            message: format!(
+                "not sent to webhook {}: the event does not pass its filter",
+                webhook.name
+            ),
+            detail: json!({
+                "stage": "dispatcher",
+                "outcome": "skipped",
+                "core_event_id": head.event_id,
+                "event_name": head.event_name,
+                "webhook_config_id": webhook.id,
+                "webhook_id": delivery::webhook_id(&head.event_id),
+                "url": webhook.url,
+                "attempt": job.attempts,
+            }),
+            created_at: now_rfc3339(),
+        };
+        let bytes = erp_schemas::error::encode("monitoring span", &span)?;
+        out.push(
+            kafka::enqueue(
+                &self.producer,
+                &self.topics.monitoring(),
+                &span.integration_id,
+                &bytes,
+            )
+            .await?,
+        );
+        Ok(Outcome::Skipped)
     }
 
     /// Records an attempt and moves the job on: done, next tier, or dead letter.

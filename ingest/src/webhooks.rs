@@ -1,10 +1,18 @@
 //! `/v1/webhooks/configs[/{configId}]` in the shape of epilot's Webhooks API. The signing secret
 //! (`whsec_…`) is generated on create and returned in that response only.
+//!
+//! `auth`, custom headers, filters and the `jsonataExpression` transform are validated on save
+//! (JSONata compiled) with the dispatcher's own parser, so what is accepted here is what the
+//! dispatcher can deliver with. Secrets inside `auth` (`password`, `keyValue`, `clientSecret`)
+//! are never answered: they read as `"********"`. On update, epilot's rule applies to each of
+//! them: omitted (or sent back as `"********"`) keeps the stored value, `null` clears it, a
+//! string replaces it.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use erp_dispatcher::endpoint::{self, EndpointConfig};
 use erp_dispatcher::signing;
 use erp_schemas::config::{ConfigChange, RetryPolicy, WebhookEndpoint};
 use erp_schemas::timestamp::now_rfc3339;
@@ -14,7 +22,9 @@ use crate::body::{kind, object, opt_bool, opt_string, read_json, req_string};
 use crate::error::ApiError;
 use crate::state::ApiState;
 
-/// `WebhookConfig` fields stored verbatim (their behaviour arrives with the full dispatcher).
+/// `WebhookConfig` fields stored verbatim. `auth`, `filter`, `filterConditions`,
+/// `payloadConfiguration.custom_headers` and `jsonataExpression` are validated by
+/// [`settle`] and used by the dispatcher; the others are kept for round trips.
 const KEPT: [&str; 13] = [
     "eventVersion",
     "auth",
@@ -113,6 +123,25 @@ fn fields(body: &Value) -> Result<Fields, ApiError> {
     })
 }
 
+/// Applies the update rule for secrets (against `stored`, or nothing on create) and validates
+/// the delivery configuration: a 400 naming the field when the dispatcher could not use it.
+fn settle(
+    extra: &mut Map<String, Value>,
+    stored: Option<&Map<String, Value>>,
+) -> Result<(), ApiError> {
+    endpoint::keep_secrets(extra, stored.unwrap_or(&Map::new()));
+    EndpointConfig::parse(extra)
+        .map(|_| ())
+        .map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+/// An endpoint as the API shows it: the secrets inside `auth` masked.
+fn public(webhook: &WebhookEndpoint) -> WebhookEndpoint {
+    let mut shown = webhook.clone();
+    endpoint::mask_secrets(&mut shown.extra);
+    shown
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(
         "WEBHOOK_NOT_FOUND",
@@ -128,11 +157,12 @@ pub async fn list(
 ) -> HttpResponse {
     let config = state.view().snapshot();
     let event_name = query.get("eventName").and_then(Value::as_str);
-    let configs: Vec<&WebhookEndpoint> = config
+    let configs: Vec<WebhookEndpoint> = config
         .webhooks(&caller.org_id)
         .into_iter()
         .map(|entry| &entry.webhook)
         .filter(|w| event_name.is_none_or(|name| w.event_name == name))
+        .map(public)
         .collect();
     HttpResponse::Ok().json(configs)
 }
@@ -144,7 +174,8 @@ pub async fn create(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(body, state.body_limit).await?;
-    let fields = fields(&body)?;
+    let mut fields = fields(&body)?;
+    settle(&mut fields.extra, None)?;
     let now = now_rfc3339();
     let webhook = WebhookEndpoint {
         id: uuid::Uuid::new_v4().to_string(),
@@ -169,7 +200,7 @@ pub async fn create(
             },
         )
         .await?;
-    let mut response = serde_json::to_value(&webhook)
+    let mut response = serde_json::to_value(public(&webhook))
         .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
     if let Some(map) = response.as_object_mut() {
         map.insert("signingSecret".into(), json!(secret));
@@ -188,11 +219,12 @@ pub async fn get(
     let entry = config
         .webhook(&caller.org_id, &id)
         .ok_or_else(|| not_found(&id))?;
-    Ok(HttpResponse::Ok().json(&entry.webhook))
+    Ok(HttpResponse::Ok().json(public(&entry.webhook)))
 }
 
 /// `PUT /v1/webhooks/configs/{configId}`: replaces the configuration; id, secret and creation
-/// time stay. An omitted `retryPolicy` keeps the stored one.
+/// time stay. An omitted `retryPolicy` keeps the stored one, and so does an omitted (or masked)
+/// secret inside `auth`.
 pub async fn update(
     state: web::Data<ApiState>,
     caller: Caller,
@@ -201,7 +233,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let body = read_json(body, state.body_limit).await?;
-    let fields = fields(&body)?;
+    let mut fields = fields(&body)?;
     let retry_given = body.get("retryPolicy").is_some_and(|v| !v.is_null());
     let _guard = state.config.exclusive().await;
     let current = state
@@ -210,6 +242,7 @@ pub async fn update(
         .webhook(&caller.org_id, &id)
         .cloned()
         .ok_or_else(|| not_found(&id))?;
+    settle(&mut fields.extra, Some(&current.webhook.extra))?;
     let now = now_rfc3339();
     let webhook = WebhookEndpoint {
         id: id.clone(),
@@ -237,7 +270,7 @@ pub async fn update(
             },
         )
         .await?;
-    Ok(HttpResponse::Ok().json(webhook))
+    Ok(HttpResponse::Ok().json(public(&webhook)))
 }
 
 /// `DELETE /v1/webhooks/configs/{configId}`
