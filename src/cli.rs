@@ -105,7 +105,8 @@ pub struct BrokerArgs {
 /// Settings of the HTTP API.
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
-    /// The organisation this deployment serves.
+    /// The first organisation: the one the admin token owns. Others come into being when the
+    /// admin token creates a token for them (`POST /v1/access-tokens` with `org_id`).
     #[arg(long, env = "ERP_TOOLKIT_ORG_ID", default_value = "default")]
     pub org_id: String,
     /// Largest accepted request body, in bytes.

@@ -35,7 +35,7 @@ pub struct StandaloneOptions {
     pub broker_listen: SocketAddr,
     /// Partitions of the partitioned topics.
     pub partitions: i32,
-    /// The organisation served.
+    /// The first organisation, owned by the admin token.
     pub org_id: String,
     /// Largest accepted request body.
     pub body_limit: usize,

@@ -9,7 +9,7 @@ use crate::metrics::IngestMetrics;
 
 /// Shared state of the HTTP API.
 pub struct ApiState {
-    /// The organisation of this deployment.
+    /// The deployment admin's organisation (the first one).
     pub org_id: String,
     /// The deployment admin token: owner of `org_id`, may create other organisations' tokens.
     pub admin_token: String,
