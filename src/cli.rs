@@ -105,12 +105,22 @@ pub struct BrokerArgs {
 /// Settings of the HTTP API.
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
-    /// The organisation this deployment serves.
+    /// The first organisation: the one the admin token owns. Others come into being when the
+    /// admin token creates a token for them (`POST /v1/access-tokens` with `org_id`).
     #[arg(long, env = "ERP_TOOLKIT_ORG_ID", default_value = "default")]
     pub org_id: String,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ERP_TOOLKIT_BODY_LIMIT", default_value_t = 10 * 1024 * 1024)]
     pub body_limit: usize,
+    /// API requests per organisation and minute, per API instance (0: no limit). Answered 429
+    /// `RATE_LIMITED` with `Retry-After` once spent; health, metrics and the public key are
+    /// exempt.
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 1000
+    )]
+    pub rate_limit_per_minute: u32,
     /// Directory of catalog core-event JSON Schemas (`<EventName>.schema.json`) that events
     /// posted to `/v1/events` are checked against.
     #[arg(long, env = "ERP_TOOLKIT_CORE_EVENT_SCHEMAS")]
@@ -200,7 +210,8 @@ pub struct IngestArgs {
     /// HTTP address of the API and the operational routes.
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// The bearer token that authorises API calls.
+    /// The deployment admin token: owner of `--org-id`, and the only token that may create
+    /// tokens for other organisations.
     #[arg(long, env = "ERP_TOOLKIT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
     /// Time limit of one JSONata evaluation in mapping simulations, in milliseconds.

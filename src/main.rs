@@ -51,6 +51,7 @@ async fn standalone(
         partitions: args.partitions,
         org_id: args.api.org_id.clone(),
         body_limit: args.api.body_limit,
+        rate_limit_per_minute: args.api.rate_limit_per_minute,
         core_event_schemas: args.api.core_event_schemas.clone(),
         signing_key_file: args.api.signing_key_file.clone(),
         acks: args.api.ack_settings(),

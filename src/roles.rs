@@ -56,6 +56,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     let state = web::Data::new(ApiState {
         org_id: args.api.org_id.clone(),
         admin_token: args.admin_token.clone(),
+        rate_limit: erp_ingest::rate_limit::RateLimiter::new(args.api.rate_limit_per_minute),
         config: ConfigWriter::new(&runtime, producer.clone(), view),
         producer,
         topics: runtime.kafka.topics.clone(),

@@ -35,10 +35,12 @@ pub struct StandaloneOptions {
     pub broker_listen: SocketAddr,
     /// Partitions of the partitioned topics.
     pub partitions: i32,
-    /// The organisation served.
+    /// The first organisation, owned by the admin token.
     pub org_id: String,
     /// Largest accepted request body.
     pub body_limit: usize,
+    /// API requests per organisation and minute (0: no limit).
+    pub rate_limit_per_minute: u32,
     /// Directory of core-event JSON Schemas for `POST /v1/events`.
     pub core_event_schemas: Option<PathBuf>,
     /// The organisation's Ed25519 signing key (`None`: one is created in `data_dir`).
@@ -63,6 +65,7 @@ impl StandaloneOptions {
             partitions: 6,
             org_id: "default".into(),
             body_limit: 10 * 1024 * 1024,
+            rate_limit_per_minute: 1000,
             core_event_schemas: None,
             signing_key_file: None,
             acks: Default::default(),
@@ -83,7 +86,7 @@ pub struct Standalone {
     pub http_address: SocketAddr,
     /// Where the embedded broker listens.
     pub broker_address: SocketAddr,
-    /// The bearer token of the API.
+    /// The deployment admin token (owner of the first organisation).
     pub admin_token: String,
     /// The shared metrics registry.
     pub metrics: Metrics,
@@ -144,6 +147,7 @@ impl Standalone {
         let state = web::Data::new(ApiState {
             org_id: options.org_id.clone(),
             admin_token: admin_token.clone(),
+            rate_limit: erp_ingest::rate_limit::RateLimiter::new(options.rate_limit_per_minute),
             config: ConfigWriter::new(&runtime, producer.clone(), view.clone()),
             producer,
             topics: runtime.kafka.topics.clone(),
@@ -239,8 +243,6 @@ impl Standalone {
     }
 }
 
-/// The API token: generated on first start and kept (owner-readable only) in the data
-/// directory, so restarts keep it.
 /// The organisation's Ed25519 webhook signing key, created in the data directory on first start.
 fn signing_key(data_dir: &Path) -> anyhow::Result<std::sync::Arc<OrgKey>> {
     let path = data_dir.join("signing-key.pem");
@@ -251,6 +253,8 @@ fn signing_key(data_dir: &Path) -> anyhow::Result<std::sync::Arc<OrgKey>> {
     Ok(std::sync::Arc::new(OrgKey::load(&path)?))
 }
 
+/// The deployment admin token: generated on first start and kept (owner-readable only) in the
+/// data directory, so restarts keep it.
 fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("admin-token");
     if let Ok(existing) = std::fs::read_to_string(&path) {

@@ -249,10 +249,13 @@ impl AckTracker {
             .and_then(|f| f.rows.get(ack_id).cloned())
     }
 
-    /// Confirms `ack_id`: removes its row and reports `ACK_RECEIVED`.
+    /// Confirms `ack_id` for organisation `org_id`: removes its row and reports
+    /// `ACK_RECEIVED`. Another organisation's id is unknown, exactly like a missing one, so an
+    /// id cannot be probed across organisations.
     pub async fn acknowledge(
         &self,
         producer: &FutureProducer,
+        org_id: &str,
         ack_id: &str,
         status: Option<&str>,
     ) -> Result<Acknowledged, ApiError> {
@@ -260,7 +263,7 @@ impl AckTracker {
         if self.row(ack_id).is_none() {
             self.catch_up(Duration::from_secs(5)).await?;
         }
-        let Some(row) = self.row(ack_id) else {
+        let Some(row) = self.row(ack_id).filter(|row| row.org_id == org_id) else {
             return Ok(Acknowledged::Unknown);
         };
         let late = row.state == AckState::TimedOut;
@@ -399,7 +402,7 @@ impl AckTracker {
 /// OpenAPI document but epilot's documented example sends it (`processed`): it is recorded.
 pub async fn acknowledge(
     state: web::Data<ApiState>,
-    _caller: Caller,
+    caller: Caller,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(body, state.body_limit).await?;
@@ -413,7 +416,7 @@ pub async fn acknowledge(
         ));
     };
     match tracker
-        .acknowledge(&state.producer, &ack_id, status)
+        .acknowledge(&state.producer, &caller.org_id, &ack_id, status)
         .await?
     {
         Acknowledged::Confirmed { .. } => Ok(HttpResponse::Ok().json(json!({

@@ -15,8 +15,10 @@ pub mod metrics;
 pub mod platform;
 pub mod poll;
 pub mod queue;
+pub mod rate_limit;
 pub mod simulation;
 pub mod state;
+pub mod tokens;
 pub mod use_cases;
 pub mod webhooks;
 
@@ -113,6 +115,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/v2/integrations/{id}",
             web::delete().to(integrations_v2::delete),
         )
+        .route("/v1/access-tokens", web::get().to(tokens::list))
+        .route("/v1/access-tokens", web::post().to(tokens::create))
+        .route("/v1/access-tokens/{id}", web::delete().to(tokens::revoke))
         .route(
             "/v1/webhooks/.well-known/public-key",
             web::get().to(webhooks::public_key),

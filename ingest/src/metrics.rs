@@ -11,6 +11,9 @@ pub struct IngestMetrics {
     pub events: IntCounterVec,
     /// Requests rejected as a whole, by error code.
     pub rejected: IntCounterVec,
+    /// API requests refused before their handler, by code (`UNAUTHORIZED`, `FORBIDDEN`,
+    /// `RATE_LIMITED`).
+    pub denied: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -32,8 +35,21 @@ impl IngestMetrics {
             &["code"],
         )
         .expect("static metric definition");
+        let denied = IntCounterVec::new(
+            Opts::new(
+                "erp_api_denied_requests_total",
+                "API requests refused by authentication, permission or rate limit, by code",
+            ),
+            &["code"],
+        )
+        .expect("static metric definition");
         metrics.register(&events);
         metrics.register(&rejected);
-        Self { events, rejected }
+        metrics.register(&denied);
+        Self {
+            events,
+            rejected,
+            denied,
+        }
     }
 }

@@ -9,10 +9,12 @@ use crate::metrics::IngestMetrics;
 
 /// Shared state of the HTTP API.
 pub struct ApiState {
-    /// The organisation of this deployment.
+    /// The deployment admin's organisation (the first one).
     pub org_id: String,
-    /// The token that authorises every call.
+    /// The deployment admin token: owner of `org_id`, may create other organisations' tokens.
     pub admin_token: String,
+    /// The per-organisation request budget.
+    pub rate_limit: crate::rate_limit::RateLimiter,
     /// Appends configuration changes and reads them back.
     pub config: ConfigWriter,
     /// Producer for accepted events.
@@ -45,9 +47,20 @@ impl ApiState {
         caller: &crate::auth::Caller,
         change: erp_schemas::config::ConfigChange,
     ) -> Result<(), crate::error::ApiError> {
+        self.record_in(&caller.org_id, caller, change).await
+    }
+
+    /// Like [`Self::record`], for an object of organisation `org_id` (the deployment admin
+    /// creating another organisation's token).
+    pub async fn record_in(
+        &self,
+        org_id: &str,
+        caller: &crate::auth::Caller,
+        change: erp_schemas::config::ConfigChange,
+    ) -> Result<(), crate::error::ApiError> {
         self.config
             .append(&erp_schemas::config::ConfigRecord {
-                org_id: caller.org_id.clone(),
+                org_id: org_id.to_owned(),
                 at: erp_schemas::timestamp::now_rfc3339(),
                 actor: Some(caller.actor.clone()),
                 change,

@@ -18,7 +18,9 @@ use tracing::{debug, error, info, warn};
 use crate::Runtime;
 use crate::error::RuntimeError;
 use crate::kafka;
-use erp_schemas::config::{ConfigChange, ConfigRecord, Integration, UseCase, WebhookEndpoint};
+use erp_schemas::config::{
+    AccessToken, ConfigChange, ConfigRecord, Integration, UseCase, WebhookEndpoint,
+};
 
 /// A use case with what the view knows about it beyond its API shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +85,10 @@ pub struct ConfigState {
     webhooks: BTreeMap<String, WebhookEntry>,
     /// Earlier versions per use case id, oldest first.
     history: BTreeMap<String, Vec<UseCaseVersion>>,
+    /// Live (not revoked) access tokens by id.
+    tokens: BTreeMap<String, AccessToken>,
+    /// Token id by token hash: every authenticated request looks a token up by its hash.
+    token_hashes: BTreeMap<String, String>,
 }
 
 impl ConfigState {
@@ -152,7 +158,45 @@ impl ConfigState {
             ConfigChange::WebhookDeleted { webhook_id } => {
                 self.webhooks.remove(&webhook_id);
             }
+            ConfigChange::TokenCreated { token } => {
+                // A second record for the same id (not produced by the API) replaces the
+                // first: its old value must stop working.
+                if let Some(replaced) = self.tokens.get(&token.id) {
+                    self.token_hashes.remove(&replaced.hash);
+                }
+                self.token_hashes
+                    .insert(token.hash.clone(), token.id.clone());
+                self.tokens.insert(token.id.clone(), token);
+            }
+            ConfigChange::TokenRevoked { token_id } => {
+                if let Some(token) = self.tokens.remove(&token_id) {
+                    self.token_hashes.remove(&token.hash);
+                }
+            }
         }
+    }
+
+    /// The live token whose value hashes to `hash`.
+    pub fn token_by_hash(&self, hash: &str) -> Option<&AccessToken> {
+        self.token_hashes
+            .get(hash)
+            .and_then(|id| self.tokens.get(id))
+    }
+
+    /// The organisation's live tokens, oldest first.
+    pub fn tokens(&self, org_id: &str) -> Vec<&AccessToken> {
+        let mut all: Vec<_> = self
+            .tokens
+            .values()
+            .filter(|t| t.org_id == org_id)
+            .collect();
+        all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        all
+    }
+
+    /// A live token by id, of any organisation.
+    pub fn token(&self, id: &str) -> Option<&AccessToken> {
+        self.tokens.get(id)
     }
 
     /// The earlier versions of a use case, newest first.
@@ -491,6 +535,41 @@ mod tests {
             state.route("org", "int", Some("nope"), None),
             Route::NotFound
         );
+    }
+
+    #[test]
+    fn tokens_are_found_by_hash_until_revoked() {
+        let token = AccessToken {
+            id: "t1".into(),
+            org_id: "org".into(),
+            name: "ci".into(),
+            roles: vec!["integration:view".into()],
+            hash: "abc".into(),
+            created_at: "t".into(),
+            created_by: None,
+        };
+        let record = |change| ConfigRecord {
+            org_id: "org".into(),
+            at: "t".into(),
+            actor: None,
+            change,
+        };
+        let mut state = ConfigState::default();
+        state.apply(record(ConfigChange::TokenCreated { token }), 0);
+        assert_eq!(
+            state.token_by_hash("abc").map(|t| t.id.as_str()),
+            Some("t1")
+        );
+        assert_eq!(state.tokens("org").len(), 1);
+        assert!(state.tokens("other").is_empty());
+        state.apply(
+            record(ConfigChange::TokenRevoked {
+                token_id: "t1".into(),
+            }),
+            1,
+        );
+        assert!(state.token_by_hash("abc").is_none());
+        assert!(state.tokens("org").is_empty());
     }
 
     #[test]

@@ -145,6 +145,24 @@ pub struct PreviousSecret {
     pub valid_until: i64,
 }
 
+/// An API access token of an organisation (our API, not epilot's). The secret itself is never
+/// stored: only its SHA-256, which identifies it at lookup (see `erp_ingest::auth`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessToken {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    /// Role names (`integration:view`, `integration:manage`, `integration:consume`,
+    /// `integration:*`, the `erp:*` aliases, `owner`), as given.
+    pub roles: Vec<String>,
+    /// Hex SHA-256 of the token value.
+    pub hash: String,
+    pub created_at: String,
+    /// Who created it (token id or `admin-token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+}
+
 /// One change to the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -173,6 +191,14 @@ pub enum ConfigChange {
     WebhookDeleted {
         webhook_id: String,
     },
+    /// A new access token (its hash only).
+    TokenCreated {
+        token: AccessToken,
+    },
+    /// A token stops authenticating.
+    TokenRevoked {
+        token_id: String,
+    },
     /// Several changes applied as one, so no reader sees half of them (the declarative
     /// `PUT /v2/integrations/{id}`).
     Batch {
@@ -190,6 +216,8 @@ impl ConfigChange {
             ConfigChange::UseCaseDeleted { use_case_id, .. } => use_case_id,
             ConfigChange::WebhookUpserted { webhook, .. } => &webhook.id,
             ConfigChange::WebhookDeleted { webhook_id } => webhook_id,
+            ConfigChange::TokenCreated { token } => &token.id,
+            ConfigChange::TokenRevoked { token_id } => token_id,
             ConfigChange::Batch { changes } => changes.first().map_or("", ConfigChange::key),
         }
     }
