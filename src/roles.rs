@@ -53,6 +53,18 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         }
         None => (None, None),
     };
+    let (attempt_log, attempt_log_tasks) = match &args.data_dir {
+        Some(dir) => {
+            let (log, tasks) = erp_ingest::attempt_log::AttemptLog::start(
+                &runtime,
+                &dir.join("attempt-log"),
+                Default::default(),
+            )
+            .map_err(|e| anyhow::anyhow!("attempt log: {e}"))?;
+            (Some(log), tasks)
+        }
+        None => (None, Vec::new()),
+    };
     let state = web::Data::new(ApiState {
         org_id: args.api.org_id.clone(),
         admin_token: args.admin_token.clone(),
@@ -66,6 +78,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         event_schemas: args.api.event_schemas()?,
         acks: Some(acks),
         event_log,
+        attempt_log,
         signing_public_key: args.api.signing_public_key()?,
         poll,
     });
@@ -86,6 +99,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         .iter()
         .chain(&poll_tasks)
         .chain(&event_log_task)
+        .chain(&attempt_log_tasks)
         .for_each(|t| t.abort());
     Ok(())
 }

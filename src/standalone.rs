@@ -49,6 +49,8 @@ pub struct StandaloneOptions {
     pub acks: erp_ingest::acks::AckSettings,
     /// The poll queue.
     pub poll: erp_ingest::poll::PollSettings,
+    /// The webhook attempt log: retention and the rate of recoveries.
+    pub attempt_log: erp_ingest::attempt_log::AttemptLogSettings,
     /// Processor settings (its data directory is placed under `data_dir`).
     pub processor: ProcessorSettings,
     /// Dispatcher settings.
@@ -70,6 +72,7 @@ impl StandaloneOptions {
             signing_key_file: None,
             acks: Default::default(),
             poll: Default::default(),
+            attempt_log: Default::default(),
             processor: ProcessorSettings::default(),
             // Receivers of a standalone installation usually run on the same machine.
             dispatcher: DispatcherSettings {
@@ -139,10 +142,17 @@ impl Standalone {
         let (event_log, event_log_task) =
             erp_ingest::event_log::EventLog::start(&runtime, &data_dir.join("event-log"))
                 .map_err(|e| anyhow::anyhow!("event log: {e}"))?;
+        let (attempt_log, attempt_log_tasks) = erp_ingest::attempt_log::AttemptLog::start(
+            &runtime,
+            &data_dir.join("attempt-log"),
+            options.attempt_log.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("attempt log: {e}"))?;
         let ack_tasks = ack_tasks
             .into_iter()
             .chain(poll_tasks)
             .chain(std::iter::once(event_log_task))
+            .chain(attempt_log_tasks)
             .collect();
         let state = web::Data::new(ApiState {
             org_id: options.org_id.clone(),
@@ -157,6 +167,7 @@ impl Standalone {
             event_schemas: crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?,
             acks: Some(acks),
             event_log: Some(event_log),
+            attempt_log: Some(attempt_log),
             signing_public_key: Some(signing_key.public_key_pem()),
             poll: Some(poll),
         });

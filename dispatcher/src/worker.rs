@@ -34,7 +34,7 @@ use erp_runtime::config_view::WebhookEntry;
 use erp_runtime::{ConfigState, ConfigView, ConfigWriter, Runtime, kafka};
 use erp_schemas::config::{ConfigChange, ConfigRecord};
 use erp_schemas::dead_letter::{DeadLetter, SourceCoordinates};
-use erp_schemas::delivery_task::DeliveryTask;
+use erp_schemas::delivery_task::{DeliveryTask, Replay};
 use erp_schemas::ids::derived_uuid;
 use erp_schemas::monitoring::{Level, MonitoringSpan};
 use erp_schemas::timestamp::{format_millis, now_millis, now_rfc3339};
@@ -203,6 +203,23 @@ struct Job {
     first_attempt_at: Option<String>,
     /// 0 on the main path, else the retry tier the job was read from.
     tier: u32,
+    /// Set for a replay or recovery asked for through the API.
+    replay: Option<Replay>,
+    /// Whether `body` is the output of the endpoint's transform (the attempt span then keeps
+    /// it, so a replay without `reapply_transform` can send the same bytes again).
+    transformed: bool,
+}
+
+impl Job {
+    /// The parts of an attempt or skip span id beyond event, stage and endpoint. A replay adds
+    /// its id, so its attempts never collide with earlier ones while an automatic attempt keeps
+    /// the id it always had.
+    fn span_suffix(&self, tail: &str) -> String {
+        match &self.replay {
+            Some(replay) => format!("{tail}/replay/{}", replay.replay_id),
+            None => tail.to_owned(),
+        }
+    }
 }
 
 /// How one job ended for now.
@@ -716,6 +733,8 @@ impl Core {
                 deferrals: 0,
                 first_attempt_at: None,
                 tier: 0,
+                replay: None,
+                transformed: false,
             });
         }
         Ok(parked)
@@ -751,10 +770,17 @@ impl Core {
         };
         match config.webhook(&task.org_id, &task.webhook_config_id) {
             Some(endpoint) if endpoint.webhook.enabled => {
+                // A replay without `reapply_transform` sends the previously delivered bytes.
+                let verbatim = task
+                    .replay
+                    .as_ref()
+                    .and_then(|r| r.body.as_deref())
+                    .map(|b| Arc::<[u8]>::from(b.as_bytes()));
                 jobs.push(Job {
                     head: Arc::clone(&event.head),
                     endpoint: endpoint.clone(),
-                    body: event.body(),
+                    transformed: verbatim.is_some(),
+                    body: verbatim.unwrap_or_else(|| event.body()),
                     event: Arc::clone(&event.text),
                     source: task.source,
                     key: task.key,
@@ -762,6 +788,7 @@ impl Core {
                     deferrals: task.deferrals,
                     first_attempt_at: task.first_attempt_at,
                     tier,
+                    replay: task.replay,
                 });
                 Ok(0)
             }
@@ -861,7 +888,8 @@ impl Core {
                     .await;
             }
         };
-        if config.inspects_payload() {
+        let verbatim = job.replay.as_ref().is_some_and(|r| r.body.is_some());
+        if config.inspects_payload() && !verbatim {
             let body = Arc::clone(&job.body);
             let timeout = self.settings.jsonata_timeout;
             let prepare = Arc::clone(&config);
@@ -869,7 +897,10 @@ impl Core {
             let prepared =
                 tokio::task::spawn_blocking(move || prepare.prepare(&body, timeout)).await;
             match prepared {
-                Ok(Prepared::Send(body)) => job.body = body,
+                Ok(Prepared::Send(body)) => {
+                    job.transformed = body != job.body;
+                    job.body = body;
+                }
                 Ok(Prepared::Filtered) => return self.skip(&job, out).await,
                 Ok(Prepared::Failed { code, message }) => {
                     return self.fail_unsent(job, code, message, out).await;
@@ -1014,7 +1045,12 @@ impl Core {
         let webhook = &job.endpoint.webhook;
         let span = MonitoringSpan {
             // One per event and endpoint: a skip redone after a crash or in a tier repeats it.
-            id: derived_uuid(&[&head.event_id, "dispatcher", &webhook.id, "filtered"]),
+            id: derived_uuid(&[
+                &head.event_id,
+                "dispatcher",
+                &webhook.id,
+                &job.span_suffix("filtered"),
+            ]),
             org_id: head.org_id.clone(),
             integration_id: head.integration_id.clone(),
             event_id: head.trace_event_id.clone(),
@@ -1035,7 +1071,10 @@ impl Core {
                 "webhook_config_id": webhook.id,
                 "webhook_id": delivery::webhook_id(&head.event_id),
                 "url": webhook.url,
+                "http_method": webhook.http_method,
                 "attempt": job.attempts,
+                "source": job.source,
+                "replay_id": job.replay.as_ref().map(|r| &r.replay_id),
             }),
             created_at: now_rfc3339(),
         };
@@ -1154,6 +1193,7 @@ impl Core {
             source: job.source.clone(),
             key: job.key.clone(),
             event: job.event.to_string(),
+            replay: job.replay.clone(),
         };
         let bytes = erp_schemas::error::encode("delivery task", &task)?;
         out.push(
@@ -1278,7 +1318,12 @@ impl Core {
         let span = MonitoringSpan {
             // Derived from the attempt, so a batch redone after a crash repeats the span id and
             // readers can drop the copy.
-            id: derived_uuid(&[&head.event_id, "dispatcher", &webhook.id, &number]),
+            id: derived_uuid(&[
+                &head.event_id,
+                "dispatcher",
+                &webhook.id,
+                &job.span_suffix(&number),
+            ]),
             org_id: head.org_id.clone(),
             integration_id: head.integration_id.clone(),
             event_id: head.trace_event_id.clone(),
@@ -1305,6 +1350,15 @@ impl Core {
                 "retry_after_secs": retry_after,
                 "retry_tier": next.map(|(tier, _)| tier),
                 "next_attempt_at": next.map(|(_, due)| format_millis(due)),
+                "http_method": webhook.http_method,
+                // Where the event can be read again: the attempt log's payload and replays.
+                "source": job.source,
+                "replay_id": job.replay.as_ref().map(|r| &r.replay_id),
+                // Only a transformed body is kept (the original event is at `source`); a large
+                // one is left out and a replay then runs the transform again.
+                "transformed": job.transformed,
+                "sent_body": (job.transformed && job.body.len() <= self.settings.max_response_body)
+                    .then(|| String::from_utf8_lossy(&job.body).into_owned()),
             }),
             created_at: now_rfc3339(),
         };

@@ -44,6 +44,8 @@
 //! | `POST/PUT/DELETE` of the same, `…/rotate-secret` | manage |
 //! | `POST /v1/erp/updates/mapping_simulation`, `/v2/…/mapping_simulation`, `POST /v1/integrations/{id}/events` (a query; they change nothing) | view |
 //! | `POST /v1/integrations/{id}/events/replay` | manage |
+//! | `POST /v2/webhooks/configs/{id}/events` (the attempt log: a query), `GET /v1/webhooks/configs/{id}/events/{event_id}`, `GET …/recover/{task_id}` | view |
+//! | `POST /v1/webhooks/configs/{id}/events/{event_id}/replay`, `…/events/replay-batch`, `…/recover` | manage |
 //! | `POST /v3/erp/updates/events`, `/v2/erp/updates/events`, `/v1/events` | events |
 //! | `POST /v1/erp/tracking/acknowledgement` | events or consume |
 //! | `POST /v1/integrations/{id}/outbound/messages/poll`, `…/ack` | consume |
@@ -140,6 +142,7 @@ pub fn required(method: &Method, pattern: &str) -> Permissions {
         "/v1/erp/updates/mapping_simulation"
         | "/v2/erp/updates/mapping_simulation"
         | "/v1/integrations/{id}/events"
+        | "/v2/webhooks/configs/{id}/events"
             if post =>
         {
             Permissions::VIEW

@@ -3,6 +3,7 @@
 //! the operational routes every role serves.
 
 pub mod acks;
+pub mod attempt_log;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -133,6 +134,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/webhooks/configs/{id}",
             web::delete().to(webhooks::delete),
+        )
+        .route(
+            "/v2/webhooks/configs/{id}/events",
+            web::post().to(attempt_log::list),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/events/replay-batch",
+            web::post().to(attempt_log::replay_batch),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/events/{event_id}",
+            web::get().to(attempt_log::get),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/events/{event_id}/replay",
+            web::post().to(attempt_log::replay),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/recover",
+            web::post().to(attempt_log::recover),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/recover/{task_id}",
+            web::get().to(attempt_log::recover_status),
         );
 }
 

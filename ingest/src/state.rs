@@ -31,6 +31,8 @@ pub struct ApiState {
     pub event_schemas: Option<std::sync::Arc<crate::event_schemas::EventSchemas>>,
     /// The inbound event log's index (`None`: the event log routes answer 503).
     pub event_log: Option<std::sync::Arc<crate::event_log::EventLog>>,
+    /// The webhook attempt log's index (`None`: its routes answer 503).
+    pub attempt_log: Option<std::sync::Arc<crate::attempt_log::AttemptLog>>,
     /// ACK tracking (`None`: every acknowledgement is unknown).
     pub acks: Option<std::sync::Arc<crate::acks::AckTracker>>,
     /// The PEM public key of the organisation's webhook signing key (`v1a`), if any.

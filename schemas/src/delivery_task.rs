@@ -45,6 +45,22 @@ pub struct DeliveryTask {
     pub key: Option<String>,
     /// The source record's value: the core event as JSON text.
     pub event: String,
+    /// Set when the task is a replay or recovery asked for through the API (not an automatic
+    /// retry): the delivery is sent again with the same `webhook-id` and a new attempt record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Replay>,
+}
+
+/// What a replayed delivery sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replay {
+    /// Names this replay: part of its attempt spans' ids, so two replays of one delivery are
+    /// two attempt records while a replay redone after a crash repeats its span id.
+    pub replay_id: String,
+    /// The body to send verbatim (`reapply_transform: false`: the previously delivered body);
+    /// `None` runs the endpoint's current filter and transform on the original event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 #[cfg(test)]
@@ -73,6 +89,10 @@ mod tests {
             },
             key: None,
             event: "{}".into(),
+            replay: Some(Replay {
+                replay_id: "r".into(),
+                body: None,
+            }),
         };
         let bytes = crate::error::encode("task", &task).expect("encodes");
         assert_eq!(

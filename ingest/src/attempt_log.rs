@@ -1,0 +1,918 @@
+//! The webhook attempt log (epilot Webhooks API: `WebhookEvent`), replay and recovery.
+//!
+//! - `POST /v2/webhooks/configs/{configId}/events` lists an endpoint's deliveries, newest first;
+//!   `GET /v1/webhooks/configs/{configId}/events/{eventId}` shows one with its attempts.
+//! - `POST …/events/{eventId}/replay` (204) and `POST …/events/replay-batch` (202) send
+//!   deliveries again with the same `webhook-id`.
+//! - `POST /v1/webhooks/configs/{configId}/recover` (our extension, after Svix "recover") sends
+//!   every failed delivery of a time window again, rate-limited, in the background;
+//!   `GET …/recover/{taskId}` shows its progress.
+//!
+//! Like the inbound event log, this keeps only an **index** in sled: it follows
+//! `erp.monitoring`, keeps the dispatcher's attempt and skip spans, and folds them into one row
+//! per delivery (endpoint + core event) with its latest status and every attempt. The event
+//! itself stays in Kafka: each span names its coordinates, and the payload is read from there
+//! when asked for. Rows older than the retention (4 weeks by default) are pruned.
+//!
+//! A replay is never an HTTP call from the API: it is a [`DeliveryTask`] marked as a replay,
+//! written to the dispatcher's first retry tier, so it is as durable as any retry and is sent
+//! by the same code with the same isolation (breaker, caps, safety).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use erp_runtime::Runtime;
+use erp_schemas::dead_letter::SourceCoordinates;
+use erp_schemas::delivery_task::{DeliveryTask, Replay};
+use erp_schemas::monitoring::{Level, MonitoringSpan};
+use erp_schemas::timestamp::{format_millis, millis_of, now_millis, parse_rfc3339};
+
+use crate::auth::Caller;
+use crate::body::{object, opt_bool, opt_string, read_optional_json};
+use crate::error::ApiError;
+use crate::state::ApiState;
+
+/// Most deliveries per page (epilot's maximum).
+const PAGE: usize = 25;
+/// Most ids per batch replay (epilot's maximum).
+const MAX_REPLAY: usize = 100;
+
+/// How the attempt log and recovery run.
+#[derive(Debug, Clone)]
+pub struct AttemptLogSettings {
+    /// How long a delivery stays in the index (by its first attempt).
+    pub retention: Duration,
+    /// Most deliveries a recovery re-sends per second.
+    pub recover_rate: u32,
+}
+
+impl Default for AttemptLogSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(28 * 24 * 3600),
+            recover_rate: 50,
+        }
+    }
+}
+
+/// One attempt (or skip) of a delivery, from its span.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AttemptRow {
+    span_id: String,
+    attempt: u64,
+    at: String,
+    status: String,
+    outcome: String,
+    code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status_code: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replay_id: Option<String>,
+}
+
+/// One delivery: an event for an endpoint, with its latest status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    org_id: String,
+    webhook_config_id: String,
+    event_id: String,
+    event_name: String,
+    url: String,
+    http_method: String,
+    webhook_id: String,
+    created_at: i64,
+    updated_at: String,
+    status: String,
+    code: String,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status_code: Option<u64>,
+    response_body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<SourceCoordinates>,
+    /// The last transformed body sent (see the dispatcher's span).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sent_body: Option<String>,
+    /// Whether the last body sent was the output of a transform.
+    #[serde(default)]
+    transformed: bool,
+    attempts: Vec<AttemptRow>,
+}
+
+impl Row {
+    /// The highest attempt number so far: a replay continues the count.
+    fn attempt_count(&self) -> u32 {
+        self.attempts
+            .iter()
+            .map(|a| a.attempt)
+            .max()
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}
+
+/// A recovery's progress.
+#[derive(Debug, Clone, Serialize)]
+struct Progress {
+    #[serde(skip)]
+    org_id: String,
+    #[serde(skip)]
+    webhook_config_id: String,
+    task_id: String,
+    status: &'static str,
+    total: u64,
+    sent: u64,
+    failed: u64,
+}
+
+fn prefix(kind: u8, config_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(config_id.len() + 2);
+    key.push(kind);
+    key.extend_from_slice(config_id.as_bytes());
+    key.push(0);
+    key
+}
+
+fn row_key(config_id: &str, event_id: &str) -> Vec<u8> {
+    let mut key = prefix(b'r', config_id);
+    key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+fn time_key(config_id: &str, created_at: i64, event_id: &str) -> Vec<u8> {
+    let mut key = prefix(b't', config_id);
+    // Newest first in key order.
+    key.extend_from_slice(&(i64::MAX - created_at.max(0)).to_be_bytes());
+    key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+/// The creation time and event id of a time key.
+fn parse_time_key(key: &[u8]) -> Option<(String, i64, String)> {
+    let zero = key.iter().position(|b| *b == 0)?;
+    let config = String::from_utf8(key.get(1..zero)?.to_vec()).ok()?;
+    let time: [u8; 8] = key.get(zero + 1..zero + 9)?.try_into().ok()?;
+    let event = String::from_utf8(key.get(zero + 9..)?.to_vec()).ok()?;
+    Some((config, i64::MAX - i64::from_be_bytes(time), event))
+}
+
+fn position_key(partition: i32) -> Vec<u8> {
+    let mut key = vec![b'p'];
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// The index of the dispatcher's attempt spans, a reader for events by coordinates, and the
+/// recoveries in progress.
+pub struct AttemptLog {
+    tree: sled::Tree,
+    fetcher: Mutex<BaseConsumer>,
+    settings: AttemptLogSettings,
+    /// Kept in memory: a recovery's progress is lost with the process (the tasks it wrote are
+    /// not, they are in Kafka).
+    recoveries: Mutex<HashMap<String, Progress>>,
+}
+
+impl AttemptLog {
+    /// Opens the index in `dir`, follows `erp.monitoring` from where it stopped, and prunes
+    /// rows past the retention every hour.
+    pub fn start(
+        runtime: &Runtime,
+        dir: &std::path::Path,
+        settings: AttemptLogSettings,
+    ) -> Result<(Arc<Self>, Vec<JoinHandle<()>>), ApiError> {
+        let unavailable = |e: String| ApiError::unavailable("ATTEMPT_LOG_UNAVAILABLE", e);
+        let db = sled::open(dir).map_err(|e| unavailable(e.to_string()))?;
+        let tree = db
+            .open_tree("attempts")
+            .map_err(|e| unavailable(e.to_string()))?;
+        let topic = runtime.kafka.topics.monitoring();
+        let consumer: StreamConsumer = runtime
+            .kafka
+            .reader("erp-toolkit-attempt-log")
+            .map_err(|e| unavailable(e.to_string()))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        {
+            let next = tree
+                .get(position_key(partition))
+                .ok()
+                .flatten()
+                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(i64::from_be_bytes);
+            assignment
+                .add_partition_offset(
+                    &topic,
+                    partition,
+                    next.map_or(Offset::Beginning, Offset::Offset),
+                )
+                .map_err(|e| unavailable(e.to_string()))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| unavailable(e.to_string()))?;
+        let fetcher: BaseConsumer = runtime
+            .kafka
+            .reader_config("erp-toolkit-attempt-fetch")
+            .create()
+            .map_err(|e| unavailable(e.to_string()))?;
+        let log = Arc::new(Self {
+            tree,
+            fetcher: Mutex::new(fetcher),
+            settings,
+            recoveries: Mutex::new(HashMap::new()),
+        });
+        let follow = {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move { log.follow(consumer).await })
+        };
+        let prune = {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                loop {
+                    let pruned = log.prune(now_millis());
+                    if pruned > 0 {
+                        tracing::info!(pruned, "attempt log pruned");
+                    }
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            })
+        };
+        Ok((log, vec![follow, prune]))
+    }
+
+    async fn follow(&self, consumer: StreamConsumer) {
+        loop {
+            let message = match consumer.recv().await {
+                Ok(message) => message,
+                Err(error) => {
+                    warn!(%error, "reading erp.monitoring for the attempt log failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut batch = sled::Batch::default();
+            if let Some(span) = message
+                .payload()
+                .and_then(|p| serde_json::from_slice::<MonitoringSpan>(p).ok())
+            {
+                self.fold(&span, &mut batch);
+            }
+            batch.insert(
+                position_key(message.partition()),
+                (message.offset() + 1).to_be_bytes().to_vec(),
+            );
+            if let Err(error) = self.tree.apply_batch(batch) {
+                warn!(%error, "attempt log index write failed");
+            }
+        }
+    }
+
+    /// Folds a delivery span into its row (other spans are ignored).
+    fn fold(&self, span: &MonitoringSpan, batch: &mut sled::Batch) {
+        let detail = &span.detail;
+        let text = |key: &str| detail.get(key).and_then(Value::as_str).map(str::to_owned);
+        if text("stage").as_deref() != Some("dispatcher") {
+            return;
+        }
+        let (Some(config_id), Some(event_id)) = (text("webhook_config_id"), text("core_event_id"))
+        else {
+            return;
+        };
+        let key = row_key(&config_id, &event_id);
+        let existing = self
+            .tree
+            .get(&key)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice::<Row>(&v).ok());
+        if existing
+            .as_ref()
+            .is_some_and(|row| row.attempts.iter().any(|a| a.span_id == span.id))
+        {
+            // The same attempt recorded again after a dispatcher restart.
+            return;
+        }
+        let outcome = text("outcome").unwrap_or_default();
+        let status = match span.level {
+            Level::Success => "succeeded",
+            Level::Skipped => "skipped",
+            Level::Error => "failed",
+            // A failed attempt with a retry scheduled: the delivery is not over yet.
+            Level::Warning | Level::Info => "in_progress",
+        };
+        let status_code = detail.get("status_code").and_then(Value::as_u64);
+        let created = parse_rfc3339(&span.created_at).map_or_else(now_millis, millis_of);
+        let mut row = existing.unwrap_or_else(|| Row {
+            org_id: span.org_id.clone(),
+            webhook_config_id: config_id.clone(),
+            event_id: event_id.clone(),
+            event_name: text("event_name").unwrap_or_default(),
+            url: String::new(),
+            http_method: String::new(),
+            webhook_id: text("webhook_id").unwrap_or_default(),
+            created_at: created,
+            updated_at: String::new(),
+            status: String::new(),
+            code: String::new(),
+            message: String::new(),
+            status_code: None,
+            response_body: String::new(),
+            source: None,
+            sent_body: None,
+            transformed: false,
+            attempts: Vec::new(),
+        });
+        row.url = text("url").unwrap_or(row.url);
+        row.http_method = text("http_method").unwrap_or(row.http_method);
+        row.updated_at = span.created_at.clone();
+        row.status = status.into();
+        row.code = span.code.clone();
+        row.message = span.message.clone();
+        row.status_code = status_code;
+        row.response_body = text("response_body").unwrap_or_default();
+        if let Some(source) = detail
+            .get("source")
+            .and_then(|s| serde_json::from_value::<SourceCoordinates>(s.clone()).ok())
+        {
+            row.source = Some(source);
+        }
+        if outcome != "skipped" {
+            row.transformed = detail
+                .get("transformed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            row.sent_body = text("sent_body");
+        }
+        row.attempts.push(AttemptRow {
+            span_id: span.id.clone(),
+            attempt: detail.get("attempt").and_then(Value::as_u64).unwrap_or(0),
+            at: span.created_at.clone(),
+            status: status.into(),
+            outcome,
+            code: span.code.clone(),
+            status_code,
+            duration_ms: detail.get("duration_ms").and_then(Value::as_u64),
+            next_attempt_at: text("next_attempt_at"),
+            replay_id: text("replay_id"),
+        });
+        if let Ok(value) = serde_json::to_vec(&row) {
+            batch.insert(time_key(&config_id, row.created_at, &event_id), Vec::new());
+            batch.insert(key, value);
+        }
+    }
+
+    /// Removes rows created before the retention; returns how many.
+    fn prune(&self, now: i64) -> usize {
+        let cutoff = now - i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX);
+        let mut pruned = 0;
+        for (key, _) in self.tree.scan_prefix([b't']).filter_map(Result::ok) {
+            let Some((config, created, event)) = parse_time_key(&key) else {
+                continue;
+            };
+            if created >= cutoff {
+                continue;
+            }
+            let mut batch = sled::Batch::default();
+            batch.remove(key);
+            batch.remove(row_key(&config, &event));
+            if self.tree.apply_batch(batch).is_ok() {
+                pruned += 1;
+            }
+        }
+        pruned
+    }
+
+    fn row(&self, config_id: &str, event_id: &str) -> Option<Row> {
+        let value = self.tree.get(row_key(config_id, event_id)).ok().flatten()?;
+        serde_json::from_slice(&value).ok()
+    }
+
+    /// The rows of an endpoint, newest first, after the time key `after`.
+    fn rows(&self, config_id: &str, after: Option<Vec<u8>>) -> impl Iterator<Item = Row> + '_ {
+        let start = after.unwrap_or_else(|| prefix(b't', config_id));
+        let scope = prefix(b't', config_id);
+        self.tree
+            .range(start.clone()..)
+            .filter_map(Result::ok)
+            .take_while(move |(key, _)| key.starts_with(&scope))
+            .filter(move |(key, _)| key.as_ref() != start.as_slice())
+            .filter_map(|(key, _)| {
+                let (config, _, event) = parse_time_key(&key)?;
+                self.row(&config, &event)
+            })
+    }
+
+    /// Reads the record at `source` from Kafka as text (blocking; run off the async threads).
+    fn fetch(&self, source: &SourceCoordinates) -> Option<String> {
+        let fetcher = self.fetcher.lock().ok()?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(
+                &source.topic,
+                source.partition,
+                Offset::Offset(source.offset),
+            )
+            .ok()?;
+        fetcher.assign(&assignment).ok()?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            match fetcher.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) if message.offset() == source.offset => {
+                    return message
+                        .payload()
+                        .map(|p| String::from_utf8_lossy(p).into_owned());
+                }
+                // Expired: the next record is already past it.
+                Some(Ok(message)) if message.offset() > source.offset => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    async fn fetch_async(self: &Arc<Self>, source: Option<SourceCoordinates>) -> Option<String> {
+        let source = source?;
+        let log = Arc::clone(self);
+        tokio::task::spawn_blocking(move || log.fetch(&source))
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// What endpoints are sent for an event: an outbound message's `payload`, else the event (the
+/// dispatcher's rule).
+fn untransformed_body(event: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(event).ok()?;
+    match value.get("_delivery") {
+        Some(_) => serde_json::to_string(value.get("payload").unwrap_or(&Value::Null)).ok(),
+        None => Some(event.to_owned()),
+    }
+}
+
+/// A row in epilot's `WebhookEvent` shape; `event` is the record read from Kafka, if it was.
+fn webhook_event(row: &Row, event: Option<&str>, with_attempts: bool) -> Value {
+    let original = event.and_then(untransformed_body);
+    let payload = row.sent_body.clone().or_else(|| original.clone());
+    let body = serde_json::from_str::<Value>(&row.response_body)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| {
+            if row.response_body.is_empty() {
+                json!({})
+            } else {
+                json!({"text": row.response_body})
+            }
+        });
+    let mut response = Map::new();
+    if let Some(code) = row.status_code {
+        response.insert("status_code".into(), json!(code));
+    }
+    response.insert("message".into(), json!(row.message));
+    response.insert("body".into(), body);
+    response.insert("code".into(), json!(row.code));
+    let mut out = json!({
+        "event_id": row.event_id,
+        "org_id": row.org_id,
+        "webhook_config_id": row.webhook_config_id,
+        "webhook_id": row.webhook_id,
+        "url": row.url,
+        "created_at": format_millis(row.created_at),
+        "updated_at": row.updated_at,
+        "event_name": row.event_name,
+        "http_response": response,
+        "status": row.status,
+        "http_method": row.http_method,
+        "payload": payload.unwrap_or_default(),
+        "retry_attempt": row.attempts.iter().filter(|a| a.outcome != "skipped").count().saturating_sub(1),
+        "can_reapply_transform": event.is_some(),
+    });
+    if event.is_none() {
+        out["payload_unavailable"] = json!(row.sent_body.is_none());
+    }
+    if with_attempts {
+        out["attempts"] = json!(row.attempts);
+        if row.sent_body.is_some()
+            && let Some(original) = original
+        {
+            out["original_payload"] = json!(original);
+        }
+    }
+    out
+}
+
+fn attempt_log(state: &ApiState) -> Result<Arc<AttemptLog>, ApiError> {
+    state.attempt_log.clone().ok_or_else(|| {
+        ApiError::unavailable(
+            "ATTEMPT_LOG_UNAVAILABLE",
+            "this instance keeps no attempt log (start it with a data directory)",
+        )
+    })
+}
+
+/// The caller's endpoint, or 404 (also for another organisation's).
+fn endpoint(state: &ApiState, caller: &Caller, config_id: &str) -> Result<(), ApiError> {
+    state
+        .view()
+        .snapshot()
+        .webhook(&caller.org_id, config_id)
+        .map(|_| ())
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "WEBHOOK_NOT_FOUND",
+                format!("webhook config {config_id} not found"),
+            )
+        })
+}
+
+fn date(fields: &Map<String, Value>, path: &str, key: &str) -> Result<Option<i64>, ApiError> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_str()
+            .and_then(parse_rfc3339)
+            .map(|t| Some(millis_of(t)))
+            .ok_or_else(|| ApiError::bad_request(format!("{path}{key} must be a date-time"))),
+    }
+}
+
+/// `POST /v2/webhooks/configs/{configId}/events`
+pub async fn list(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let config_id = path.into_inner();
+    let log = attempt_log(&state)?;
+    let body = read_optional_json(body, state.body_limit)
+        .await?
+        .unwrap_or_else(|| json!({}));
+    let fields = object(&body, "request body")?;
+    let limit = match fields.get("limit") {
+        None | Some(Value::Null) => PAGE,
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be an integer from 1 to {PAGE}"))
+            })?,
+    };
+    let event_id = opt_string(fields, "", "event_id", 1, 1000)?.map(str::to_owned);
+    let status = opt_string(fields, "", "status", 1, 20)?.map(str::to_owned);
+    if let Some(status) = &status
+        && !["succeeded", "failed", "skipped", "in_progress"].contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "status must be succeeded, failed or skipped",
+        ));
+    }
+    let (from, to) = match fields.get("timestamp") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::Object(range)) => (
+            date(range, "timestamp.", "from")?,
+            date(range, "timestamp.", "to")?,
+        ),
+        Some(_) => return Err(ApiError::bad_request("timestamp must be an object")),
+    };
+    let after = match fields.get("cursor") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(cursor)) => {
+            let time = date(cursor, "cursor.", "created_at")?
+                .ok_or_else(|| ApiError::bad_request("cursor.created_at is required"))?;
+            let id = cursor
+                .get("event_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("cursor.event_id is required"))?;
+            Some(time_key(&config_id, time, id))
+        }
+        Some(_) => return Err(ApiError::bad_request("cursor must be an object")),
+    };
+    endpoint(&state, &caller, &config_id)?;
+
+    let candidates: Box<dyn Iterator<Item = Row>> = match &event_id {
+        Some(id) => Box::new(log.row(&config_id, id).into_iter()),
+        None => Box::new(log.rows(&config_id, after)),
+    };
+    let mut rows = Vec::new();
+    let mut has_more = false;
+    for row in candidates {
+        // Newest first: past `from`, nothing older can match.
+        if from.is_some_and(|from| row.created_at < from) {
+            break;
+        }
+        if row.org_id != caller.org_id
+            || to.is_some_and(|to| row.created_at > to)
+            || status.as_ref().is_some_and(|s| *s != row.status)
+        {
+            continue;
+        }
+        if rows.len() == limit {
+            has_more = true;
+            break;
+        }
+        rows.push(row);
+    }
+    let mut data = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let event = log.fetch_async(row.source.clone()).await;
+        data.push(webhook_event(row, event.as_deref(), false));
+    }
+    let next_cursor = has_more
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| json!({"created_at": format_millis(r.created_at), "event_id": r.event_id}));
+    Ok(HttpResponse::Ok()
+        .json(json!({"data": data, "next_cursor": next_cursor, "has_more": has_more})))
+}
+
+/// `GET /v1/webhooks/configs/{configId}/events/{eventId}`: one delivery with its attempts.
+pub async fn get(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (config_id, event_id) = path.into_inner();
+    let log = attempt_log(&state)?;
+    endpoint(&state, &caller, &config_id)?;
+    let row = found(&log, &caller, &config_id, &event_id)?;
+    let event = log.fetch_async(row.source.clone()).await;
+    Ok(HttpResponse::Ok().json(webhook_event(&row, event.as_deref(), true)))
+}
+
+fn found(
+    log: &AttemptLog,
+    caller: &Caller,
+    config_id: &str,
+    event_id: &str,
+) -> Result<Row, ApiError> {
+    log.row(config_id, event_id)
+        .filter(|row| row.org_id == caller.org_id)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "EVENT_NOT_FOUND",
+                format!("no delivery of event {event_id} to webhook config {config_id}"),
+            )
+        })
+}
+
+/// Writes a replay of `row` to the first retry tier. Why that tier: its records are due soonest
+/// (a replay due now waits at most one first-tier delay behind tasks already there), and the
+/// tier consumer already does everything a delivery needs, durably and with the endpoint's
+/// isolation, so no second delivery path exists.
+async fn enqueue_replay(
+    state: &ApiState,
+    log: &Arc<AttemptLog>,
+    row: &Row,
+    reapply_transform: bool,
+) -> Result<(), ApiError> {
+    let event = log.fetch_async(row.source.clone()).await.ok_or_else(|| {
+        ApiError::unprocessable(
+            "EVENT_UNAVAILABLE",
+            format!("event {} is no longer in Kafka (retention)", row.event_id),
+        )
+    })?;
+    let source = row.source.clone().ok_or_else(|| {
+        ApiError::unprocessable("EVENT_UNAVAILABLE", "the delivery names no source record")
+    })?;
+    // Without `reapply_transform` the bytes sent last time go again: the kept transform output,
+    // or the untransformed body when no transform ran. A large transformed body was not kept,
+    // so the transform runs again (the only case where the bytes may differ).
+    let body = match (reapply_transform, &row.sent_body, row.transformed) {
+        (true, _, _) => None,
+        (false, Some(sent), _) => Some(sent.clone()),
+        (false, None, false) => untransformed_body(&event),
+        (false, None, true) => None,
+    };
+    let now = now_millis();
+    let task = DeliveryTask {
+        webhook_config_id: row.webhook_config_id.clone(),
+        org_id: row.org_id.clone(),
+        webhook_id: row.webhook_id.clone(),
+        event_id: row.event_id.clone(),
+        attempts: row.attempt_count(),
+        deferrals: 0,
+        tier: 1,
+        due_at_ms: now,
+        due_at: format_millis(now),
+        first_attempt_at: None,
+        last_code: None,
+        last_status: None,
+        source,
+        key: None,
+        event,
+        replay: Some(Replay {
+            replay_id: uuid::Uuid::new_v4().to_string(),
+            body,
+        }),
+    };
+    let bytes = serde_json::to_vec(&task)
+        .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
+    erp_runtime::kafka::send(
+        &state.producer,
+        &state.topics.retry(1),
+        &task.webhook_config_id,
+        &bytes,
+    )
+    .await
+    .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
+    Ok(())
+}
+
+/// `POST /v1/webhooks/configs/{configId}/events/{eventId}/replay {reapply_transform?}` → 204.
+pub async fn replay(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (config_id, event_id) = path.into_inner();
+    let log = attempt_log(&state)?;
+    let body = read_optional_json(body, state.body_limit)
+        .await?
+        .unwrap_or_else(|| json!({}));
+    let reapply =
+        opt_bool(object(&body, "request body")?, "", "reapply_transform")?.unwrap_or(false);
+    endpoint(&state, &caller, &config_id)?;
+    let row = found(&log, &caller, &config_id, &event_id)?;
+    enqueue_replay(&state, &log, &row, reapply).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /v1/webhooks/configs/{configId}/events/replay-batch {eventIds, reapply_transform?}`
+/// → 202 `{replayed_event_ids}` (ids without a delivery, or whose event left Kafka, are left
+/// out).
+pub async fn replay_batch(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let config_id = path.into_inner();
+    let log = attempt_log(&state)?;
+    let body = read_optional_json(body, state.body_limit)
+        .await?
+        .unwrap_or_else(|| json!({}));
+    let fields = object(&body, "request body")?;
+    let ids: Vec<String> = match fields.get("eventIds") {
+        Some(Value::Array(ids)) if (1..=MAX_REPLAY).contains(&ids.len()) => ids
+            .iter()
+            .map(|id| {
+                id.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| ApiError::bad_request("eventIds must hold strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "eventIds must be an array of 1 to {MAX_REPLAY} ids"
+            )));
+        }
+    };
+    let reapply = opt_bool(fields, "", "reapply_transform")?.unwrap_or(false);
+    endpoint(&state, &caller, &config_id)?;
+    let mut replayed = Vec::new();
+    for id in ids {
+        let Ok(row) = found(&log, &caller, &config_id, &id) else {
+            continue;
+        };
+        match enqueue_replay(&state, &log, &row, reapply).await {
+            Ok(()) => replayed.push(id),
+            Err(error) if error.code == "KAFKA_UNAVAILABLE" => return Err(error),
+            Err(_) => {}
+        }
+    }
+    Ok(HttpResponse::Accepted().json(json!({"replayed_event_ids": replayed})))
+}
+
+/// `POST /v1/webhooks/configs/{configId}/recover {since, until?}` (our extension, after Svix
+/// "recover"): re-sends, in the background and at most `recover_rate` per second, every
+/// delivery of the endpoint created in the window whose latest status is `failed`, with the
+/// endpoint's current transform. Answers 202 `{task_id}`.
+pub async fn recover(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let config_id = path.into_inner();
+    let log = attempt_log(&state)?;
+    let body = read_optional_json(body, state.body_limit)
+        .await?
+        .unwrap_or_else(|| json!({}));
+    let fields = object(&body, "request body")?;
+    let since = date(fields, "", "since")?
+        .ok_or_else(|| ApiError::bad_request("since is required (a date-time)"))?;
+    let until = date(fields, "", "until")?.unwrap_or(i64::MAX);
+    endpoint(&state, &caller, &config_id)?;
+    let rows: Vec<Row> = log
+        .rows(&config_id, None)
+        .take_while(|row| row.created_at >= since)
+        .filter(|row| {
+            row.org_id == caller.org_id && row.created_at <= until && row.status == "failed"
+        })
+        .collect();
+    let task_id = uuid::Uuid::new_v4().to_string();
+    let progress = Progress {
+        org_id: caller.org_id.clone(),
+        webhook_config_id: config_id.clone(),
+        task_id: task_id.clone(),
+        status: "running",
+        total: rows.len() as u64,
+        sent: 0,
+        failed: 0,
+    };
+    if let Ok(mut recoveries) = log.recoveries.lock() {
+        recoveries.insert(task_id.clone(), progress);
+    }
+    let pause = Duration::from_secs(1) / log.settings.recover_rate.max(1);
+    let id = task_id.clone();
+    let state = state.clone();
+    tokio::spawn(async move {
+        for row in rows {
+            let sent = enqueue_replay(&state, &log, &row, true).await.is_ok();
+            if let Ok(mut recoveries) = log.recoveries.lock()
+                && let Some(progress) = recoveries.get_mut(&id)
+            {
+                if sent {
+                    progress.sent += 1;
+                } else {
+                    progress.failed += 1;
+                }
+            }
+            tokio::time::sleep(pause).await;
+        }
+        if let Ok(mut recoveries) = log.recoveries.lock()
+            && let Some(progress) = recoveries.get_mut(&id)
+        {
+            progress.status = "done";
+        }
+    });
+    Ok(HttpResponse::Accepted().json(json!({"task_id": task_id})))
+}
+
+/// `GET /v1/webhooks/configs/{configId}/recover/{taskId}`: `{status, total, sent, failed}`.
+pub async fn recover_status(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (config_id, task_id) = path.into_inner();
+    let log = attempt_log(&state)?;
+    endpoint(&state, &caller, &config_id)?;
+    let progress = log
+        .recoveries
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&task_id).cloned())
+        .filter(|p| p.org_id == caller.org_id && p.webhook_config_id == config_id)
+        .ok_or_else(|| {
+            ApiError::not_found("RECOVER_TASK_NOT_FOUND", format!("no recovery {task_id}"))
+        })?;
+    Ok(HttpResponse::Ok().json(progress))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_round_trip_and_sort_newest_first() {
+        let older = time_key("w1", 1_000, "a");
+        let newer = time_key("w1", 2_000, "b");
+        assert!(newer < older);
+        assert_eq!(
+            parse_time_key(&older),
+            Some(("w1".to_owned(), 1_000, "a".to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_untransformed_body_of_an_outbound_message_is_its_payload() {
+        let event = r#"{"_event_id":"1","_delivery":{"type":"webhook"},"payload":{"a":1}}"#;
+        assert_eq!(untransformed_body(event).as_deref(), Some(r#"{"a":1}"#));
+        let mapped = r#"{"_event_id":"1"}"#;
+        assert_eq!(untransformed_body(mapped).as_deref(), Some(mapped));
+    }
+}
