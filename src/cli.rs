@@ -135,6 +135,11 @@ pub struct ApiArgs {
     /// ed25519`): its public key is served at `/v1/webhooks/.well-known/public-key`.
     #[arg(long, env = "ERP_TOOLKIT_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// File of the deployment's secrets keys (one 32-byte key per line, base64 or hex; the
+    /// first encrypts): `SecretString` environment values are encrypted with it before they are
+    /// written to `erp.config`. Give the dispatcher the same file.
+    #[arg(long, env = "ERP_TOOLKIT_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// Seconds a polled batch stays leased before it is delivered again (poll queue).
     #[arg(
         long,
@@ -188,6 +193,29 @@ impl ApiArgs {
     ) -> anyhow::Result<Option<std::sync::Arc<erp_ingest::event_schemas::EventSchemas>>> {
         load_event_schemas(self.core_event_schemas.as_deref())
     }
+}
+
+/// Loads the deployment's secrets keys, if a file is given.
+pub fn load_secrets(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<erp_runtime::secrets::Keyring>>> {
+    path.map(|path| {
+        erp_runtime::secrets::Keyring::load(path)
+            .map(std::sync::Arc::new)
+            .map_err(anyhow::Error::from)
+    })
+    .transpose()
+}
+
+/// Waits until `view` has folded the log present at start, then checks that its keys open every
+/// encrypted value: a wrong key file stops the process at start, naming the key id.
+pub async fn check_secrets(view: &erp_runtime::ConfigView) -> anyhow::Result<()> {
+    view.wait_loaded(std::time::Duration::from_secs(300))
+        .await
+        .map_err(|e| anyhow::anyhow!("configuration not loaded: {e}"))?;
+    view.snapshot()
+        .check_secrets(view.secrets())
+        .map_err(|e| anyhow::anyhow!("secrets key: {e}"))
 }
 
 /// Loads the core-event schemas of `dir`, if given.
@@ -397,6 +425,10 @@ pub struct DispatcherArgs {
     /// signature receivers check with the public key the API serves.
     #[arg(long, env = "ERP_TOOLKIT_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// File of the deployment's secrets keys (as the API's): decrypts `SecretString` values that
+    /// `{{env.*}}` references in endpoints resolve to.
+    #[arg(long, env = "ERP_TOOLKIT_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
 }

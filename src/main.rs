@@ -54,6 +54,7 @@ async fn standalone(
         rate_limit_per_minute: args.api.rate_limit_per_minute,
         core_event_schemas: args.api.core_event_schemas.clone(),
         signing_key_file: args.api.signing_key_file.clone(),
+        secrets_key_file: args.api.secrets_key_file.clone(),
         acks: args.api.ack_settings(),
         poll: args.api.poll_settings(),
         processor: args.processing.settings(args.data_dir.join("processor")),

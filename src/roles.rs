@@ -29,6 +29,10 @@ async fn runtime(kafka: &KafkaArgs, shutdown: CancellationToken) -> anyhow::Resu
 pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
     let (view, view_task) = ConfigView::start(&runtime, "ingest").await?;
+    let view = view.with_secrets(crate::cli::load_secrets(
+        args.api.secrets_key_file.as_deref(),
+    )?);
+    crate::cli::check_secrets(&view).await?;
     let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
     let (acks, ack_tasks) =
         erp_ingest::acks::AckTracker::start(&runtime, producer.clone(), args.api.ack_settings())
@@ -134,6 +138,8 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
     }
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
     let (view, view_task) = ConfigView::start(&runtime, "dispatcher").await?;
+    let view = view.with_secrets(crate::cli::load_secrets(args.secrets_key_file.as_deref())?);
+    crate::cli::check_secrets(&view).await?;
     let (address, server) = health::serve_ops(
         &args.listen,
         runtime.metrics.clone(),

@@ -45,6 +45,9 @@ pub struct StandaloneOptions {
     pub core_event_schemas: Option<PathBuf>,
     /// The organisation's Ed25519 signing key (`None`: one is created in `data_dir`).
     pub signing_key_file: Option<PathBuf>,
+    /// The deployment's secrets keys (`None`: `secrets-key` in `data_dir`, created on first
+    /// start).
+    pub secrets_key_file: Option<PathBuf>,
     /// ACK tracking.
     pub acks: erp_ingest::acks::AckSettings,
     /// The poll queue.
@@ -70,6 +73,7 @@ impl StandaloneOptions {
             rate_limit_per_minute: 1000,
             core_event_schemas: None,
             signing_key_file: None,
+            secrets_key_file: None,
             acks: Default::default(),
             poll: Default::default(),
             attempt_log: Default::default(),
@@ -119,7 +123,8 @@ impl Standalone {
             Some(path) => std::sync::Arc::new(OrgKey::load(path)?),
             None => signing_key(&data_dir)?,
         };
-        let broker = EmbeddedBroker::start(&data_dir.join("kafka"), options.broker_listen).await?;
+        let mut broker =
+            EmbeddedBroker::start(&data_dir.join("kafka"), options.broker_listen).await?;
 
         let mut kafka = KafkaSettings::new(broker.address().to_string());
         kafka.partitions = options.partitions;
@@ -132,6 +137,17 @@ impl Standalone {
         };
 
         let (view, view_task) = ConfigView::start(&runtime, "standalone").await?;
+        let secrets_key_file = match &options.secrets_key_file {
+            Some(path) => path.clone(),
+            None => secrets_key(&data_dir)?,
+        };
+        let view = view.with_secrets(crate::cli::load_secrets(Some(&secrets_key_file))?);
+        if let Err(error) = crate::cli::check_secrets(&view).await {
+            // Nothing else started yet but the fold and the broker: stop them before failing.
+            view_task.abort();
+            broker.stop().await;
+            return Err(error);
+        }
         let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
         let (acks, ack_tasks) =
             erp_ingest::acks::AckTracker::start(&runtime, producer.clone(), options.acks.clone())
@@ -262,6 +278,18 @@ fn signing_key(data_dir: &Path) -> anyhow::Result<std::sync::Arc<OrgKey>> {
             .with_context(|| format!("cannot store the signing key in {}", path.display()))?;
     }
     Ok(std::sync::Arc::new(OrgKey::load(&path)?))
+}
+
+/// The deployment's secrets key file, created (one random key) in the data directory on first
+/// start, owner-readable only, like the admin token.
+fn secrets_key(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join("secrets-key");
+    if !path.exists() {
+        let line = erp_runtime::secrets::Keyring::generate_key_line()?;
+        write_private(&path, &format!("{line}\n"))
+            .with_context(|| format!("cannot store the secrets key in {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// The deployment admin token: generated on first start and kept (owner-readable only) in the

@@ -179,7 +179,8 @@ async fn auth_and_custom_headers_arrive_and_secrets_stay_hidden() {
         (
             json!({"auth": {"authType": "BASIC", "basicAuthConfig": {"username": "u",
             "password": "{{ env.pw }}", "passwordIsEnvVar": true}}}),
-            "auth.basicAuthConfig.passwordIsEnvVar",
+            // With the flag the field holds a variable's name, not a template.
+            "auth.basicAuthConfig.password must name an environment variable",
         ),
         (
             json!({"jsonataExpression": "{ \"a\": "}),

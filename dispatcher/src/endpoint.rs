@@ -179,16 +179,24 @@ fn optional_string<'a>(
     }
 }
 
-/// Environment references arrive with the environments issue; until then they are refused
-/// rather than sent literally.
-fn no_env_var(map: &Map<String, Value>, at: &str, key: &str) -> Result<(), ConfigError> {
-    if present(map, key).and_then(Value::as_bool) == Some(true) {
-        return Err(ConfigError::new(
-            format!("{at}.{key}"),
-            "is not supported yet (environment variables arrive with integration environments)",
-        ));
+/// `*IsEnvVar: true` means the secret field holds the name of an environment variable (resolved
+/// at send time by `crate::environment`): checked to be a valid name.
+fn env_var_name(
+    map: &Map<String, Value>,
+    at: &str,
+    key: &str,
+    field: &str,
+) -> Result<(), ConfigError> {
+    if present(map, key).and_then(Value::as_bool) != Some(true) {
+        return Ok(());
     }
-    Ok(())
+    match present(map, field).and_then(Value::as_str) {
+        Some(name) if erp_runtime::environment::valid_key(name.trim()) => Ok(()),
+        _ => Err(ConfigError::new(
+            format!("{at}.{field}"),
+            format!("must name an environment variable ({key} is true)"),
+        )),
+    }
 }
 
 fn sensitive(text: &str, field: &str) -> Result<HeaderValue, ConfigError> {
@@ -213,7 +221,7 @@ fn parse_auth(config: &Map<String, Value>) -> Result<Auth, ConfigError> {
                     .ok_or_else(|| ConfigError::new(at, "is required for authType BASIC"))?,
                 at,
             )?;
-            no_env_var(basic, at, "passwordIsEnvVar")?;
+            env_var_name(basic, at, "passwordIsEnvVar", "password")?;
             let username = required_string(basic, at, "username")?;
             if username.contains(':') {
                 return Err(ConfigError::new(
@@ -232,7 +240,7 @@ fn parse_auth(config: &Map<String, Value>) -> Result<Auth, ConfigError> {
                     .ok_or_else(|| ConfigError::new(at, "is required for authType API_KEY"))?,
                 at,
             )?;
-            no_env_var(key, at, "keyValueIsEnvVar")?;
+            env_var_name(key, at, "keyValueIsEnvVar", "keyValue")?;
             let name = required_string(key, at, "keyName")?;
             let field = format!("{at}.keyName");
             let header = HeaderName::from_bytes(name.as_bytes())
@@ -259,7 +267,7 @@ fn parse_auth(config: &Map<String, Value>) -> Result<Auth, ConfigError> {
                 })?,
                 at,
             )?;
-            no_env_var(oauth, at, "clientSecretIsEnvVar")?;
+            env_var_name(oauth, at, "clientSecretIsEnvVar", "clientSecret")?;
             let client_id = required_string(oauth, at, "clientId")?.to_owned();
             let client_secret = required_string(oauth, at, "clientSecret")?.to_owned();
             let endpoint = required_string(oauth, at, "endpoint")?;
@@ -365,13 +373,6 @@ fn parse_headers(
         let Value::String(value) = value else {
             return Err(ConfigError::new(&field, "must be a string"));
         };
-        if value.contains("{{") {
-            return Err(ConfigError::new(
-                &field,
-                "references a variable: not supported yet (environment variables arrive with \
-                 integration environments)",
-            ));
-        }
         let value = HeaderValue::from_str(value)
             .map_err(|_| ConfigError::new(&field, "is not a valid header value"))?;
         parsed.push((header, value));
@@ -570,7 +571,7 @@ mod tests {
             ),
             (
                 json!({"auth": {"authType": "BASIC", "basicAuthConfig": {"username": "u", "passwordIsEnvVar": true}}}),
-                "auth.basicAuthConfig.passwordIsEnvVar",
+                "auth.basicAuthConfig.password",
             ),
             (
                 json!({"auth": {"authType": "API_KEY", "apiKeyConfig": {"keyName": "X-Key"}}}),

@@ -6,6 +6,7 @@
 
 pub mod delivery;
 pub mod endpoint;
+pub mod environment;
 pub mod error;
 pub mod filter;
 pub mod isolation;

@@ -879,6 +879,17 @@ impl Core {
         mut job: Job,
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<Outcome, DispatcherError> {
+        // Integration environments: `{{env.*}}` references resolved at send time; a missing
+        // variable fails the delivery, naming it (spec §8.2).
+        match crate::environment::resolve(&self.view, &job.endpoint) {
+            Ok(std::borrow::Cow::Owned(resolved)) => job.endpoint = resolved,
+            Ok(std::borrow::Cow::Borrowed(_)) => {}
+            Err(error) => {
+                return self
+                    .fail_unsent(job, error.code(), error.to_string(), out)
+                    .await;
+            }
+        }
         let config = match self.endpoint_config(&job.endpoint).1 {
             Ok(config) => config,
             // Stored before the API validated it: nothing can be sent until it is fixed.

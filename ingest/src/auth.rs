@@ -50,6 +50,8 @@
 //! | `POST /v1/erp/tracking/acknowledgement` | events or consume |
 //! | `POST /v1/integrations/{id}/outbound/messages/poll`, `…/ack` | consume |
 //! | `GET …/outbound/messages/dlq`, `POST …/dlq/redrive`, `POST …/unblock` | manage |
+//! | `GET /v1/environments` (secrets masked) | view |
+//! | `PUT`, `DELETE /v1/environments/{key}` | manage |
 //! | `GET`, `POST /v1/access-tokens`, `DELETE /v1/access-tokens/{id}` | owner |
 //! | `/healthz`, `/readyz`, `/metrics`, `GET /v1/webhooks/.well-known/public-key` | none (no token, no rate limit) |
 //!
@@ -154,6 +156,8 @@ pub fn required(method: &Method, pattern: &str) -> Permissions {
             Permissions::CONSUME
         }
         "/v1/access-tokens" | "/v1/access-tokens/{id}" => Permissions::OWNER,
+        "/v1/environments" if method == Method::GET => Permissions::VIEW,
+        "/v1/environments/{key}" => Permissions::MANAGE,
         _ if method == Method::GET || method == Method::HEAD => Permissions::VIEW,
         _ => Permissions::MANAGE,
     }
@@ -333,6 +337,9 @@ mod tests {
         assert!(!view.allows(required(&Method::POST, "/v3/erp/updates/events")));
         assert!(Permissions::EVENTS.allows(required(&Method::POST, "/v3/erp/updates/events")));
         assert!(!Permissions::INTEGRATION_ALL.allows(required(&Method::GET, "/v1/access-tokens")));
+        assert!(view.allows(required(&Method::GET, "/v1/environments")));
+        assert!(!view.allows(required(&Method::PUT, "/v1/environments/{key}")));
+        assert!(!view.allows(required(&Method::DELETE, "/v1/environments/{key}")));
         // Unknown routes fall back to the method, never to "open".
         assert_eq!(required(&Method::DELETE, "/v9/new"), Permissions::MANAGE);
     }

@@ -6,6 +6,7 @@ pub mod acks;
 pub mod attempt_log;
 pub mod auth;
 pub mod body;
+pub mod environments;
 pub mod error;
 pub mod event_log;
 pub mod event_schemas;
@@ -115,6 +116,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v2/integrations/{id}",
             web::delete().to(integrations_v2::delete),
+        )
+        .route("/v1/environments", web::get().to(environments::list))
+        .route("/v1/environments/{key}", web::put().to(environments::put))
+        .route(
+            "/v1/environments/{key}",
+            web::delete().to(environments::delete),
         )
         .route("/v1/access-tokens", web::get().to(tokens::list))
         .route("/v1/access-tokens", web::post().to(tokens::create))

@@ -59,7 +59,11 @@ fn fields(body: &Value) -> Result<Fields, ApiError> {
     let name = req_string(map, "", "name", 1, 255)?.to_owned();
     let event_name = req_string(map, "", "eventName", 1, 255)?.to_owned();
     let url = opt_string(map, "", "url", 1, 2048)?.map(str::to_owned);
-    if let Some(url) = &url {
+    // A url with `{{env.*}}` references is checked when it is resolved, at send time.
+    if let Some(url) = url
+        .as_ref()
+        .filter(|u| !erp_runtime::environment::has_reference(u))
+    {
         match url::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
             _ => {

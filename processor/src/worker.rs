@@ -443,6 +443,29 @@ enum Plan {
     },
 }
 
+/// The organisation's environment as `env_var_ref` mappings see it: `SecretString` values are
+/// marked secret and never decrypted here (a mapping reads a secret as missing, spec §4), so the
+/// processor needs no secrets key.
+fn mapping_environment(
+    config: &erp_runtime::ConfigState,
+    org_id: &str,
+) -> std::collections::HashMap<String, crate::mapping::EnvValue> {
+    config
+        .environment(org_id)
+        .into_iter()
+        .flatten()
+        .map(|(key, entry)| {
+            let secret = entry.value_type == erp_schemas::config::EnvValueType::SecretString;
+            let value = if secret {
+                String::new()
+            } else {
+                entry.stored.clone()
+            };
+            (key.clone(), crate::mapping::EnvValue { value, secret })
+        })
+        .collect()
+}
+
 /// The CPU work of a batch, done off the async threads.
 enum Work {
     Inbound(
@@ -522,6 +545,7 @@ impl Worker {
         }
         let timeout = self.settings.mapping_timeout;
         let file_proxy_base_url = self.settings.file_proxy_base_url.clone();
+        let environments = Arc::clone(&config);
         let mapped = tokio::task::spawn_blocking(move || {
             work.into_iter()
                 .map(|(index, work)| {
@@ -553,7 +577,8 @@ impl Worker {
                                 integration_id: record.integration_id.clone(),
                                 streaming_use_cases: Default::default(),
                             });
-                    let context = MappingContext::processing(timeout, file_proxy);
+                    let mut context = MappingContext::processing(timeout, file_proxy);
+                    context.environment = Some(mapping_environment(&environments, &record.org_id));
                     let result = payload::parse_document(record.format, &record.payload)
                         .and_then(|document| map_document(&compiled, document, &context));
                     let outcome = match result {

@@ -16,8 +16,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::Runtime;
+use crate::environment::{EnvEntry, EnvError};
 use crate::error::RuntimeError;
 use crate::kafka;
+use crate::secrets::{Keyring, SecretsError};
 use erp_schemas::config::{
     AccessToken, ConfigChange, ConfigRecord, Integration, UseCase, WebhookEndpoint,
 };
@@ -89,6 +91,10 @@ pub struct ConfigState {
     tokens: BTreeMap<String, AccessToken>,
     /// Token id by token hash: every authenticated request looks a token up by its hash.
     token_hashes: BTreeMap<String, String>,
+    /// Environment values by organisation, then key.
+    environments: BTreeMap<String, BTreeMap<String, EnvEntry>>,
+    /// The log offset of the last environment change per organisation.
+    environment_revisions: BTreeMap<String, i64>,
 }
 
 impl ConfigState {
@@ -173,7 +179,88 @@ impl ConfigState {
                     self.token_hashes.remove(&token.hash);
                 }
             }
+            ConfigChange::EnvironmentValueSet {
+                key,
+                value_type,
+                value,
+                updated_at,
+            } => {
+                self.environments.entry(org_id.clone()).or_default().insert(
+                    key,
+                    EnvEntry {
+                        value_type,
+                        stored: value,
+                        updated_at,
+                    },
+                );
+                self.environment_revisions.insert(org_id, offset);
+            }
+            ConfigChange::EnvironmentValueDeleted { key } => {
+                if let Some(values) = self.environments.get_mut(&org_id) {
+                    values.remove(&key);
+                }
+                self.environment_revisions.insert(org_id, offset);
+            }
         }
+    }
+
+    /// The organisation's environment values, by key.
+    pub fn environment(&self, org_id: &str) -> Option<&BTreeMap<String, EnvEntry>> {
+        self.environments.get(org_id)
+    }
+
+    /// Every stored environment value, as (organisation, key, entry).
+    pub fn all_environment_values(&self) -> impl Iterator<Item = (&str, &str, &EnvEntry)> {
+        self.environments.iter().flat_map(|(org, values)| {
+            values
+                .iter()
+                .map(move |(key, entry)| (org.as_str(), key.as_str(), entry))
+        })
+    }
+
+    /// The log offset of the organisation's last environment change (-1: none).
+    pub fn environment_revision(&self, org_id: &str) -> i64 {
+        self.environment_revisions
+            .get(org_id)
+            .copied()
+            .unwrap_or(-1)
+    }
+
+    /// The clear value of the organisation's variable `key` (secrets decrypted with `keyring`).
+    pub fn env_value(
+        &self,
+        org_id: &str,
+        key: &str,
+        keyring: Option<&Keyring>,
+    ) -> Result<String, EnvError> {
+        let entry = self
+            .environments
+            .get(org_id)
+            .and_then(|values| values.get(key))
+            .ok_or_else(|| EnvError::Unknown(key.to_owned()))?;
+        crate::environment::reveal(org_id, key, entry, keyring)
+    }
+
+    /// Checks that `keyring` holds the key of every encrypted value, so a deployment started
+    /// with the wrong key file fails at start, naming the key, rather than on each delivery.
+    pub fn check_secrets(&self, keyring: Option<&Keyring>) -> Result<(), SecretsError> {
+        for (_, _, entry) in self.all_environment_values() {
+            if entry.value_type != erp_schemas::config::EnvValueType::SecretString {
+                continue;
+            }
+            match keyring {
+                Some(keyring) => keyring.check(&entry.stored)?,
+                None => {
+                    return Err(SecretsError::KeyFile {
+                        path: "(none)".into(),
+                        message: "the configuration holds encrypted secrets; give this process \
+                                  the deployment's --secrets-key-file"
+                            .into(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The live token whose value hashes to `hash`.
@@ -315,6 +402,8 @@ pub struct ConfigView {
     applied: watch::Receiver<i64>,
     /// The end of the log when the view started: the fold is complete once it got there.
     end_at_start: i64,
+    /// The deployment's secrets keys, for the roles that resolve `{{env.*}}` references.
+    secrets: Option<Arc<Keyring>>,
 }
 
 impl ConfigView {
@@ -325,7 +414,19 @@ impl ConfigView {
             state: Arc::new(RwLock::new(Arc::new(state))),
             applied,
             end_at_start: 0,
+            secrets: None,
         }
+    }
+
+    /// The same view, resolving secrets with `keyring`.
+    pub fn with_secrets(mut self, keyring: Option<Arc<Keyring>>) -> Self {
+        self.secrets = keyring;
+        self
+    }
+
+    /// The deployment's secrets keys, if this process was given them.
+    pub fn secrets(&self) -> Option<&Keyring> {
+        self.secrets.as_deref()
     }
 
     /// The current configuration. Cheap: the state is shared, not copied.
@@ -394,6 +495,7 @@ impl ConfigView {
             state: Arc::new(RwLock::new(Arc::new(ConfigState::default()))),
             applied,
             end_at_start,
+            secrets: None,
         };
         let ready = runtime.readiness.flag(format!("{role}.config"));
         ready.set(end_at_start == 0);

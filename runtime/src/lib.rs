@@ -6,10 +6,12 @@
 //! themselves, so one deployment setting means the same thing in every role.
 
 pub mod config_view;
+pub mod environment;
 pub mod error;
 pub mod health;
 pub mod kafka;
 pub mod metrics;
+pub mod secrets;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -163,6 +163,14 @@ pub struct AccessToken {
     pub created_by: Option<String>,
 }
 
+/// The type of an environment value (epilot's `environment_config` types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnvValueType {
+    String,
+    /// Stored encrypted (`erpenc:v1:…`), never answered in clear.
+    SecretString,
+}
+
 /// One change to the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -199,6 +207,19 @@ pub enum ConfigChange {
     TokenRevoked {
         token_id: String,
     },
+    /// An organisation's environment value set (ours: epilot keeps values in its separate
+    /// Environments API). A `SecretString` value is the ciphertext of
+    /// `erp_runtime::secrets`, never the clear value.
+    EnvironmentValueSet {
+        key: String,
+        value_type: EnvValueType,
+        value: String,
+        updated_at: String,
+    },
+    /// An organisation's environment value removed.
+    EnvironmentValueDeleted {
+        key: String,
+    },
     /// Several changes applied as one, so no reader sees half of them (the declarative
     /// `PUT /v2/integrations/{id}`).
     Batch {
@@ -218,6 +239,8 @@ impl ConfigChange {
             ConfigChange::WebhookDeleted { webhook_id } => webhook_id,
             ConfigChange::TokenCreated { token } => &token.id,
             ConfigChange::TokenRevoked { token_id } => token_id,
+            ConfigChange::EnvironmentValueSet { key, .. }
+            | ConfigChange::EnvironmentValueDeleted { key } => key,
             ConfigChange::Batch { changes } => changes.first().map_or("", ConfigChange::key),
         }
     }
