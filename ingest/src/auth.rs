@@ -49,7 +49,7 @@
 //! | `POST /v1/integrations/{id}/outbound/messages/poll`, `…/ack` | consume |
 //! | `GET …/outbound/messages/dlq`, `POST …/dlq/redrive`, `POST …/unblock` | manage |
 //! | `GET`, `POST /v1/access-tokens`, `DELETE /v1/access-tokens/{id}` | owner |
-//! | `/healthz`, `/readyz`, `/metrics`, `GET /v1/webhooks/.well-known/public-key` | none (no token, no rate limit) |
+//! | `/healthz`, `/readyz`, `/metrics`, `GET /v1/webhooks/.well-known/public-key`, `GET /openapi.json` | none (no token, no rate limit) |
 //!
 //! Answers: no, an unknown or a revoked token is 401; a known token without the permission is
 //! 403; an object of another organisation is 404 (handlers look objects up by the caller's
