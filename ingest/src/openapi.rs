@@ -5,7 +5,11 @@
 //! our hand-described extensions, and compiled in so the binary serves exactly the document of
 //! its own routes. The tests below keep it and the route table of `lib.rs` in step.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use actix_web::HttpResponse;
+use serde_json::{Value, json};
 
 /// The OpenAPI 3 document, as generated into `ingest/openapi.json`.
 pub const DOCUMENT: &str = include_str!("../openapi.json");
@@ -15,6 +19,53 @@ pub async fn document() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(DOCUMENT)
+}
+
+/// Checks `value` against the schema `components/schemas/{name}` of the document, so what we
+/// store (and later answer) has the shape epilot's clients expect. `Err` names the place and
+/// the rule. A schema that does not exist or does not compile is a bug of ours, answered as
+/// such rather than letting every value through silently.
+pub fn check(name: &str, value: &Value) -> Result<(), String> {
+    static VALIDATORS: OnceLock<Mutex<HashMap<String, std::sync::Arc<jsonschema::Validator>>>> =
+        OnceLock::new();
+    let validators = VALIDATORS.get_or_init(|| Mutex::new(HashMap::new()));
+    let validator = {
+        let mut cache = validators
+            .lock()
+            .map_err(|_| "schema cache poisoned".to_owned())?;
+        match cache.get(name) {
+            Some(validator) => validator.clone(),
+            None => {
+                let document: Value = serde_json::from_str(DOCUMENT)
+                    .map_err(|e| format!("openapi.json does not parse: {e}"))?;
+                // The components travel with the reference so the schema's own `$ref`s resolve
+                // against the document's root.
+                let schema = json!({
+                    "$ref": format!("#/components/schemas/{name}"),
+                    "components": document["components"],
+                });
+                let validator = std::sync::Arc::new(
+                    // Formats (date-time, uuid, …) are part of what clients rely on.
+                    jsonschema::options()
+                        .should_validate_formats(true)
+                        .build(&schema)
+                        .map_err(|e| format!("schema {name} does not compile: {e}"))?,
+                );
+                cache.insert(name.to_owned(), validator.clone());
+                validator
+            }
+        }
+    };
+    match validator.iter_errors(value).next() {
+        None => Ok(()),
+        Some(error) => {
+            let at = error.instance_path().to_string();
+            Err(format!(
+                "{}: {error}",
+                if at.is_empty() { "/" } else { &at }
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +169,18 @@ mod tests {
             assert!(operation["operationId"].is_string(), "{key}: operationId");
             assert!(operation["responses"].is_object(), "{key}: responses");
         }
+    }
+
+    #[test]
+    fn values_are_checked_against_epilots_schemas() {
+        let check = |value: serde_json::Value| super::check("IntegrationEditableFields", &value);
+        assert!(check(serde_json::json!({"_manifest": ["m1"], "protected": true})).is_ok());
+        assert!(check(serde_json::json!({"_manifest": [{}]})).is_err());
+        let bad_date = serde_json::json!({"connector_config": {"types_versions": [{
+            "version": "1", "package_name": "p", "generated_at": "", "generated_by": "x",
+            "status": "active"}]}});
+        assert!(check(bad_date).is_err(), "formats are checked");
+        assert!(super::check("NoSuchSchema", &serde_json::json!({})).is_err());
     }
 
     #[test]
