@@ -53,7 +53,7 @@
 //! | `GET /v1/environments` (secrets masked) | view |
 //! | `PUT`, `DELETE /v1/environments/{key}` | manage |
 //! | `GET`, `POST /v1/access-tokens`, `DELETE /v1/access-tokens/{id}` | owner |
-//! | `/healthz`, `/readyz`, `/metrics`, `GET /v1/webhooks/.well-known/public-key` | none (no token, no rate limit) |
+//! | `/healthz`, `/readyz`, `/metrics`, `GET /v1/webhooks/.well-known/public-key`, `GET /openapi.json` | none (no token, no rate limit) |
 //!
 //! Answers: no, an unknown or a revoked token is 401; a known token without the permission is
 //! 403; an object of another organisation is 404 (handlers look objects up by the caller's

@@ -69,6 +69,10 @@ pub(crate) fn editable(body: &Value) -> Result<Editable, ApiError> {
             "integration_type must be \"erp\" or \"connector\", got {kind:?}"
         )));
     }
+    // The nested shapes (settings, connector_config, environment_config, …) are epilot's:
+    // whatever is stored is answered again, and an answer must match the documented schema.
+    crate::openapi::check("IntegrationEditableFields", &Value::Object(extra.clone()))
+        .map_err(|e| ApiError::bad_request(format!("request body {e}")))?;
     Ok(Editable {
         name,
         description,

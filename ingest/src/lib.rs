@@ -14,6 +14,7 @@ pub mod events;
 pub mod integrations;
 pub mod integrations_v2;
 pub mod metrics;
+pub mod openapi;
 pub mod platform;
 pub mod poll;
 pub mod queue;
@@ -31,7 +32,8 @@ pub use state::ApiState;
 
 /// Adds every API route. Needs `web::Data<ApiState>` as app data.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v3/erp/updates/events", web::post().to(events::post_v3))
+    cfg.route("/openapi.json", web::get().to(openapi::document))
+        .route("/v3/erp/updates/events", web::post().to(events::post_v3))
         .route("/v2/erp/updates/events", web::post().to(events::post_v2))
         .route(
             "/v2/erp/updates/mapping_simulation",

@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""Generates ingest/openapi.json, the OpenAPI document served at GET /openapi.json.
+
+Every operation we share with epilot is copied verbatim from epilot's documents (path, method,
+parameters, request body, responses), together with the components it references, so the
+document cannot drift from epilot's contract by hand-editing. Our own extensions are described
+below by hand and marked `x-erp-toolkit-extension: true`.
+
+    scripts/gen-openapi.py           # writes ingest/openapi.json
+    scripts/gen-openapi.py --check   # fails when ingest/openapi.json is not up to date
+
+A unit test in ingest/src/openapi.rs fails when a route of ingest/src/lib.rs is missing from the
+document or the document has an operation without a route.
+"""
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference" / "epilot"
+SOURCES = {
+    "integration-toolkit": "integration-toolkit-client/openapi.json",
+    "webhooks": "webhooks-client/openapi.json",
+}
+OUTPUT = ROOT / "ingest" / "openapi.json"
+
+# The epilot operations we implement: (source, method, path as epilot spells it).
+SHARED = [
+    ("integration-toolkit", "post", "/v1/erp/tracking/acknowledgement"),
+    ("integration-toolkit", "post", "/v2/erp/updates/events"),
+    ("integration-toolkit", "post", "/v3/erp/updates/events"),
+    ("integration-toolkit", "post", "/v1/erp/updates/mapping_simulation"),
+    ("integration-toolkit", "post", "/v2/erp/updates/mapping_simulation"),
+    ("integration-toolkit", "get", "/v1/integrations"),
+    ("integration-toolkit", "post", "/v1/integrations"),
+    ("integration-toolkit", "get", "/v1/integrations/{integrationId}"),
+    ("integration-toolkit", "put", "/v1/integrations/{integrationId}"),
+    ("integration-toolkit", "delete", "/v1/integrations/{integrationId}"),
+    ("integration-toolkit", "post", "/v1/integrations/{integrationId}/events"),
+    ("integration-toolkit", "post", "/v1/integrations/{integrationId}/events/replay"),
+    ("integration-toolkit", "get", "/v1/integrations/{integrationId}/use-cases"),
+    ("integration-toolkit", "post", "/v1/integrations/{integrationId}/use-cases"),
+    ("integration-toolkit", "get", "/v1/integrations/{integrationId}/use-cases/{useCaseId}"),
+    ("integration-toolkit", "put", "/v1/integrations/{integrationId}/use-cases/{useCaseId}"),
+    ("integration-toolkit", "delete", "/v1/integrations/{integrationId}/use-cases/{useCaseId}"),
+    ("integration-toolkit", "get",
+     "/v1/integrations/{integrationId}/use-cases/{useCaseId}/history"),
+    ("integration-toolkit", "get", "/v2/integrations"),
+    ("integration-toolkit", "post", "/v2/integrations"),
+    ("integration-toolkit", "get", "/v2/integrations/{integrationId}"),
+    ("integration-toolkit", "put", "/v2/integrations/{integrationId}"),
+    ("integration-toolkit", "delete", "/v2/integrations/{integrationId}"),
+    ("integration-toolkit", "post", "/v1/integrations/{integrationId}/outbound/messages/poll"),
+    ("integration-toolkit", "post", "/v1/integrations/{integrationId}/outbound/messages/ack"),
+    ("integration-toolkit", "get", "/v1/integrations/{integrationId}/outbound/messages/dlq"),
+    ("integration-toolkit", "post",
+     "/v1/integrations/{integrationId}/outbound/messages/dlq/redrive"),
+    ("integration-toolkit", "post",
+     "/v1/integrations/{integrationId}/outbound/messages/unblock"),
+    ("webhooks", "get", "/v1/webhooks/.well-known/public-key"),
+    ("webhooks", "get", "/v1/webhooks/configs"),
+    ("webhooks", "post", "/v1/webhooks/configs"),
+    ("webhooks", "get", "/v1/webhooks/configs/{configId}"),
+    ("webhooks", "put", "/v1/webhooks/configs/{configId}"),
+    ("webhooks", "delete", "/v1/webhooks/configs/{configId}"),
+]
+
+ERROR = {
+    "type": "object",
+    "description": "erp-toolkit's error shape.",
+    "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+}
+
+
+def error(description):
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErpToolkitError"}}}}
+
+
+def json_body(schema, required=True):
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def ok(description, schema):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+AUTH_ERRORS = {
+    "400": error("Invalid request"),
+    "401": error("No, an unknown or a revoked token"),
+    "403": error("The token lacks the permission"),
+    "429": error("The organisation's rate limit is spent (see Retry-After)"),
+}
+
+TOKEN = {
+    "type": "object",
+    "required": ["id", "org_id", "name", "roles", "created_at"],
+    "properties": {
+        "id": {"type": "string"},
+        "org_id": {"type": "string"},
+        "name": {"type": "string"},
+        "roles": {"type": "array", "items": {"type": "string"}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "created_by": {"type": "string", "nullable": True},
+        "token": {"type": "string", "description": "The token value; only in the answer to its creation."},
+    },
+}
+
+ORG_QUERY = {"name": "org_id", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "Another organisation (deployment admin token only)."}
+
+# Our own operations, described by hand.
+EXTENSIONS = {
+    "/openapi.json": {"get": {
+        "operationId": "getOpenApiDocument",
+        "summary": "This document",
+        "description": "The OpenAPI document of the operations erp-toolkit implements. No token needed.",
+        "tags": ["erp-toolkit"],
+        "security": [],
+        "responses": {"200": ok("The OpenAPI document", {"type": "object"})},
+    }},
+    "/v1/events": {"post": {
+        "operationId": "postPlatformEvents",
+        "summary": "Send core events from the customer platform",
+        "description": "Core events (epilot spec §6.1 envelope) for outbound use cases, written to "
+                       "`erp.platform.events`. Needs the `erp:events` permission.",
+        "tags": ["erp-toolkit"],
+        "requestBody": json_body({"oneOf": [
+            {"type": "object", "required": ["events"],
+             "properties": {"events": {"type": "array", "maxItems": 100,
+                                       "items": {"$ref": "#/components/schemas/PlatformEvent"}}}},
+            {"type": "array", "maxItems": 100, "items": {"$ref": "#/components/schemas/PlatformEvent"}},
+        ]}),
+        "responses": {
+            "200": ok("Events queued", {"$ref": "#/components/schemas/QueuedResults"}),
+            **AUTH_ERRORS,
+            "503": error("The log did not accept the events (per-event results)"),
+        },
+    }},
+    "/v1/access-tokens": {
+        "get": {
+            "operationId": "listAccessTokens",
+            "summary": "List the organisation's access tokens (without values)",
+            "tags": ["erp-toolkit"],
+            "parameters": [ORG_QUERY],
+            "responses": {
+                "200": ok("Tokens", {"type": "object", "required": ["access_tokens"], "properties": {
+                    "access_tokens": {"type": "array", "items": {"$ref": "#/components/schemas/AccessToken"}}}}),
+                **AUTH_ERRORS,
+            },
+        },
+        "post": {
+            "operationId": "createAccessToken",
+            "summary": "Create an access token (its value is answered once)",
+            "tags": ["erp-toolkit"],
+            "requestBody": json_body({"type": "object", "required": ["name", "roles"],
+                                      "additionalProperties": False, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 128},
+                "roles": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": [
+                    "integration:view", "integration:manage", "integration:consume", "integration:*",
+                    "erp:read", "erp:write", "erp:events", "erp:monitoring", "erp:*", "owner"]}},
+                "org_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            }}),
+            "responses": {"201": ok("The token, with its value", {"$ref": "#/components/schemas/AccessToken"}),
+                          **AUTH_ERRORS},
+        },
+    },
+    "/v1/access-tokens/{id}": {"delete": {
+        "operationId": "revokeAccessToken",
+        "summary": "Revoke an access token",
+        "tags": ["erp-toolkit"],
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {
+            "200": ok("Revoked", {"type": "object", "required": ["id", "revoked"], "properties": {
+                "id": {"type": "string"}, "revoked": {"type": "boolean"}}}),
+            **AUTH_ERRORS,
+            "404": error("No such token in the caller's organisation"),
+        },
+    }},
+    "/v1/webhooks/configs/{configId}/rotate-secret": {"post": {
+        "operationId": "rotateWebhookSecret",
+        "summary": "Replace the endpoint's signing secret",
+        "description": "Answers the new `whsec_` secret once; the previous one keeps signing for the "
+                       "grace period (default 24 h, 0 ends it at once).",
+        "tags": ["erp-toolkit"],
+        "parameters": [{"name": "configId", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": json_body({"type": "object", "properties": {
+            "grace_period_hours": {"type": "integer", "minimum": 0, "maximum": 168}}}, required=False),
+        "responses": {
+            "200": ok("The new secret", {"type": "object", "required": ["signingSecret"], "properties": {
+                "signingSecret": {"type": "string"},
+                "previousSecretValidUntil": {"type": "string", "format": "date-time", "nullable": True}}}),
+            **AUTH_ERRORS,
+            "404": error("No such endpoint in the caller's organisation"),
+        },
+    }},
+}
+
+EXTENSION_SCHEMAS = {
+    "ErpToolkitError": ERROR,
+    "AccessToken": TOKEN,
+    "PlatformEvent": {
+        "type": "object",
+        "required": ["_event_id", "_event_name", "_event_time"],
+        "additionalProperties": True,
+        "properties": {
+            "_event_id": {"type": "string", "minLength": 1},
+            "_event_name": {"type": "string", "minLength": 1},
+            "_event_time": {"type": "string", "format": "date-time"},
+            "_org_id": {"type": "string"},
+            "_ack_id": {"type": "string", "format": "uuid"},
+            "trigger_entity": {"type": "string"},
+        },
+    },
+    "QueuedResults": {
+        "type": "object",
+        "required": ["results"],
+        "properties": {"results": {"type": "array", "items": {"type": "object", "properties": {
+            "event_id": {"type": "string"}, "status": {"type": "string"}, "message": {"type": "string"}}}}},
+    },
+}
+
+
+def refs(value):
+    """Every local $ref in value, as (section, name)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "$ref" and isinstance(item, str) and item.startswith("#/components/"):
+                _, _, section, name = item.split("/", 3)
+                yield section, name
+            else:
+                yield from refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from refs(item)
+
+
+def mark(operations):
+    for methods in operations.values():
+        for operation in methods.values():
+            operation["x-erp-toolkit-extension"] = True
+    return operations
+
+
+def generate():
+    sources = {name: json.loads((REFERENCE / path).read_text()) for name, path in SOURCES.items()}
+    paths = {}
+    components = {}
+    origin = {}  # (section, name) -> source, to refuse a name both sources define differently
+
+    def need(source, section, name):
+        key = (section, name)
+        if key in origin:
+            if origin[key] != source and components[section][name] != sources[source]["components"][section][name]:
+                sys.exit(f"component {section}/{name} differs between {origin[key]} and {source}")
+            return
+        component = copy.deepcopy(sources[source]["components"][section][name])
+        origin[key] = source
+        components.setdefault(section, {})[name] = component
+        for inner in refs(component):
+            need(source, *inner)
+
+    for source, method, path in SHARED:
+        item = sources[source]["paths"][path]
+        operation = copy.deepcopy(item[method])
+        # Path-level parameters apply to every method of the path; keep them with the operation.
+        if "parameters" in item:
+            operation["parameters"] = copy.deepcopy(item["parameters"]) + operation.get("parameters", [])
+        paths.setdefault(path, {})[method] = operation
+        for inner in refs(operation):
+            need(source, *inner)
+
+    for path, methods in mark(copy.deepcopy(EXTENSIONS)).items():
+        for method, operation in methods.items():
+            if method in paths.get(path, {}):
+                sys.exit(f"extension {method.upper()} {path} is also an epilot operation")
+            paths.setdefault(path, {})[method] = operation
+    for name, schema in EXTENSION_SCHEMAS.items():
+        if name in components.get("schemas", {}):
+            sys.exit(f"extension schema {name} collides with an epilot schema")
+        components.setdefault("schemas", {})[name] = schema
+
+    components["securitySchemes"] = {"EpilotAuth": {
+        "type": "http", "scheme": "bearer",
+        "description": "An erp-toolkit access token (`erpt_…`) or the deployment admin token; the "
+                       "scheme keeps epilot's name so operations copied from epilot refer to it.",
+    }}
+    for section in components:
+        components[section] = dict(sorted(components[section].items()))
+
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "erp-toolkit API",
+            "version": "1",
+            "description": "The operations erp-toolkit implements. Those shared with epilot are copied "
+                           "from epilot's OpenAPI documents (Integration Toolkit API "
+                           f"{sources['integration-toolkit']['info']['version']}, Webhooks "
+                           f"{sources['webhooks']['info']['version']}) by scripts/gen-openapi.py; "
+                           "erp-toolkit's own operations are marked `x-erp-toolkit-extension: true`.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"EpilotAuth": []}],
+        "paths": paths,
+        "components": components,
+    }
+
+
+def main():
+    text = json.dumps(generate(), indent=2, ensure_ascii=False) + "\n"
+    if sys.argv[1:] == ["--check"]:
+        if OUTPUT.read_text() != text:
+            sys.exit(f"{OUTPUT.relative_to(ROOT)} is out of date: run scripts/gen-openapi.py")
+        return
+    OUTPUT.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
