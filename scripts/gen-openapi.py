@@ -65,6 +65,10 @@ SHARED = [
     ("webhooks", "get", "/v1/webhooks/configs/{configId}"),
     ("webhooks", "put", "/v1/webhooks/configs/{configId}"),
     ("webhooks", "delete", "/v1/webhooks/configs/{configId}"),
+    ("webhooks", "post", "/v2/webhooks/configs/{configId}/events"),
+    ("webhooks", "get", "/v1/webhooks/configs/{configId}/events/{eventId}"),
+    ("webhooks", "post", "/v1/webhooks/configs/{configId}/events/{eventId}/replay"),
+    ("webhooks", "post", "/v1/webhooks/configs/{configId}/events/replay-batch"),
 ]
 
 ERROR = {
@@ -198,6 +202,76 @@ EXTENSIONS = {
         },
     }},
 }
+
+CONFIG_ID = {"name": "configId", "in": "path", "required": True, "schema": {"type": "string"}}
+ENV_KEY = {"name": "key", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.\\-]{0,127}$"}}
+RECOVER_TASK = {"type": "object", "required": ["task_id", "status", "total", "sent", "failed"],
+                "properties": {"task_id": {"type": "string"},
+                               "status": {"type": "string", "enum": ["running", "done"]},
+                               "total": {"type": "integer"}, "sent": {"type": "integer"},
+                               "failed": {"type": "integer"}}}
+ENV_VALUE = {"type": "object", "required": ["key", "type"], "properties": {
+    "key": {"type": "string"}, "type": {"type": "string", "enum": ["String", "SecretString"]},
+    "value": {"type": "string", "description": "`********` for SecretString"},
+    "updated_at": {"type": "string", "format": "date-time"}}}
+
+EXTENSIONS.update({
+    "/v1/webhooks/configs/{configId}/recover": {"post": {
+        "operationId": "recoverWebhookDeliveries",
+        "summary": "Re-send every failed delivery of the endpoint in a time window",
+        "description": "Runs in the background, rate-limited; answers the task id.",
+        "tags": ["erp-toolkit"],
+        "parameters": [CONFIG_ID],
+        "requestBody": json_body({"type": "object", "required": ["since"], "properties": {
+            "since": {"type": "string", "format": "date-time"},
+            "until": {"type": "string", "format": "date-time"}}}),
+        "responses": {
+            "202": ok("Recovery started", {"type": "object", "required": ["task_id"],
+                                           "properties": {"task_id": {"type": "string"}}}),
+            **AUTH_ERRORS,
+            "404": error("No such endpoint in the caller's organisation"),
+        },
+    }},
+    "/v1/webhooks/configs/{configId}/recover/{taskId}": {"get": {
+        "operationId": "getWebhookRecovery",
+        "summary": "Progress of a recovery",
+        "tags": ["erp-toolkit"],
+        "parameters": [CONFIG_ID, {"name": "taskId", "in": "path", "required": True,
+                                   "schema": {"type": "string"}}],
+        "responses": {"200": ok("Progress", RECOVER_TASK), **AUTH_ERRORS,
+                      "404": error("No such recovery")},
+    }},
+    "/v1/environments": {"get": {
+        "operationId": "listEnvironmentValues",
+        "summary": "The organisation's environment values (secrets masked)",
+        "tags": ["erp-toolkit"],
+        "responses": {"200": ok("Values", {"type": "object", "properties": {
+            "values": {"type": "array", "items": ENV_VALUE},
+            "missing_required": {"type": "array", "items": {"type": "object"}}}}),
+            **AUTH_ERRORS},
+    }},
+    "/v1/environments/{key}": {
+        "put": {
+            "operationId": "putEnvironmentValue",
+            "summary": "Set an environment value (SecretString values are encrypted at rest)",
+            "tags": ["erp-toolkit"],
+            "parameters": [ENV_KEY],
+            "requestBody": json_body({"type": "object", "required": ["value"], "properties": {
+                "value": {"type": "string"},
+                "type": {"type": "string", "enum": ["String", "SecretString"]}}}),
+            "responses": {"200": ok("Stored", ENV_VALUE), **AUTH_ERRORS},
+        },
+        "delete": {
+            "operationId": "deleteEnvironmentValue",
+            "summary": "Remove an environment value",
+            "tags": ["erp-toolkit"],
+            "parameters": [ENV_KEY],
+            "responses": {"200": ok("Removed", {"type": "object"}), **AUTH_ERRORS,
+                          "404": error("No such value")},
+        },
+    },
+})
 
 EXTENSION_SCHEMAS = {
     "ErpToolkitError": ERROR,

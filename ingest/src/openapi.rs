@@ -156,6 +156,11 @@ mod tests {
             "POST /v1/access-tokens",
             "DELETE /v1/access-tokens/{}",
             "POST /v1/webhooks/configs/{}/rotate-secret",
+            "POST /v1/webhooks/configs/{}/recover",
+            "GET /v1/webhooks/configs/{}/recover/{}",
+            "GET /v1/environments",
+            "PUT /v1/environments/{}",
+            "DELETE /v1/environments/{}",
         ]
         .into();
         for (method, path, operation) in operations(&document()) {
