@@ -21,11 +21,37 @@ pub async fn document() -> HttpResponse {
         .body(DOCUMENT)
 }
 
+/// The path of the first whole number too large for a 64-bit integer, if any.
+fn oversized_whole_number(value: &Value, at: String) -> Option<String> {
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() >= 9.2e18)
+            .map(|_| at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| oversized_whole_number(v, format!("{at}/{i}"))),
+        Value::Object(map) => map
+            .iter()
+            .find_map(|(k, v)| oversized_whole_number(v, format!("{at}/{k}"))),
+        _ => None,
+    }
+}
+
 /// Checks `value` against the schema `components/schemas/{name}` of the document, so what we
 /// store (and later answer) has the shape epilot's clients expect. `Err` names the place and
 /// the rule. A schema that does not exist or does not compile is a bug of ours, answered as
 /// such rather than letting every value through silently.
 pub fn check(name: &str, value: &Value) -> Result<(), String> {
+    if let Some(at) = oversized_whole_number(value, String::new()) {
+        // JSON Schema calls 8e25 an integer, but it only survives as a float and would be
+        // answered as `8.0e25`, which epilot's clients reject where an integer is due.
+        return Err(format!(
+            "{}: whole numbers must fit in 64 bits",
+            if at.is_empty() { "/" } else { &at }
+        ));
+    }
     static VALIDATORS: OnceLock<Mutex<HashMap<String, std::sync::Arc<jsonschema::Validator>>>> =
         OnceLock::new();
     let validators = VALIDATORS.get_or_init(|| Mutex::new(HashMap::new()));
@@ -186,6 +212,12 @@ mod tests {
             "status": "active"}]}});
         assert!(check(bad_date).is_err(), "formats are checked");
         assert!(super::check("NoSuchSchema", &serde_json::json!({})).is_err());
+        let huge: serde_json::Value = serde_json::from_str(
+            r#"{"environment_config": [{"key": "k", "label": "l", "type": "String", "order": 80750617926869735192920064}]}"#,
+        )
+        .expect("json");
+        let error = check(huge).expect_err("does not fit in 64 bits");
+        assert!(error.contains("/environment_config/0/order"), "{error}");
     }
 
     #[test]
