@@ -23,13 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
-use tracing::warn;
 
 use erp_runtime::Runtime;
 use erp_schemas::dead_letter::SourceCoordinates;
@@ -41,6 +38,7 @@ use crate::auth::Caller;
 use crate::body::{object, opt_bool, opt_string, read_optional_json};
 use crate::error::ApiError;
 use crate::state::ApiState;
+use crate::topic_index::{self, Fetcher};
 
 /// Most deliveries per page (epilot's maximum).
 const PAGE: usize = 25;
@@ -169,17 +167,11 @@ fn parse_time_key(key: &[u8]) -> Option<(String, i64, String)> {
     Some((config, i64::MAX - i64::from_be_bytes(time), event))
 }
 
-fn position_key(partition: i32) -> Vec<u8> {
-    let mut key = vec![b'p'];
-    key.extend_from_slice(&partition.to_be_bytes());
-    key
-}
-
 /// The index of the dispatcher's attempt spans, a reader for events by coordinates, and the
 /// recoveries in progress.
 pub struct AttemptLog {
     tree: sled::Tree,
-    fetcher: Mutex<BaseConsumer>,
+    fetcher: Fetcher,
     settings: AttemptLogSettings,
     /// Kept in memory: a recovery's progress is lost with the process (the tasks it wrote are
     /// not, they are in Kafka).
@@ -195,55 +187,30 @@ impl AttemptLog {
         settings: AttemptLogSettings,
     ) -> Result<(Arc<Self>, Vec<JoinHandle<()>>), ApiError> {
         let unavailable = |e: String| ApiError::unavailable("ATTEMPT_LOG_UNAVAILABLE", e);
-        let db = sled::open(dir).map_err(|e| unavailable(e.to_string()))?;
-        let tree = db
-            .open_tree("attempts")
-            .map_err(|e| unavailable(e.to_string()))?;
+        let tree = topic_index::open_tree(dir, "attempts").map_err(unavailable)?;
         let topic = runtime.kafka.topics.monitoring();
-        let consumer: StreamConsumer = runtime
-            .kafka
-            .reader("erp-toolkit-attempt-log")
-            .map_err(|e| unavailable(e.to_string()))?;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(|e| unavailable(e.to_string()))?;
-        let mut assignment = TopicPartitionList::new();
-        for partition in metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        {
-            let next = tree
-                .get(position_key(partition))
-                .ok()
-                .flatten()
-                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-                .map(i64::from_be_bytes);
-            assignment
-                .add_partition_offset(
-                    &topic,
-                    partition,
-                    next.map_or(Offset::Beginning, Offset::Offset),
-                )
-                .map_err(|e| unavailable(e.to_string()))?;
-        }
-        consumer
-            .assign(&assignment)
-            .map_err(|e| unavailable(e.to_string()))?;
-        let fetcher: BaseConsumer = runtime
-            .kafka
-            .reader_config("erp-toolkit-attempt-fetch")
-            .create()
-            .map_err(|e| unavailable(e.to_string()))?;
+        let consumer = topic_index::follower(runtime, &tree, &topic, "erp-toolkit-attempt-log")
+            .map_err(unavailable)?;
+        let fetcher = Fetcher::new(runtime, "erp-toolkit-attempt-fetch").map_err(unavailable)?;
         let log = Arc::new(Self {
             tree,
-            fetcher: Mutex::new(fetcher),
+            fetcher,
             settings,
             recoveries: Mutex::new(HashMap::new()),
         });
         let follow = {
             let log = Arc::clone(&log);
-            tokio::spawn(async move { log.follow(consumer).await })
+            tokio::spawn(async move {
+                topic_index::follow(consumer, &log.tree, "attempt log", |message, batch| {
+                    if let Some(span) = message
+                        .payload()
+                        .and_then(|p| serde_json::from_slice::<MonitoringSpan>(p).ok())
+                    {
+                        log.fold(&span, batch);
+                    }
+                })
+                .await
+            })
         };
         let prune = {
             let log = Arc::clone(&log);
@@ -258,33 +225,6 @@ impl AttemptLog {
             })
         };
         Ok((log, vec![follow, prune]))
-    }
-
-    async fn follow(&self, consumer: StreamConsumer) {
-        loop {
-            let message = match consumer.recv().await {
-                Ok(message) => message,
-                Err(error) => {
-                    warn!(%error, "reading erp.monitoring for the attempt log failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            let mut batch = sled::Batch::default();
-            if let Some(span) = message
-                .payload()
-                .and_then(|p| serde_json::from_slice::<MonitoringSpan>(p).ok())
-            {
-                self.fold(&span, &mut batch);
-            }
-            batch.insert(
-                position_key(message.partition()),
-                (message.offset() + 1).to_be_bytes().to_vec(),
-            );
-            if let Err(error) = self.tree.apply_batch(batch) {
-                warn!(%error, "attempt log index write failed");
-            }
-        }
     }
 
     /// Folds a delivery span into its row (other spans are ignored).
@@ -424,30 +364,12 @@ impl AttemptLog {
 
     /// Reads the record at `source` from Kafka as text (blocking; run off the async threads).
     fn fetch(&self, source: &SourceCoordinates) -> Option<String> {
-        let fetcher = self.fetcher.lock().ok()?;
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(
-                &source.topic,
-                source.partition,
-                Offset::Offset(source.offset),
-            )
-            .ok()?;
-        fetcher.assign(&assignment).ok()?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            match fetcher.poll(Duration::from_millis(200)) {
-                Some(Ok(message)) if message.offset() == source.offset => {
-                    return message
-                        .payload()
-                        .map(|p| String::from_utf8_lossy(p).into_owned());
-                }
-                // Expired: the next record is already past it.
-                Some(Ok(message)) if message.offset() > source.offset => return None,
-                _ => {}
-            }
-        }
-        None
+        let message = self
+            .fetcher
+            .fetch(&source.topic, source.partition, source.offset)?;
+        message
+            .payload()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
     }
 
     async fn fetch_async(self: &Arc<Self>, source: Option<SourceCoordinates>) -> Option<String> {

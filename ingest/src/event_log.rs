@@ -8,17 +8,13 @@
 //! rebuilt by deleting it. An event whose record has left the topic (retention) is answered from
 //! the index with `payload_unavailable: true`.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
 
 use erp_runtime::Runtime;
 use erp_runtime::config_view::Route;
@@ -29,6 +25,7 @@ use crate::auth::Caller;
 use crate::body::{object, opt_string, read_json};
 use crate::error::ApiError;
 use crate::state::ApiState;
+use crate::topic_index::{self, Fetcher};
 
 /// Most events per query page (epilot's maximum).
 const PAGE: usize = 25;
@@ -69,17 +66,11 @@ fn id_key(event_id: &str) -> Vec<u8> {
     key
 }
 
-fn position_key(partition: i32) -> Vec<u8> {
-    let mut key = vec![b'p'];
-    key.extend_from_slice(&partition.to_be_bytes());
-    key
-}
-
 /// The index of `erp.inbound.events`, and a reader for fetching events by coordinates.
 pub struct EventLog {
     tree: sled::Tree,
     topic: String,
-    fetcher: Mutex<BaseConsumer>,
+    fetcher: Fetcher,
 }
 
 impl EventLog {
@@ -89,97 +80,50 @@ impl EventLog {
         dir: &std::path::Path,
     ) -> Result<(Arc<Self>, JoinHandle<()>), ApiError> {
         let unavailable = |e: String| ApiError::unavailable("EVENT_LOG_UNAVAILABLE", e);
-        let db = sled::open(dir).map_err(|e| unavailable(e.to_string()))?;
-        let tree = db
-            .open_tree("inbound")
-            .map_err(|e| unavailable(e.to_string()))?;
+        let tree = topic_index::open_tree(dir, "inbound").map_err(unavailable)?;
         let topic = runtime.kafka.topics.inbound_events();
-        let consumer: StreamConsumer = runtime
-            .kafka
-            .reader("erp-toolkit-event-log")
-            .map_err(|e| unavailable(e.to_string()))?;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(|e| unavailable(e.to_string()))?;
-        let mut assignment = TopicPartitionList::new();
-        for partition in metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        {
-            let next = tree
-                .get(position_key(partition))
-                .ok()
-                .flatten()
-                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-                .map(i64::from_be_bytes);
-            let offset = next.map_or(Offset::Beginning, Offset::Offset);
-            assignment
-                .add_partition_offset(&topic, partition, offset)
-                .map_err(|e| unavailable(e.to_string()))?;
-        }
-        consumer
-            .assign(&assignment)
-            .map_err(|e| unavailable(e.to_string()))?;
-        let fetcher: BaseConsumer = runtime
-            .kafka
-            .reader_config("erp-toolkit-event-fetch")
-            .create()
-            .map_err(|e| unavailable(e.to_string()))?;
+        let consumer = topic_index::follower(runtime, &tree, &topic, "erp-toolkit-event-log")
+            .map_err(unavailable)?;
+        let fetcher = Fetcher::new(runtime, "erp-toolkit-event-fetch").map_err(unavailable)?;
         let log = Arc::new(Self {
             tree,
             topic,
-            fetcher: Mutex::new(fetcher),
+            fetcher,
         });
         let task = {
             let log = Arc::clone(&log);
-            tokio::spawn(async move { log.follow(consumer).await })
+            tokio::spawn(async move {
+                topic_index::follow(consumer, &log.tree, "event log", |message, batch| {
+                    log.index(message, batch)
+                })
+                .await
+            })
         };
         Ok((log, task))
     }
 
-    async fn follow(&self, consumer: StreamConsumer) {
-        let mut indexed = 0u64;
-        loop {
-            let message = match consumer.recv().await {
-                Ok(message) => message,
-                Err(error) => {
-                    warn!(%error, "reading erp.inbound.events for the event log failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            let (partition, offset) = (message.partition(), message.offset());
-            let mut batch = sled::Batch::default();
-            if let Some(Ok(record)) = message
-                .payload()
-                .map(serde_json::from_slice::<InboundEventRecord>)
-            {
-                let entry = Entry {
-                    event_id: record.event_id.clone(),
-                    org_id: record.org_id.clone(),
-                    partition,
-                    offset,
-                    received_at: record.received_at,
-                    correlation_id: record.correlation_id.clone(),
-                    event_name: record.event_name.clone(),
-                    use_case_slug: record.use_case_slug.clone(),
-                    event_type: record.event_type.clone(),
-                };
-                let key = time_key(&record.integration_id, record.received_at, &record.event_id);
-                if let Ok(value) = serde_json::to_vec(&entry) {
-                    batch.insert(id_key(&record.event_id), key.clone());
-                    batch.insert(key, value);
-                }
-            }
-            batch.insert(position_key(partition), (offset + 1).to_be_bytes().to_vec());
-            if let Err(error) = self.tree.apply_batch(batch) {
-                warn!(%error, "event log index write failed");
-            }
-            indexed += 1;
-            if indexed.is_multiple_of(10_000) {
-                info!(indexed, "event log indexed");
-            }
+    fn index(&self, message: &rdkafka::message::BorrowedMessage<'_>, batch: &mut sled::Batch) {
+        let Some(Ok(record)) = message
+            .payload()
+            .map(serde_json::from_slice::<InboundEventRecord>)
+        else {
+            return;
+        };
+        let entry = Entry {
+            event_id: record.event_id.clone(),
+            org_id: record.org_id.clone(),
+            partition: message.partition(),
+            offset: message.offset(),
+            received_at: record.received_at,
+            correlation_id: record.correlation_id.clone(),
+            event_name: record.event_name.clone(),
+            use_case_slug: record.use_case_slug.clone(),
+            event_type: record.event_type.clone(),
+        };
+        let key = time_key(&record.integration_id, record.received_at, &record.event_id);
+        if let Ok(value) = serde_json::to_vec(&entry) {
+            batch.insert(id_key(&record.event_id), key.clone());
+            batch.insert(key, value);
         }
     }
 
@@ -192,31 +136,11 @@ impl EventLog {
 
     /// Reads the records at `coordinates` from Kafka (blocking; run off the async threads).
     fn fetch(&self, coordinates: &[(i32, i64)]) -> Vec<Option<InboundEventRecord>> {
-        let Ok(fetcher) = self.fetcher.lock() else {
-            return vec![None; coordinates.len()];
-        };
         coordinates
             .iter()
             .map(|&(partition, offset)| {
-                let mut assignment = TopicPartitionList::new();
-                assignment
-                    .add_partition_offset(&self.topic, partition, Offset::Offset(offset))
-                    .ok()?;
-                fetcher.assign(&assignment).ok()?;
-                let deadline = std::time::Instant::now() + Duration::from_secs(5);
-                while std::time::Instant::now() < deadline {
-                    match fetcher.poll(Duration::from_millis(200)) {
-                        Some(Ok(message)) if message.offset() == offset => {
-                            return message
-                                .payload()
-                                .and_then(|p| serde_json::from_slice(p).ok());
-                        }
-                        // Compacted or expired: the next record is already past it.
-                        Some(Ok(message)) if message.offset() > offset => return None,
-                        _ => {}
-                    }
-                }
-                None
+                let message = self.fetcher.fetch(&self.topic, partition, offset)?;
+                serde_json::from_slice(message.payload()?).ok()
             })
             .collect()
     }

@@ -22,6 +22,7 @@ pub mod rate_limit;
 pub mod simulation;
 pub mod state;
 pub mod tokens;
+pub mod topic_index;
 pub mod use_cases;
 pub mod webhooks;
 
