@@ -35,7 +35,7 @@ use erp_schemas::monitoring::{Level, MonitoringSpan};
 use erp_schemas::timestamp::{format_millis, millis_of, now_millis, parse_rfc3339};
 
 use crate::auth::Caller;
-use crate::body::{object, opt_bool, opt_string, read_optional_json};
+use crate::body::{id_list, object, opt_bool, opt_string, read_optional_json};
 use crate::error::ApiError;
 use crate::state::ApiState;
 use crate::topic_index::{self, Fetcher};
@@ -697,21 +697,7 @@ pub async fn replay_batch(
         .await?
         .unwrap_or_else(|| json!({}));
     let fields = object(&body, "request body")?;
-    let ids: Vec<String> = match fields.get("eventIds") {
-        Some(Value::Array(ids)) if (1..=MAX_REPLAY).contains(&ids.len()) => ids
-            .iter()
-            .map(|id| {
-                id.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ApiError::bad_request("eventIds must hold strings"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "eventIds must be an array of 1 to {MAX_REPLAY} ids"
-            )));
-        }
-    };
+    let ids = id_list(fields, "eventIds", MAX_REPLAY)?;
     let reapply = opt_bool(fields, "", "reapply_transform")?.unwrap_or(false);
     endpoint(&state, &caller, &config_id)?;
     let mut replayed = Vec::new();

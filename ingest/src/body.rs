@@ -139,6 +139,23 @@ pub fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// A required array of 1 to `max` strings (the ids of a replay request).
+pub fn id_list(map: &Map<String, Value>, key: &str, max: usize) -> Result<Vec<String>, ApiError> {
+    match map.get(key) {
+        Some(Value::Array(ids)) if (1..=max).contains(&ids.len()) => ids
+            .iter()
+            .map(|id| {
+                id.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| ApiError::bad_request(format!("{key} must hold strings")))
+            })
+            .collect(),
+        _ => Err(ApiError::bad_request(format!(
+            "{key} must be an array of 1 to {max} ids"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use erp_schemas::inbound::InboundEventRecord;
 use erp_schemas::timestamp::{format_millis, now_millis, parse_rfc3339};
 
 use crate::auth::Caller;
-use crate::body::{object, opt_string, read_json};
+use crate::body::{id_list, object, opt_string, read_json};
 use crate::error::ApiError;
 use crate::state::ApiState;
 use crate::topic_index::{self, Fetcher};
@@ -334,21 +334,7 @@ pub async fn replay(
     let log = event_log(&state)?;
     let body = read_json(body, state.body_limit).await?;
     let fields = object(&body, "request body")?;
-    let ids: Vec<String> = match fields.get("event_ids") {
-        Some(Value::Array(ids)) if (1..=MAX_REPLAY).contains(&ids.len()) => ids
-            .iter()
-            .map(|id| {
-                id.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ApiError::bad_request("event_ids must hold strings"))
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "event_ids must be an array of 1 to {MAX_REPLAY} ids"
-            )));
-        }
-    };
+    let ids = id_list(fields, "event_ids", MAX_REPLAY)?;
     let config = state.view().snapshot();
     if config
         .integration(&caller.org_id, &integration_id)
