@@ -891,6 +891,21 @@ impl Worker {
         Ok(())
     }
 
+    /// Encodes `value` as JSON and hands it to the producer; its delivery is awaited with the
+    /// rest of the batch.
+    async fn enqueue<T: serde::Serialize>(
+        &self,
+        what: &'static str,
+        topic: &str,
+        key: &str,
+        value: &T,
+        deliveries: &mut Vec<rdkafka::producer::DeliveryFuture>,
+    ) -> Result<(), ProcessorError> {
+        let bytes = erp_schemas::error::encode(what, value)?;
+        deliveries.push(kafka::enqueue(&self.producer, topic, key, &bytes).await?);
+        Ok(())
+    }
+
     async fn write(
         &self,
         input: &Input,
@@ -908,16 +923,14 @@ impl Worker {
         } = outcome
         {
             let event = outcome::core_event(record, use_case, result, &input.source);
-            let bytes = erp_schemas::error::encode("core event", &event)?;
-            deliveries.push(
-                kafka::enqueue(
-                    &self.producer,
-                    &self.topics.core_events(),
-                    &record.key(),
-                    &bytes,
-                )
-                .await?,
-            );
+            self.enqueue(
+                "core event",
+                &self.topics.core_events(),
+                &record.key(),
+                &event,
+                deliveries,
+            )
+            .await?;
         }
         if let Outcome::Outbound { head, results } = outcome {
             let value = String::from_utf8_lossy(input.message.payload().unwrap_or_default());
@@ -929,87 +942,84 @@ impl Worker {
                 ack,
             } = outcome::outbound_records(head, results, &input.source, key.as_deref(), &value);
             if let Some(ack) = ack {
-                let bytes = erp_schemas::error::encode("ACK tracking record", &ack)?;
-                deliveries.push(
-                    kafka::enqueue(&self.producer, &self.topics.acks(), &ack.ack_id, &bytes)
-                        .await?,
-                );
+                self.enqueue(
+                    "ACK tracking record",
+                    &self.topics.acks(),
+                    &ack.ack_id,
+                    &ack,
+                    deliveries,
+                )
+                .await?;
             }
             // Keyed like the platform event (its trigger entity), so per-entity order holds.
             let event_key = key.clone().unwrap_or_else(|| head.event_id.clone());
             for event in events {
-                let bytes = erp_schemas::error::encode("core event", &event)?;
-                deliveries.push(
-                    kafka::enqueue(
-                        &self.producer,
-                        &self.topics.core_events(),
-                        &event_key,
-                        &bytes,
-                    )
-                    .await?,
-                );
+                self.enqueue(
+                    "core event",
+                    &self.topics.core_events(),
+                    &event_key,
+                    &event,
+                    deliveries,
+                )
+                .await?;
             }
             // Keyed by integration: one integration's stream is one ordered partition.
             for item in poll_items {
-                let bytes = erp_schemas::error::encode("poll item", &item)?;
-                deliveries.push(
-                    kafka::enqueue(
-                        &self.producer,
-                        &self.topics.outbound_poll(),
-                        &item.integration_id,
-                        &bytes,
-                    )
-                    .await?,
-                );
+                self.enqueue(
+                    "poll item",
+                    &self.topics.outbound_poll(),
+                    &item.integration_id,
+                    &item,
+                    deliveries,
+                )
+                .await?;
             }
             for span in spans {
-                let bytes = erp_schemas::error::encode("monitoring span", &span)?;
-                deliveries.push(
-                    kafka::enqueue(
-                        &self.producer,
-                        &self.topics.monitoring(),
-                        &span.integration_id,
-                        &bytes,
-                    )
-                    .await?,
-                );
+                self.enqueue(
+                    "monitoring span",
+                    &self.topics.monitoring(),
+                    &span.integration_id,
+                    &span,
+                    deliveries,
+                )
+                .await?;
             }
             for letter in letters {
-                let bytes = erp_schemas::error::encode("dead letter", &letter)?;
-                deliveries.push(
-                    kafka::enqueue(&self.producer, &self.topics.dlq(), &event_key, &bytes).await?,
-                );
+                self.enqueue(
+                    "dead letter",
+                    &self.topics.dlq(),
+                    &event_key,
+                    &letter,
+                    deliveries,
+                )
+                .await?;
             }
             return Ok(());
         }
         let wanted = self.settings.success_spans || !matches!(outcome, Outcome::Mapped { .. });
         if let Some(span) = outcome::span(outcome, &input.source).filter(|_| wanted) {
-            let bytes = erp_schemas::error::encode("monitoring span", &span)?;
-            deliveries.push(
-                kafka::enqueue(
-                    &self.producer,
-                    &self.topics.monitoring(),
-                    &span.integration_id,
-                    &bytes,
-                )
-                .await?,
-            );
+            self.enqueue(
+                "monitoring span",
+                &self.topics.monitoring(),
+                &span.integration_id,
+                &span,
+                deliveries,
+            )
+            .await?;
         }
         let value =
             String::from_utf8_lossy(input.message.payload().unwrap_or_default()).into_owned();
         if let Some(letter) =
             outcome::dead_letter(outcome, input.source.clone(), key.clone(), value)
         {
-            let bytes = erp_schemas::error::encode("dead letter", &letter)?;
-            deliveries.push(
-                kafka::enqueue(
-                    &self.producer,
-                    &self.topics.dlq(),
-                    key.as_deref().unwrap_or_default(),
-                    &bytes,
-                )
-                .await?,
-            );
+            self.enqueue(
+                "dead letter",
+                &self.topics.dlq(),
+                key.as_deref().unwrap_or_default(),
+                &letter,
+                deliveries,
+            )
+            .await?;
         }
         Ok(())
     }
