@@ -28,10 +28,8 @@ async fn runtime(kafka: &KafkaArgs, shutdown: CancellationToken) -> anyhow::Resu
 /// `erp-toolkit ingest`
 pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
-    let (view, view_task) = ConfigView::start(&runtime, "ingest").await?;
-    let view = view.with_secrets(crate::cli::load_secrets(
-        args.api.secrets_key_file.as_deref(),
-    )?);
+    let secrets = crate::cli::load_secrets(args.api.secrets_key_file.as_deref())?;
+    let (view, view_task) = ConfigView::start(&runtime, "ingest", secrets).await?;
     crate::cli::check_secrets(&view).await?;
     let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
     let (acks, ack_tasks) =
@@ -111,7 +109,8 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
 /// `erp-toolkit processor`
 pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
-    let (view, view_task) = ConfigView::start(&runtime, "processor").await?;
+    // The processor neither signs nor authenticates: it has no use for webhook secrets.
+    let (view, view_task) = ConfigView::start(&runtime, "processor", None).await?;
     let (address, server) = health::serve_ops(
         &args.listen,
         runtime.metrics.clone(),
@@ -137,8 +136,8 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
         )?));
     }
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
-    let (view, view_task) = ConfigView::start(&runtime, "dispatcher").await?;
-    let view = view.with_secrets(crate::cli::load_secrets(args.secrets_key_file.as_deref())?);
+    let secrets = crate::cli::load_secrets(args.secrets_key_file.as_deref())?;
+    let (view, view_task) = ConfigView::start(&runtime, "dispatcher", secrets).await?;
     crate::cli::check_secrets(&view).await?;
     let (address, server) = health::serve_ops(
         &args.listen,

@@ -136,12 +136,12 @@ impl Standalone {
             shutdown: shutdown.clone(),
         };
 
-        let (view, view_task) = ConfigView::start(&runtime, "standalone").await?;
         let secrets_key_file = match &options.secrets_key_file {
             Some(path) => path.clone(),
             None => secrets_key(&data_dir)?,
         };
-        let view = view.with_secrets(crate::cli::load_secrets(Some(&secrets_key_file))?);
+        let secrets = crate::cli::load_secrets(Some(&secrets_key_file))?;
+        let (view, view_task) = ConfigView::start(&runtime, "standalone", secrets).await?;
         if let Err(error) = crate::cli::check_secrets(&view).await {
             // Nothing else started yet but the fold and the broker: stop them before failing.
             view_task.abort();

@@ -1,7 +1,8 @@
 //! End-to-end tests of organisation environments: values through `/v1/environments`, secrets
 //! encrypted at rest in `erp.config`, `{{env.*}}` resolved at send time in an endpoint's url and
-//! API key, an unknown variable dead-lettered by name, `env_var_ref` in an inbound mapping, a
-//! restart on the same data directory, and a wrong secrets key refused at start. Waits are
+//! API key, an unknown variable dead-lettered by name, `env_var_ref` in an inbound mapping,
+//! webhook signing secrets and auth credentials encrypted in `erp.config` too, a restart on the
+//! same data directory, and a wrong secrets key refused at start. Waits are
 //! bounded by generous limits; nothing asserts how long anything took.
 
 mod common;
@@ -17,6 +18,38 @@ use erp_toolkit::receiver::Receiver;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "k3y-of-the-erp-9f2c";
+/// The basic-auth password of an endpoint that holds its credential directly.
+const PASSWORD: &str = "pa55-of-the-erp-71d0";
+
+/// An endpoint with its credential in its own configuration (no environment); returns its
+/// signing secret.
+async fn direct_endpoint(h: &Harness, receiver: &Receiver) -> String {
+    let (status, answer) = h
+        .post(
+            "/v1/webhooks/configs",
+            json!({"name": "direct", "eventName": "event_InboundEventMapped",
+                   "url": format!("{}", receiver.url()),
+                   "auth": {"authType": "BASIC",
+                            "basicAuthConfig": {"username": "erp", "password": PASSWORD}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(!answer.to_string().contains(PASSWORD), "{answer}");
+    answer["signingSecret"]
+        .as_str()
+        .expect("signing secret shown once")
+        .to_owned()
+}
+
+/// The basic credentials the endpoint of [`direct_endpoint`] must send.
+fn basic_header() -> String {
+    use base64::Engine;
+    let pair = format!("erp:{PASSWORD}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
 
 async fn put_env(h: &Harness, key: &str, value: &str, kind: &str) -> (StatusCode, Value) {
     h.call(
@@ -142,8 +175,12 @@ async fn environments_resolve_everywhere_and_secrets_stay_encrypted() {
     let receiver = Receiver::start("127.0.0.1:0", None, false)
         .await
         .expect("receiver");
+    let direct_receiver = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
     let h = Harness::start(&dir.path().join("data")).await;
     let (integration_id, bad_webhook) = configure(&h, &receiver).await;
+    let signing_secret = direct_endpoint(&h, &direct_receiver).await;
 
     // Reads mask secrets and list required declarations without a value.
     let (status, listed) = h.get("/v1/environments").await;
@@ -178,6 +215,14 @@ async fn environments_resolve_everywhere_and_secrets_stay_encrypted() {
         .join("\n");
     assert!(raw.contains("erpenc:v1:"), "secret stored encrypted");
     assert!(!raw.contains(SECRET), "no clear-text secret in erp.config");
+    assert!(
+        !raw.contains(PASSWORD),
+        "no clear-text auth credential in erp.config"
+    );
+    assert!(
+        !raw.contains(&signing_secret),
+        "no clear-text signing secret in erp.config"
+    );
 
     // Delivery: url and API key from the environment; the mapping reads `env_var_ref`, and a
     // secret reads as missing there.
@@ -216,6 +261,16 @@ async fn environments_resolve_everywhere_and_secrets_stay_encrypted() {
         .await
         .expect("delivered after restart");
     assert_eq!(delivery.header("x-api-key"), Some("rotated-key"));
+    // The endpoint with its own credential: decrypted from the log again, it signs with the
+    // secret shown at creation and authenticates with its password.
+    let direct = delivered(&direct_receiver, "M-3")
+        .await
+        .expect("delivered to the direct endpoint after restart");
+    assert!(direct.verify(&signing_secret), "signature verifies");
+    assert_eq!(
+        direct.header("authorization"),
+        Some(basic_header().as_str())
+    );
     h.standalone.stop().await.expect("stops");
 
     // Another key: refused at start, naming the key ids.

@@ -414,6 +414,7 @@ mod tests {
             signing_secret: signing::new_secret(),
             previous_secrets: Vec::new(),
             revision: 0,
+            unreadable: None,
         }
     }
 

@@ -42,11 +42,7 @@ impl ConfigError {
 pub const MASK: &str = "********";
 
 /// The secrets inside `auth`: (config object, field).
-pub const SECRET_FIELDS: [(&str, &str); 3] = [
-    ("basicAuthConfig", "password"),
-    ("apiKeyConfig", "keyValue"),
-    ("oauthConfig", "clientSecret"),
-];
+pub use erp_schemas::config::AUTH_SECRET_FIELDS as SECRET_FIELDS;
 
 /// Headers a user may not set: the request's framing and signature, what proxies and the
 /// platform set, hop-by-hop and conditional headers. Lower case.

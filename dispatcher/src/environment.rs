@@ -139,6 +139,7 @@ mod tests {
             signing_secret: "whsec_x".into(),
             previous_secrets: Vec::new(),
             revision: 3,
+            unreadable: None,
         }
     }
 

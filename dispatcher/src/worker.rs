@@ -879,6 +879,14 @@ impl Core {
         mut job: Job,
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<Outcome, DispatcherError> {
+        // Secrets this process cannot decrypt (a key file without the key they were sealed
+        // with) would sign with ciphertext: dead-lettered, recoverable once the key is given.
+        if let Some(error) = &job.endpoint.unreadable {
+            let message = error.to_string();
+            return self
+                .fail_unsent(job, "WEBHOOK_SECRET_UNREADABLE", message, out)
+                .await;
+        }
         // Integration environments: `{{env.*}}` references resolved at send time; a missing
         // variable fails the delivery, naming it (spec §8.2).
         match crate::environment::resolve(&self.view, &job.endpoint) {

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::Runtime;
+use crate::config_secrets::Unreadable;
 use crate::environment::{EnvEntry, EnvError};
 use crate::error::RuntimeError;
 use crate::kafka;
@@ -43,6 +44,9 @@ pub struct WebhookEntry {
     /// Secrets of a rotation still in its grace period.
     pub previous_secrets: Vec<erp_schemas::config::PreviousSecret>,
     pub revision: i64,
+    /// Why this process could not decrypt the endpoint's secrets (they are still sealed), if
+    /// it could not: such an endpoint must not be used to sign or authenticate.
+    pub unreadable: Option<SecretsError>,
 }
 
 impl WebhookEntry {
@@ -103,6 +107,25 @@ impl ConfigState {
         self.apply_change(&record.org_id, &record.at, record.change, offset);
     }
 
+    /// Applies one record as read from the log at `offset`: its webhook secrets decrypted with
+    /// `keyring`. Endpoints whose secrets do not decrypt are marked (see
+    /// [`WebhookEntry::unreadable`]) and returned.
+    pub fn apply_read(
+        &mut self,
+        mut record: ConfigRecord,
+        offset: i64,
+        keyring: Option<&Keyring>,
+    ) -> Vec<Unreadable> {
+        let unreadable = crate::config_secrets::reveal(&mut record, keyring);
+        self.apply(record, offset);
+        for u in &unreadable {
+            if let Some(entry) = self.webhooks.get_mut(&u.webhook_id) {
+                entry.unreadable = Some(u.error.clone());
+            }
+        }
+        unreadable
+    }
+
     fn apply_change(&mut self, org_id: &str, at: &str, change: ConfigChange, offset: i64) {
         let org_id = org_id.to_owned();
         match change {
@@ -158,6 +181,7 @@ impl ConfigState {
                     signing_secret,
                     previous_secrets,
                     revision: offset,
+                    unreadable: None,
                 };
                 self.webhooks.insert(entry.webhook.id.clone(), entry);
             }
@@ -244,6 +268,9 @@ impl ConfigState {
     /// Checks that `keyring` holds the key of every encrypted value, so a deployment started
     /// with the wrong key file fails at start, naming the key, rather than on each delivery.
     pub fn check_secrets(&self, keyring: Option<&Keyring>) -> Result<(), SecretsError> {
+        if let Some(error) = self.webhooks.values().find_map(|w| w.unreadable.clone()) {
+            return Err(error);
+        }
         for (_, _, entry) in self.all_environment_values() {
             if entry.value_type != erp_schemas::config::EnvValueType::SecretString {
                 continue;
@@ -418,12 +445,6 @@ impl ConfigView {
         }
     }
 
-    /// The same view, resolving secrets with `keyring`.
-    pub fn with_secrets(mut self, keyring: Option<Arc<Keyring>>) -> Self {
-        self.secrets = keyring;
-        self
-    }
-
     /// The deployment's secrets keys, if this process was given them.
     pub fn secrets(&self) -> Option<&Keyring> {
         self.secrets.as_deref()
@@ -464,6 +485,7 @@ impl ConfigView {
     pub async fn start(
         runtime: &Runtime,
         role: &str,
+        secrets: Option<Arc<Keyring>>,
     ) -> Result<(Self, JoinHandle<()>), RuntimeError> {
         let topic = runtime.kafka.topics.config();
         let consumer = Arc::new(
@@ -495,7 +517,7 @@ impl ConfigView {
             state: Arc::new(RwLock::new(Arc::new(ConfigState::default()))),
             applied,
             end_at_start,
-            secrets: None,
+            secrets: secrets.clone(),
         };
         let ready = runtime.readiness.flag(format!("{role}.config"));
         ready.set(end_at_start == 0);
@@ -528,7 +550,16 @@ impl ConfigView {
                             Ok(guard) => guard,
                             Err(poisoned) => poisoned.into_inner(),
                         };
-                        Arc::make_mut(&mut guard).apply(record, offset);
+                        let unreadable = Arc::make_mut(&mut guard).apply_read(
+                            record,
+                            offset,
+                            secrets.as_deref(),
+                        );
+                        for u in unreadable {
+                            // Names the endpoint and the key id, never a value.
+                            error!(offset, webhook_id = %u.webhook_id, error = %u.error,
+                                "webhook secrets do not decrypt; the endpoint cannot be used");
+                        }
                         applied_counter.inc();
                     }
                     Err(error) => {
@@ -579,8 +610,16 @@ impl ConfigWriter {
     }
 
     /// Appends a change and waits until this process's view has applied it.
+    /// Webhook secrets are encrypted on the way when the process has a secrets key.
     pub async fn append(&self, record: &ConfigRecord) -> Result<Arc<ConfigState>, RuntimeError> {
-        let bytes = erp_schemas::error::encode("configuration record", record)?;
+        let bytes = match self.view.secrets() {
+            Some(keyring) => {
+                let mut sealed = record.clone();
+                crate::config_secrets::seal(&mut sealed, keyring)?;
+                erp_schemas::error::encode("configuration record", &sealed)?
+            }
+            None => erp_schemas::error::encode("configuration record", record)?,
+        };
         let (_, offset) = kafka::send(&self.producer, &self.topic, record.key(), &bytes).await?;
         self.view
             .wait_applied(offset, Duration::from_secs(15))

@@ -15,6 +15,8 @@ pub enum RuntimeError {
     Timeout(String),
     #[error("cannot create topic {topic}: {message}")]
     TopicCreation { topic: String, message: String },
+    #[error("secrets: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
     #[error("shutting down")]
     ShuttingDown,
 }

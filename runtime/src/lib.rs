@@ -5,6 +5,7 @@
 //! Roles (`ingest`, `processor`, `dispatcher`) take a [`Runtime`] and never build these pieces
 //! themselves, so one deployment setting means the same thing in every role.
 
+pub mod config_secrets;
 pub mod config_view;
 pub mod environment;
 pub mod error;

@@ -136,6 +136,14 @@ impl WebhookEndpoint {
     }
 }
 
+/// The secrets inside a webhook endpoint's `auth` object: (config object, field). They are
+/// masked in API answers and encrypted in the configuration log like the signing secret.
+pub const AUTH_SECRET_FIELDS: [(&str, &str); 3] = [
+    ("basicAuthConfig", "password"),
+    ("apiKeyConfig", "keyValue"),
+    ("oauthConfig", "clientSecret"),
+];
+
 /// A signing secret replaced by a rotation: deliveries carry a `v1` signature with it too until
 /// `valid_until`, so receivers can switch secrets without rejecting anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

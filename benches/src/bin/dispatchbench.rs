@@ -173,7 +173,7 @@ async fn dispatch(
         readiness: Readiness::new(),
         shutdown: Default::default(),
     };
-    let (view, view_task) = ConfigView::start(&runtime, "dispatchbench").await?;
+    let (view, view_task) = ConfigView::start(&runtime, "dispatchbench", None).await?;
     view.wait_loaded(Duration::from_secs(60)).await?;
     let dispatcher = DispatcherSettings {
         group_id: format!("dispatchbench-{round}"),

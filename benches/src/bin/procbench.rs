@@ -290,7 +290,7 @@ async fn processor(
         readiness: Readiness::new(),
         shutdown: Default::default(),
     };
-    let (view, _view_task) = ConfigView::start(&runtime, "procbench").await?;
+    let (view, _view_task) = ConfigView::start(&runtime, "procbench", None).await?;
     while !runtime.readiness.is_ready() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
