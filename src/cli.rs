@@ -152,6 +152,13 @@ pub struct ApiArgs {
     /// `/v1/integrations/*/outbound/messages/*` to that one (the others answer 503).
     #[arg(long, env = "ERP_TOOLKIT_POLL_QUEUE", default_value_t = true, action = clap::ArgAction::Set)]
     pub poll_queue: bool,
+    /// Most deliveries a webhook recovery (`POST /v1/webhooks/configs/{id}/recover`) re-sends
+    /// per second.
+    #[arg(long, env = "ERP_TOOLKIT_RECOVER_RATE", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub recover_rate: u32,
+    /// Days a delivery stays in the webhook attempt log.
+    #[arg(long, env = "ERP_TOOLKIT_ATTEMPT_RETENTION_DAYS", default_value_t = 28)]
+    pub attempt_retention_days: u64,
 }
 
 impl ApiArgs {
@@ -174,6 +181,14 @@ impl ApiArgs {
             timeout,
             retention: std::time::Duration::from_secs(self.ack_retention_days * 24 * 3600),
             sweep_every: timeout.min(std::time::Duration::from_secs(30)),
+        }
+    }
+
+    /// Attempt log and recovery settings.
+    pub fn attempt_log_settings(&self) -> erp_ingest::attempt_log::AttemptLogSettings {
+        erp_ingest::attempt_log::AttemptLogSettings {
+            retention: std::time::Duration::from_secs(self.attempt_retention_days * 24 * 3600),
+            recover_rate: self.recover_rate,
         }
     }
 

@@ -57,6 +57,7 @@ async fn standalone(
         secrets_key_file: args.api.secrets_key_file.clone(),
         acks: args.api.ack_settings(),
         poll: args.api.poll_settings(),
+        attempt_log: args.api.attempt_log_settings(),
         processor: args.processing.settings(args.data_dir.join("processor")),
         dispatcher,
         ..StandaloneOptions::new(args.data_dir.clone())

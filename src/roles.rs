@@ -60,7 +60,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
             let (log, tasks) = erp_ingest::attempt_log::AttemptLog::start(
                 &runtime,
                 &dir.join("attempt-log"),
-                Default::default(),
+                args.api.attempt_log_settings(),
             )
             .map_err(|e| anyhow::anyhow!("attempt log: {e}"))?;
             (Some(log), tasks)
@@ -84,6 +84,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         signing_public_key: args.api.signing_public_key()?,
         poll,
     });
+    let recovery_tasks = erp_ingest::recovery::resume(&state);
     let (address, server) = crate::api::server(
         &args.listen,
         state,
@@ -102,6 +103,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         .chain(&poll_tasks)
         .chain(&event_log_task)
         .chain(&attempt_log_tasks)
+        .chain(&recovery_tasks)
         .for_each(|t| t.abort());
     Ok(())
 }

@@ -164,7 +164,7 @@ impl Standalone {
             options.attempt_log.clone(),
         )
         .map_err(|e| anyhow::anyhow!("attempt log: {e}"))?;
-        let ack_tasks = ack_tasks
+        let mut ack_tasks: Vec<JoinHandle<()>> = ack_tasks
             .into_iter()
             .chain(poll_tasks)
             .chain(std::iter::once(event_log_task))
@@ -187,6 +187,7 @@ impl Standalone {
             signing_public_key: Some(signing_key.public_key_pem()),
             poll: Some(poll),
         });
+        ack_tasks.extend(erp_ingest::recovery::resume(&state));
         let (http_address, server) = crate::api::server(
             &options.listen,
             state,

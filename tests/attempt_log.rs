@@ -259,10 +259,37 @@ async fn attempt_log_lists_filters_pages_and_replays() {
     h.standalone.stop().await.expect("stops");
 }
 
+/// Polls a recovery's progress until `done` holds for it; returns the last answer.
+async fn progress_until(
+    h: &Harness,
+    hook: &str,
+    task: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, progress) = h
+            .get(&format!("/v1/webhooks/configs/{hook}/recover/{task}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{progress}");
+        if done(&progress) || started.elapsed() > LIMIT {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_resends_the_failed_deliveries_of_a_window() {
+    const IDS: [&str; 8] = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"];
     let dir = tempfile::tempdir().expect("temp dir");
-    let h = Harness::start_with(fast_options(dir.path())).await;
+    // One delivery per second, so the recovery is still running when the API stops.
+    let slow = || {
+        let mut options = fast_options(dir.path());
+        options.attempt_log.recover_rate = 1;
+        options
+    };
+    let h = Harness::start_with(slow()).await;
     let receiver = Receiver::start("127.0.0.1:0", None, false)
         .await
         .expect("receiver");
@@ -274,14 +301,16 @@ async fn recover_resends_the_failed_deliveries_of_a_window() {
     .await;
     let since = erp_schemas::timestamp::now_rfc3339();
     receiver.respond_with(503);
-    for id in ["r1", "r2", "r3"] {
+    for id in IDS {
         send_addressed(&h, &hook, id).await;
     }
-    let failed = list_until(&h, &hook, json!({"status": "failed"}), |d| d.len() == 3).await;
-    assert_eq!(ids(&failed), ["r1", "r2", "r3"]);
+    let failed = list_until(&h, &hook, json!({"status": "failed"}), |d| {
+        d.len() == IDS.len()
+    })
+    .await;
+    assert_eq!(ids(&failed), IDS);
 
     receiver.respond_with(200);
-    let before = receiver.count();
     let (status, answer) = h
         .post(
             &format!("/v1/webhooks/configs/{hook}/recover"),
@@ -290,29 +319,36 @@ async fn recover_resends_the_failed_deliveries_of_a_window() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let task = answer["task_id"].as_str().expect("task id").to_owned();
-    let started = std::time::Instant::now();
-    let progress = loop {
-        let (status, progress) = h
-            .get(&format!("/v1/webhooks/configs/{hook}/recover/{task}"))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{progress}");
-        if progress["status"] == "done" || started.elapsed() > LIMIT {
-            break progress;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+
+    // Stop the whole standalone mid-way; the recovery resumes after the restart.
+    let midway = progress_until(&h, &hook, &task, |p| p["sent"].as_u64() >= Some(1)).await;
+    assert_eq!(midway["status"], "running", "{midway}");
+    h.standalone.stop().await.expect("stops");
+    let h = Harness::start_with(slow()).await;
+    let progress = progress_until(&h, &hook, &task, |p| p["status"] == "done").await;
     assert_eq!(
         progress,
-        json!({"task_id": task, "status": "done", "total": 3, "sent": 3, "failed": 0})
+        json!({"task_id": task, "status": "done", "total": IDS.len(), "sent": IDS.len(), "failed": 0})
     );
-    assert!(receiver.wait_for(before + 3, LIMIT).await, "recovered");
-    let resent = receiver.deliveries().into_iter().skip(before);
-    for delivery in resent {
-        assert!(delivery.webhook_id.starts_with("msg_r"));
-        assert!(delivery.verify(&secret));
+    // Every failed delivery succeeds, re-sent with its webhook-id and a valid signature (one
+    // written just before the stop may have been re-sent twice).
+    let healed = list_until(&h, &hook, json!({"status": "succeeded"}), |d| {
+        d.len() == IDS.len()
+    })
+    .await;
+    assert_eq!(ids(&healed), IDS);
+    let resent: Vec<_> = receiver
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.verify(&secret))
+        .map(|d| d.webhook_id)
+        .collect();
+    for id in IDS {
+        assert!(
+            resent.contains(&format!("msg_{id}")),
+            "{id} re-sent: {resent:?}"
+        );
     }
-    let healed = list_until(&h, &hook, json!({"status": "succeeded"}), |d| d.len() == 3).await;
-    assert_eq!(ids(&healed), ["r1", "r2", "r3"]);
 
     let (status, _) = h
         .get(&format!("/v1/webhooks/configs/{hook}/recover/unknown"))

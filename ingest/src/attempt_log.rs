@@ -18,8 +18,7 @@
 //! written to the dispatcher's first retry tier, so it is as durable as any retry and is sent
 //! by the same code with the same isolation (breaker, caps, safety).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -84,17 +83,17 @@ struct AttemptRow {
 
 /// One delivery: an event for an endpoint, with its latest status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Row {
-    org_id: String,
-    webhook_config_id: String,
-    event_id: String,
+pub(crate) struct Row {
+    pub(crate) org_id: String,
+    pub(crate) webhook_config_id: String,
+    pub(crate) event_id: String,
     event_name: String,
     url: String,
     http_method: String,
     webhook_id: String,
-    created_at: i64,
+    pub(crate) created_at: i64,
     updated_at: String,
-    status: String,
+    pub(crate) status: String,
     code: String,
     message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,20 +119,6 @@ impl Row {
             .max()
             .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
     }
-}
-
-/// A recovery's progress.
-#[derive(Debug, Clone, Serialize)]
-struct Progress {
-    #[serde(skip)]
-    org_id: String,
-    #[serde(skip)]
-    webhook_config_id: String,
-    task_id: String,
-    status: &'static str,
-    total: u64,
-    sent: u64,
-    failed: u64,
 }
 
 fn prefix(kind: u8, config_id: &str) -> Vec<u8> {
@@ -167,15 +152,14 @@ fn parse_time_key(key: &[u8]) -> Option<(String, i64, String)> {
     Some((config, i64::MAX - i64::from_be_bytes(time), event))
 }
 
-/// The index of the dispatcher's attempt spans, a reader for events by coordinates, and the
-/// recoveries in progress.
+/// The index of the dispatcher's attempt spans (recoveries are kept beside it, see
+/// [`crate::recovery`]), and a reader for events by coordinates.
 pub struct AttemptLog {
-    tree: sled::Tree,
+    pub(crate) tree: sled::Tree,
     fetcher: Fetcher,
-    settings: AttemptLogSettings,
-    /// Kept in memory: a recovery's progress is lost with the process (the tasks it wrote are
-    /// not, they are in Kafka).
-    recoveries: Mutex<HashMap<String, Progress>>,
+    pub(crate) settings: AttemptLogSettings,
+    /// Cancelled when the process stops: ends recoveries running in the background.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AttemptLog {
@@ -196,7 +180,7 @@ impl AttemptLog {
             tree,
             fetcher,
             settings,
-            recoveries: Mutex::new(HashMap::new()),
+            shutdown: runtime.shutdown.clone(),
         });
         let follow = {
             let log = Arc::clone(&log);
@@ -342,13 +326,17 @@ impl AttemptLog {
         pruned
     }
 
-    fn row(&self, config_id: &str, event_id: &str) -> Option<Row> {
+    pub(crate) fn row(&self, config_id: &str, event_id: &str) -> Option<Row> {
         let value = self.tree.get(row_key(config_id, event_id)).ok().flatten()?;
         serde_json::from_slice(&value).ok()
     }
 
     /// The rows of an endpoint, newest first, after the time key `after`.
-    fn rows(&self, config_id: &str, after: Option<Vec<u8>>) -> impl Iterator<Item = Row> + '_ {
+    pub(crate) fn rows(
+        &self,
+        config_id: &str,
+        after: Option<Vec<u8>>,
+    ) -> impl Iterator<Item = Row> + '_ {
         let start = after.unwrap_or_else(|| prefix(b't', config_id));
         let scope = prefix(b't', config_id);
         self.tree
@@ -443,7 +431,7 @@ fn webhook_event(row: &Row, event: Option<&str>, with_attempts: bool) -> Value {
     out
 }
 
-fn attempt_log(state: &ApiState) -> Result<Arc<AttemptLog>, ApiError> {
+pub(crate) fn attempt_log(state: &ApiState) -> Result<Arc<AttemptLog>, ApiError> {
     state.attempt_log.clone().ok_or_else(|| {
         ApiError::unavailable(
             "ATTEMPT_LOG_UNAVAILABLE",
@@ -453,7 +441,7 @@ fn attempt_log(state: &ApiState) -> Result<Arc<AttemptLog>, ApiError> {
 }
 
 /// The caller's endpoint, or 404 (also for another organisation's).
-fn endpoint(state: &ApiState, caller: &Caller, config_id: &str) -> Result<(), ApiError> {
+pub(crate) fn endpoint(state: &ApiState, caller: &Caller, config_id: &str) -> Result<(), ApiError> {
     state
         .view()
         .snapshot()
@@ -467,7 +455,11 @@ fn endpoint(state: &ApiState, caller: &Caller, config_id: &str) -> Result<(), Ap
         })
 }
 
-fn date(fields: &Map<String, Value>, path: &str, key: &str) -> Result<Option<i64>, ApiError> {
+pub(crate) fn date(
+    fields: &Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Result<Option<i64>, ApiError> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value
@@ -603,7 +595,7 @@ fn found(
 /// (a replay due now waits at most one first-tier delay behind tasks already there), and the
 /// tier consumer already does everything a delivery needs, durably and with the endpoint's
 /// isolation, so no second delivery path exists.
-async fn enqueue_replay(
+pub(crate) async fn enqueue_replay(
     state: &ApiState,
     log: &Arc<AttemptLog>,
     row: &Row,
@@ -712,93 +704,6 @@ pub async fn replay_batch(
         }
     }
     Ok(HttpResponse::Accepted().json(json!({"replayed_event_ids": replayed})))
-}
-
-/// `POST /v1/webhooks/configs/{configId}/recover {since, until?}` (our extension, after Svix
-/// "recover"): re-sends, in the background and at most `recover_rate` per second, every
-/// delivery of the endpoint created in the window whose latest status is `failed`, with the
-/// endpoint's current transform. Answers 202 `{task_id}`.
-pub async fn recover(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<String>,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let config_id = path.into_inner();
-    let log = attempt_log(&state)?;
-    let body = read_optional_json(body, state.body_limit)
-        .await?
-        .unwrap_or_else(|| json!({}));
-    let fields = object(&body, "request body")?;
-    let since = date(fields, "", "since")?
-        .ok_or_else(|| ApiError::bad_request("since is required (a date-time)"))?;
-    let until = date(fields, "", "until")?.unwrap_or(i64::MAX);
-    endpoint(&state, &caller, &config_id)?;
-    let rows: Vec<Row> = log
-        .rows(&config_id, None)
-        .take_while(|row| row.created_at >= since)
-        .filter(|row| {
-            row.org_id == caller.org_id && row.created_at <= until && row.status == "failed"
-        })
-        .collect();
-    let task_id = uuid::Uuid::new_v4().to_string();
-    let progress = Progress {
-        org_id: caller.org_id.clone(),
-        webhook_config_id: config_id.clone(),
-        task_id: task_id.clone(),
-        status: "running",
-        total: rows.len() as u64,
-        sent: 0,
-        failed: 0,
-    };
-    if let Ok(mut recoveries) = log.recoveries.lock() {
-        recoveries.insert(task_id.clone(), progress);
-    }
-    let pause = Duration::from_secs(1) / log.settings.recover_rate.max(1);
-    let id = task_id.clone();
-    let state = state.clone();
-    tokio::spawn(async move {
-        for row in rows {
-            let sent = enqueue_replay(&state, &log, &row, true).await.is_ok();
-            if let Ok(mut recoveries) = log.recoveries.lock()
-                && let Some(progress) = recoveries.get_mut(&id)
-            {
-                if sent {
-                    progress.sent += 1;
-                } else {
-                    progress.failed += 1;
-                }
-            }
-            tokio::time::sleep(pause).await;
-        }
-        if let Ok(mut recoveries) = log.recoveries.lock()
-            && let Some(progress) = recoveries.get_mut(&id)
-        {
-            progress.status = "done";
-        }
-    });
-    Ok(HttpResponse::Accepted().json(json!({"task_id": task_id})))
-}
-
-/// `GET /v1/webhooks/configs/{configId}/recover/{taskId}`: `{status, total, sent, failed}`.
-pub async fn recover_status(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (config_id, task_id) = path.into_inner();
-    let log = attempt_log(&state)?;
-    endpoint(&state, &caller, &config_id)?;
-    let progress = log
-        .recoveries
-        .lock()
-        .ok()
-        .and_then(|r| r.get(&task_id).cloned())
-        .filter(|p| p.org_id == caller.org_id && p.webhook_config_id == config_id)
-        .ok_or_else(|| {
-            ApiError::not_found("RECOVER_TASK_NOT_FOUND", format!("no recovery {task_id}"))
-        })?;
-    Ok(HttpResponse::Ok().json(progress))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod platform;
 pub mod poll;
 pub mod queue;
 pub mod rate_limit;
+pub mod recovery;
 pub mod simulation;
 pub mod state;
 pub mod tokens;
@@ -163,11 +164,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route(
             "/v1/webhooks/configs/{id}/recover",
-            web::post().to(attempt_log::recover),
+            web::post().to(recovery::recover),
         )
         .route(
             "/v1/webhooks/configs/{id}/recover/{task_id}",
-            web::get().to(attempt_log::recover_status),
+            web::get().to(recovery::status),
         );
 }
 
