@@ -69,6 +69,8 @@ SHARED = [
     ("webhooks", "get", "/v1/webhooks/configs/{configId}/events/{eventId}"),
     ("webhooks", "post", "/v1/webhooks/configs/{configId}/events/{eventId}/replay"),
     ("webhooks", "post", "/v1/webhooks/configs/{configId}/events/replay-batch"),
+    ("webhooks", "get", "/v1/webhooks/configs/{configId}/events"),
+    ("webhooks", "get", "/v1/webhooks/configured-events"),
 ]
 
 ERROR = {

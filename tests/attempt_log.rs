@@ -193,6 +193,37 @@ async fn attempt_log_lists_filters_pages_and_replays() {
     assert_eq!(seen.len(), 5);
     assert_eq!(ids(&seen), ["e1", "e2", "e3", "e4", "e5"]);
 
+    // The deprecated v1 listing: the same rows, its status filter and an opaque cursor.
+    let (status, v1) = h.get(&format!("/v1/webhooks/configs/{hook}/events")).await;
+    assert_eq!(status, StatusCode::OK, "{v1}");
+    assert_eq!(ids(v1["data"].as_array().expect("data")), ids(&seen));
+    assert!(v1.get("cursor").is_none(), "one page: {v1}");
+    let (status, v1) = h
+        .get(&format!("/v1/webhooks/configs/{hook}/events?status=failed"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v1}");
+    assert_eq!(ids(v1["data"].as_array().expect("data")), ["e5"]);
+    let (status, _) = h
+        .get(&format!(
+            "/v1/webhooks/configs/{hook}/events?cursor=not-ours"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = h.get("/v1/webhooks/configs/no-such-hook/events").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Events an endpoint can subscribe to, with this endpoint's.
+    let (status, events) = h.get("/v1/webhooks/configured-events").await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let names: Vec<&str> = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["eventName"].as_str())
+        .collect();
+    assert!(names.contains(&"event_InboundEventMapped"), "{events}");
+    assert!(names.contains(&"TestMessage"), "{events}");
+
     // Single replay: the same webhook-id, a valid signature, one more attempt.
     let before = receiver.count();
     let (status, answer) = h
@@ -336,7 +367,8 @@ async fn recover_resends_the_failed_deliveries_of_a_window() {
         d.len() == IDS.len()
     })
     .await;
-    assert_eq!(ids(&healed), IDS);
+    let all = list(&h, &hook, json!({})).await;
+    assert_eq!(ids(&healed), IDS, "{all}");
     let resent: Vec<_> = receiver
         .deliveries()
         .into_iter()

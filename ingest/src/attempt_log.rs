@@ -524,21 +524,54 @@ pub async fn list(
         Some(_) => return Err(ApiError::bad_request("cursor must be an object")),
     };
     endpoint(&state, &caller, &config_id)?;
+    let filter = Filter {
+        event_id,
+        status,
+        from,
+        to,
+    };
+    let (data, last, has_more) = page(&log, &caller, &config_id, &filter, after, limit).await;
+    let next_cursor = has_more
+        .then_some(last)
+        .flatten()
+        .map(|(created_at, event_id)| json!({"created_at": format_millis(created_at), "event_id": event_id}));
+    Ok(HttpResponse::Ok()
+        .json(json!({"data": data, "next_cursor": next_cursor, "has_more": has_more})))
+}
 
-    let candidates: Box<dyn Iterator<Item = Row>> = match &event_id {
-        Some(id) => Box::new(log.row(&config_id, id).into_iter()),
-        None => Box::new(log.rows(&config_id, after)),
+/// What a listing selects, beyond the endpoint and the organisation.
+#[derive(Default)]
+struct Filter {
+    event_id: Option<String>,
+    status: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+/// One page of an endpoint's deliveries, newest first, after the time key `after`: the
+/// `WebhookEvent`s, the (created_at, event_id) of the last one, and whether more follow.
+async fn page(
+    log: &Arc<AttemptLog>,
+    caller: &Caller,
+    config_id: &str,
+    filter: &Filter,
+    after: Option<Vec<u8>>,
+    limit: usize,
+) -> (Vec<Value>, Option<(i64, String)>, bool) {
+    let candidates: Box<dyn Iterator<Item = Row>> = match &filter.event_id {
+        Some(id) => Box::new(log.row(config_id, id).into_iter()),
+        None => Box::new(log.rows(config_id, after)),
     };
     let mut rows = Vec::new();
     let mut has_more = false;
     for row in candidates {
         // Newest first: past `from`, nothing older can match.
-        if from.is_some_and(|from| row.created_at < from) {
+        if filter.from.is_some_and(|from| row.created_at < from) {
             break;
         }
         if row.org_id != caller.org_id
-            || to.is_some_and(|to| row.created_at > to)
-            || status.as_ref().is_some_and(|s| *s != row.status)
+            || filter.to.is_some_and(|to| row.created_at > to)
+            || filter.status.as_ref().is_some_and(|s| *s != row.status)
         {
             continue;
         }
@@ -553,12 +586,57 @@ pub async fn list(
         let event = log.fetch_async(row.source.clone()).await;
         data.push(webhook_event(row, event.as_deref(), false));
     }
-    let next_cursor = has_more
-        .then(|| rows.last())
-        .flatten()
-        .map(|r| json!({"created_at": format_millis(r.created_at), "event_id": r.event_id}));
-    Ok(HttpResponse::Ok()
-        .json(json!({"data": data, "next_cursor": next_cursor, "has_more": has_more})))
+    let last = rows.last().map(|r| (r.created_at, r.event_id.clone()));
+    (data, last, has_more)
+}
+
+/// `GET /v1/webhooks/configs/{configId}/events[?status=&cursor=]` (deprecated by epilot in
+/// favour of the v2 listing, served for middleware written against it): pages of 25, the cursor
+/// an opaque base64 string.
+pub async fn list_v1(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let config_id = path.into_inner();
+    let log = attempt_log(&state)?;
+    let status = query.get("status").cloned();
+    if let Some(status) = &status
+        && !["succeeded", "failed", "in_progress"].contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "status must be succeeded, failed or in_progress",
+        ));
+    }
+    let bad_cursor = || ApiError::bad_request("cursor is not a cursor this API answered");
+    let after = match query.get("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(cursor) => {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(cursor.trim_end_matches('='))
+                .map_err(|_| bad_cursor())?;
+            let (time, id): (i64, String) =
+                serde_json::from_slice(&bytes).map_err(|_| bad_cursor())?;
+            Some(time_key(&config_id, time, &id))
+        }
+    };
+    endpoint(&state, &caller, &config_id)?;
+    let filter = Filter {
+        status,
+        ..Filter::default()
+    };
+    let (data, last, has_more) = page(&log, &caller, &config_id, &filter, after, PAGE).await;
+    let mut answer = json!({ "data": data });
+    if has_more
+        && let Some(last) = last
+        && let Ok(bytes) = serde_json::to_vec(&last)
+    {
+        answer["cursor"] = Value::String(URL_SAFE_NO_PAD.encode(bytes));
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `GET /v1/webhooks/configs/{configId}/events/{eventId}`: one delivery with its attempts.

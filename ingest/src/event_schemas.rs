@@ -71,6 +71,13 @@ impl EventSchemas {
         self.validators.len()
     }
 
+    /// The names of the events with a schema, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.validators.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Whether none is loaded.
     pub fn is_empty(&self) -> bool {
         self.validators.is_empty()

@@ -147,6 +147,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::delete().to(webhooks::delete),
         )
         .route(
+            "/v1/webhooks/configs/{id}/events",
+            web::get().to(attempt_log::list_v1),
+        )
+        .route(
+            "/v1/webhooks/configured-events",
+            web::get().to(webhooks::configured_events),
+        )
+        .route(
             "/v2/webhooks/configs/{id}/events",
             web::post().to(attempt_log::list),
         )

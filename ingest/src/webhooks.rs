@@ -171,6 +171,36 @@ pub async fn list(
     HttpResponse::Ok().json(configs)
 }
 
+/// `GET /v1/webhooks/configured-events`: the events an endpoint can subscribe to, as
+/// `[{eventName, eventLabel}]` in epilot's `event_<name>` form — the core events the pipeline
+/// emits (`InboundEventMapped`), the platform events of the loaded catalog
+/// (`--core-event-schemas`), and any other name an endpoint of the organisation subscribes to.
+pub async fn configured_events(state: web::Data<ApiState>, caller: Caller) -> HttpResponse {
+    let mut names = std::collections::BTreeSet::new();
+    names.insert(format!(
+        "event_{}",
+        erp_schemas::core_event::INBOUND_EVENT_MAPPED
+    ));
+    if let Some(schemas) = &state.event_schemas {
+        names.extend(schemas.names().into_iter().map(|n| format!("event_{n}")));
+    }
+    let config = state.view().snapshot();
+    names.extend(
+        config
+            .webhooks(&caller.org_id)
+            .into_iter()
+            .map(|entry| entry.webhook.event_name.clone()),
+    );
+    let entries: Vec<Value> = names
+        .into_iter()
+        .map(|name| {
+            let label = name.strip_prefix("event_").unwrap_or(&name).to_owned();
+            json!({"eventName": name, "eventLabel": label})
+        })
+        .collect();
+    HttpResponse::Ok().json(entries)
+}
+
 /// `POST /v1/webhooks/configs`
 pub async fn create(
     state: web::Data<ApiState>,
