@@ -71,6 +71,7 @@ SHARED = [
     ("webhooks", "post", "/v1/webhooks/configs/{configId}/events/replay-batch"),
     ("webhooks", "get", "/v1/webhooks/configs/{configId}/events"),
     ("webhooks", "get", "/v1/webhooks/configured-events"),
+    ("webhooks", "post", "/v1/webhooks/configs/{configId}/trigger"),
 ]
 
 ERROR = {

@@ -381,10 +381,9 @@ fn untransformed_body(event: &str) -> Option<String> {
 }
 
 /// A row in epilot's `WebhookEvent` shape; `event` is the record read from Kafka, if it was.
-fn webhook_event(row: &Row, event: Option<&str>, with_attempts: bool) -> Value {
-    let original = event.and_then(untransformed_body);
-    let payload = row.sent_body.clone().or_else(|| original.clone());
-    let body = serde_json::from_str::<Value>(&row.response_body)
+/// The endpoint's answer body as epilot shows it: the JSON object, else `{text}`.
+fn response_body(row: &Row) -> Value {
+    serde_json::from_str::<Value>(&row.response_body)
         .ok()
         .filter(Value::is_object)
         .unwrap_or_else(|| {
@@ -393,7 +392,40 @@ fn webhook_event(row: &Row, event: Option<&str>, with_attempts: bool) -> Value {
             } else {
                 json!({"text": row.response_body})
             }
+        })
+}
+
+/// The outcome of a delivery's first attempt in epilot's `TriggerWebhookResp` shape, once there
+/// is one: `succeeded`, or `failed` (also when retries follow).
+pub(crate) fn first_outcome(log: &AttemptLog, config_id: &str, event_id: &str) -> Option<Value> {
+    let row = log.row(config_id, event_id)?;
+    let attempted = row.attempts.iter().any(|a| a.outcome != "skipped");
+    if row.status == "skipped" || !attempted {
+        return (row.status == "skipped").then(|| {
+            json!({"event_id": event_id, "status": "failed", "code": row.code,
+                   "message": row.message, "start_date": format_millis(row.created_at),
+                   "end_date": row.updated_at})
         });
+    }
+    let mut out = json!({
+        "event_id": event_id,
+        "status": if row.status == "succeeded" { "succeeded" } else { "failed" },
+        "message": row.message,
+        "body": response_body(&row),
+        "code": row.code,
+        "start_date": format_millis(row.created_at),
+        "end_date": row.updated_at,
+    });
+    if let Some(code) = row.status_code {
+        out["status_code"] = json!(code.to_string());
+    }
+    Some(out)
+}
+
+fn webhook_event(row: &Row, event: Option<&str>, with_attempts: bool) -> Value {
+    let original = event.and_then(untransformed_body);
+    let payload = row.sent_body.clone().or_else(|| original.clone());
+    let body = response_body(row);
     let mut response = Map::new();
     if let Some(code) = row.status_code {
         response.insert("status_code".into(), json!(code));

@@ -24,6 +24,7 @@ pub mod simulation;
 pub mod state;
 pub mod tokens;
 pub mod topic_index;
+pub mod trigger;
 pub mod use_cases;
 pub mod webhooks;
 
@@ -149,6 +150,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/webhooks/configs/{id}/events",
             web::get().to(attempt_log::list_v1),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/trigger",
+            web::post().to(trigger::trigger),
         )
         .route(
             "/v1/webhooks/configured-events",
