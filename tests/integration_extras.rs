@@ -302,9 +302,13 @@ async fn documentation_pages_round_trip_and_go_with_their_objects() {
     let (status, listed) = h.get(&docs).await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     assert_eq!(listed, json!({"pages": []}));
-    let (status, answer) = h.get(&format!("{docs}/general")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
-    assert_eq!(answer["code"], "DOCUMENTATION_PAGE_NOT_FOUND");
+    for path in [format!("{docs}/general"), format!("{docs}/intro")] {
+        let (status, answer) = h.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+        assert_eq!(answer["code"], "DOCUMENTATION_PAGE_NOT_FOUND");
+        let (status, answer) = h.call(Method::DELETE, &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    }
 
     // Create the general page and a use-case page (docId in upper case: a UUID is a UUID).
     let (status, general) = h

@@ -119,7 +119,8 @@ pub async fn get(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (integration_id, doc_id) = path.into_inner();
-    let doc_id = PageId::parse(&doc_id)?;
+    // No page can have such an id: epilot lists only 404 for a read.
+    let doc_id = PageId::parse(&doc_id).map_err(|_| page_not_found(&integration_id, &doc_id))?;
     let config = state.view().snapshot();
     if config
         .integration(&caller.org_id, &integration_id)
@@ -206,7 +207,8 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (integration_id, doc_id) = path.into_inner();
-    let doc_id = PageId::parse(&doc_id)?;
+    // As for a read: epilot lists only 404 for a page that cannot exist.
+    let doc_id = PageId::parse(&doc_id).map_err(|_| page_not_found(&integration_id, &doc_id))?;
     let _guard = state.config.exclusive().await;
     let config = state.view().snapshot();
     if config
