@@ -70,7 +70,7 @@ webhook() {
     \"url\": \"http://127.0.0.1:9/hook\"}" | jq -r .id
 }
 export CONTRACT_INTEGRATION CONTRACT_USE_CASE CONTRACT_WEBHOOK CONTRACT_DELETE_V1 \
-  CONTRACT_DELETE_V2 CONTRACT_DELETE_USE_CASE CONTRACT_DELETE_WEBHOOK
+  CONTRACT_DELETE_V2 CONTRACT_DELETE_USE_CASE CONTRACT_DELETE_WEBHOOK CONTRACT_DELETE_DOC
 CONTRACT_INTEGRATION=$(integration "Contract test")
 CONTRACT_USE_CASE=$(use_case "$CONTRACT_INTEGRATION" customer-sync)
 CONTRACT_WEBHOOK=$(webhook "Contract test")
@@ -78,6 +78,16 @@ CONTRACT_DELETE_V1=$(integration "Deleted by DELETE /v1/integrations/{id}")
 CONTRACT_DELETE_V2=$(integration "Deleted by DELETE /v2/integrations/{id}")
 CONTRACT_DELETE_USE_CASE=$(use_case "$CONTRACT_INTEGRATION" deleted-by-the-contract-test)
 CONTRACT_DELETE_WEBHOOK=$(webhook "Deleted by the contract test")
+# The pair of epilot's v1 ingest example, so v1 requests reach an integration; a general page for
+# the page reads and updates, and a use-case page of its own for the DELETE.
+api PUT "/v1/integrations/$CONTRACT_INTEGRATION/app-mapping" \
+  '{"app_id": "123e4567-e89b-12d3-a456-426614174000",
+    "component_id": "123e4567-e89b-12d3-a456-426614174000"}' >/dev/null
+api PUT "/v1/integrations/$CONTRACT_INTEGRATION/documentation/general" \
+  '{"title": "Contract test", "content": "# Contract test"}' >/dev/null
+CONTRACT_DELETE_DOC=$(use_case "$CONTRACT_INTEGRATION" page-deleted-by-the-contract-test)
+api PUT "/v1/integrations/$CONTRACT_INTEGRATION/documentation/$CONTRACT_DELETE_DOC" \
+  '{"title": "Deleted by the contract test", "content": ""}' >/dev/null
 
 # The first event posted through v3 so the event log and the poll queue have something to show.
 api POST /v3/erp/updates/events "{\"integration_id\": \"$CONTRACT_INTEGRATION\", \"events\": [{

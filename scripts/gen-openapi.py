@@ -29,6 +29,7 @@ OUTPUT = ROOT / "ingest" / "openapi.json"
 # The epilot operations we implement: (source, method, path as epilot spells it).
 SHARED = [
     ("integration-toolkit", "post", "/v1/erp/tracking/acknowledgement"),
+    ("integration-toolkit", "post", "/v1/erp/updates/events"),
     ("integration-toolkit", "post", "/v2/erp/updates/events"),
     ("integration-toolkit", "post", "/v3/erp/updates/events"),
     ("integration-toolkit", "post", "/v1/erp/updates/mapping_simulation"),
@@ -40,6 +41,12 @@ SHARED = [
     ("integration-toolkit", "delete", "/v1/integrations/{integrationId}"),
     ("integration-toolkit", "post", "/v1/integrations/{integrationId}/events"),
     ("integration-toolkit", "post", "/v1/integrations/{integrationId}/events/replay"),
+    ("integration-toolkit", "put", "/v1/integrations/{integrationId}/app-mapping"),
+    ("integration-toolkit", "delete", "/v1/integrations/{integrationId}/app-mapping"),
+    ("integration-toolkit", "get", "/v1/integrations/{integrationId}/documentation"),
+    ("integration-toolkit", "get", "/v1/integrations/{integrationId}/documentation/{docId}"),
+    ("integration-toolkit", "put", "/v1/integrations/{integrationId}/documentation/{docId}"),
+    ("integration-toolkit", "delete", "/v1/integrations/{integrationId}/documentation/{docId}"),
     ("integration-toolkit", "get", "/v1/integrations/{integrationId}/use-cases"),
     ("integration-toolkit", "post", "/v1/integrations/{integrationId}/use-cases"),
     ("integration-toolkit", "get", "/v1/integrations/{integrationId}/use-cases/{useCaseId}"),

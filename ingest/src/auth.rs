@@ -40,13 +40,13 @@
 //!
 //! | route | needs |
 //! |---|---|
-//! | `GET` `/v1/integrations[/{id}]`, `…/use-cases[/{id}]`, `…/history`, `/v2/integrations[/{id}]`, `/v1/webhooks/configs[/{id}]` | view |
-//! | `POST/PUT/DELETE` of the same, `…/rotate-secret` | manage |
+//! | `GET` `/v1/integrations[/{id}]`, `…/use-cases[/{id}]`, `…/history`, `…/documentation[/{docId}]`, `/v2/integrations[/{id}]`, `/v1/webhooks/configs[/{id}]` | view |
+//! | `POST/PUT/DELETE` of the same, `PUT/DELETE …/app-mapping`, `…/rotate-secret` | manage |
 //! | `POST /v1/erp/updates/mapping_simulation`, `/v2/…/mapping_simulation`, `POST /v1/integrations/{id}/events` (a query; they change nothing) | view |
 //! | `POST /v1/integrations/{id}/events/replay` | manage |
 //! | `POST /v2/webhooks/configs/{id}/events` (the attempt log: a query), `GET /v1/webhooks/configs/{id}/events/{event_id}`, `GET …/recover/{task_id}` | view |
 //! | `POST /v1/webhooks/configs/{id}/events/{event_id}/replay`, `…/events/replay-batch`, `…/recover` | manage |
-//! | `POST /v3/erp/updates/events`, `/v2/erp/updates/events`, `/v1/events` | events |
+//! | `POST /v3/erp/updates/events`, `/v2/erp/updates/events`, `/v1/erp/updates/events`, `/v1/events` | events |
 //! | `POST /v1/erp/tracking/acknowledgement` | events or consume |
 //! | `POST /v1/integrations/{id}/outbound/messages/poll`, `…/ack` | consume |
 //! | `GET …/outbound/messages/dlq`, `POST …/dlq/redrive`, `POST …/unblock` | manage |

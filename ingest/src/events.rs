@@ -1,7 +1,9 @@
-//! `POST /v3/erp/updates/events` and `POST /v2/erp/updates/events` (epilot spec §2.3).
+//! `POST /v3/erp/updates/events`, `POST /v2/erp/updates/events` and the legacy
+//! `POST /v1/erp/updates/events` (epilot spec §2.3).
 //!
 //! The request is validated as a whole (any schema error answers 400 naming the field), the
-//! integration must exist (404), then every event gets an `evt_…` id and is written to
+//! integration must exist (404; v1 names an app/component pair instead, resolved through the
+//! integration's app mapping, `APP_MAPPING_NOT_FOUND` when none), then every event gets an `evt_…` id and is written to
 //! `erp.inbound.events` with the idempotent producer; only when Kafka has acknowledged them is
 //! the per-event `results[]` answered. Events of one integration share a record key (or one per
 //! `group_id`), which keeps their order through the pipeline.
@@ -14,6 +16,7 @@ use erp_schemas::ids::new_event_id;
 use erp_schemas::inbound::{InboundEventRecord, PayloadFormat};
 use erp_schemas::timestamp::{now_millis, parse_rfc3339};
 
+use crate::app_mapping::uuid_field;
 use crate::auth::Caller;
 use crate::body::{is_dedup_id, is_slug, kind, object, opt_string, read_json};
 use crate::error::ApiError;
@@ -26,6 +29,8 @@ pub const MAX_EVENTS: usize = 100;
 /// Which ingest endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
+    /// `app_id` + `component_id` + `meta`, events as v2.
+    V1,
     V2,
     V3,
 }
@@ -33,6 +38,7 @@ pub enum Version {
 impl Version {
     fn label(self) -> &'static str {
         match self {
+            Version::V1 => "v1",
             Version::V2 => "v2",
             Version::V3 => "v3",
         }
@@ -46,6 +52,15 @@ pub async fn post_v3(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     ingest(state, caller, body, Version::V3).await
+}
+
+/// `POST /v1/erp/updates/events` (deprecated by epilot, kept for legacy middleware)
+pub async fn post_v1(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    ingest(state, caller, body, Version::V1).await
 }
 
 /// `POST /v2/erp/updates/events`
@@ -71,10 +86,24 @@ pub struct EventInput {
     pub correlation_id: Option<String>,
 }
 
+/// Which integration a request is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// v2/v3: named directly.
+    Integration(String),
+    /// v1: through the app mapping of this pair (canonical UUIDs).
+    App {
+        app_id: String,
+        component_id: String,
+    },
+}
+
 /// A validated request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestInput {
-    pub integration_id: String,
+    pub target: Target,
+    /// The request's `meta` object, kept with every event.
+    pub meta: Option<Map<String, Value>>,
     pub correlation_id: Option<String>,
     pub events: Vec<EventInput>,
 }
@@ -105,16 +134,40 @@ async fn accept(
     let body = read_json(body, state.body_limit).await?;
     let request = parse_request(&body, version)?;
     let config = state.view().snapshot();
-    if config
-        .integration(&caller.org_id, &request.integration_id)
-        .is_none()
-    {
-        return Err(ApiError::not_found(
-            "INTEGRATION_NOT_FOUND",
-            format!("integration {} not found", request.integration_id),
-        ));
-    }
+    let integration_id = match &request.target {
+        Target::Integration(id) => config
+            .integration(&caller.org_id, id)
+            .map(|integration| integration.id.clone())
+            .ok_or_else(|| crate::integrations::not_found(id))?,
+        Target::App {
+            app_id,
+            component_id,
+        } => config
+            .app_mapping(&caller.org_id, app_id, component_id)
+            .filter(|m| {
+                config
+                    .integration(&caller.org_id, &m.integration_id)
+                    .is_some()
+            })
+            .map(|m| m.integration_id.clone())
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "APP_MAPPING_NOT_FOUND",
+                    format!(
+                        "app {app_id} component {component_id} is not mapped to an integration; \
+                         map it with PUT /v1/integrations/{{integrationId}}/app-mapping"
+                    ),
+                )
+            })?,
+    };
 
+    let (app_id, component_id) = match &request.target {
+        Target::App {
+            app_id,
+            component_id,
+        } => (Some(app_id.clone()), Some(component_id.clone())),
+        Target::Integration(_) => (None, None),
+    };
     let received_at = now_millis();
     let topic = state.topics.inbound_events();
     let mut pending = Vec::new();
@@ -122,7 +175,7 @@ async fn accept(
         let event_id = new_event_id();
         let route = config.route(
             &caller.org_id,
-            &request.integration_id,
+            &integration_id,
             event.use_case_slug.as_deref(),
             event.event_name.as_deref(),
         );
@@ -148,8 +201,11 @@ async fn accept(
                 .unwrap_or_else(|| event_id.clone()),
             event_id: event_id.clone(),
             org_id: caller.org_id.clone(),
-            integration_id: request.integration_id.clone(),
+            integration_id: integration_id.clone(),
             api_version: version.label().to_owned(),
+            app_id: app_id.clone(),
+            component_id: component_id.clone(),
+            meta: request.meta.clone(),
             received_at,
             group_id: event.group_id,
             use_case_slug: event.use_case_slug,
@@ -182,22 +238,38 @@ async fn accept(
 /// Validates an ingest request body.
 pub fn parse_request(body: &Value, version: Version) -> Result<RequestInput, ApiError> {
     let map = object(body, "request body")?;
-    let integration_id = match map.get("integration_id") {
-        Some(Value::String(id)) if uuid::Uuid::parse_str(id).is_ok() => id.clone(),
-        Some(Value::String(id)) => {
-            return Err(ApiError::bad_request(format!(
-                "integration_id must be a UUID, got {id:?}"
-            )));
+    let target = match version {
+        Version::V1 => {
+            // Required by epilot's v1 schema (it carries the request's correlation id).
+            if map.get("meta").is_none_or(Value::is_null) {
+                return Err(ApiError::bad_request("meta is required"));
+            }
+            Target::App {
+                app_id: uuid_field(map, "app_id")?,
+                component_id: uuid_field(map, "component_id")?,
+            }
         }
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "integration_id must be a string, not {}",
-                kind(other)
-            )));
-        }
-        None => return Err(ApiError::bad_request("integration_id is required")),
+        Version::V2 | Version::V3 => Target::Integration(match map.get("integration_id") {
+            Some(Value::String(id)) if uuid::Uuid::parse_str(id).is_ok() => id.clone(),
+            Some(Value::String(id)) => {
+                return Err(ApiError::bad_request(format!(
+                    "integration_id must be a UUID, got {id:?}"
+                )));
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "integration_id must be a string, not {}",
+                    kind(other)
+                )));
+            }
+            None => return Err(ApiError::bad_request("integration_id is required")),
+        }),
     };
     // v3 defines `correlation_id`; epilot's own examples send `meta.correlation_id`.
+    let meta = match map.get("meta") {
+        Some(Value::Object(meta)) => Some(meta),
+        _ => None,
+    };
     let meta_correlation = match map.get("meta") {
         None | Some(Value::Null) => None,
         Some(Value::Object(meta)) => opt_string(meta, "meta.", "correlation_id", 0, 1024)?,
@@ -214,7 +286,7 @@ pub fn parse_request(body: &Value, version: Version) -> Result<RequestInput, Api
         .map(str::to_owned);
     let group_id = match version {
         Version::V3 => opt_string(map, "", "group_id", 1, 128)?.map(str::to_owned),
-        Version::V2 => None,
+        Version::V1 | Version::V2 => None,
     };
     let events = match map.get("events") {
         Some(Value::Array(events)) => events,
@@ -241,7 +313,8 @@ pub fn parse_request(body: &Value, version: Version) -> Result<RequestInput, Api
         .map(|(index, event)| parse_event(index, event, version, group_id.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RequestInput {
-        integration_id,
+        target,
+        meta: meta.cloned(),
         correlation_id,
         events,
     })
@@ -277,7 +350,7 @@ fn parse_event(
             // ignored.
             (slug.map(str::to_owned), name.map(str::to_owned), None)
         }
-        Version::V2 => {
+        Version::V1 | Version::V2 => {
             let object_type = opt_string(event, &path, "object_type", 1, 255)?
                 .ok_or_else(|| ApiError::bad_request(format!("{path}object_type is required")))?;
             let event_type = match event.get("event_type") {
@@ -340,7 +413,7 @@ fn parse_event(
         Version::V3 => opt_string(event, &path, "group_id", 1, 128)?
             .or(request_group)
             .map(str::to_owned),
-        Version::V2 => None,
+        Version::V1 | Version::V2 => None,
     };
     let correlation_id = opt_string(event, &path, "correlation_id", 0, 1024)?
         .filter(|c| !c.is_empty())
@@ -504,6 +577,43 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.code, "TOO_MANY_EVENTS");
         assert_eq!(error.status.as_u16(), 400);
+    }
+
+    #[test]
+    fn v1_names_an_app_component_pair_and_needs_meta() {
+        let event = json!({"object_type": "bp", "event_type": "CREATE",
+            "timestamp": "2025-05-01T08:30:00Z", "format": "json", "payload": "{\"id\":1}"});
+        let body = json!({"app_id": "123E4567-E89B-12D3-A456-426614174000",
+            "component_id": "123e4567-e89b-12d3-a456-426614174001",
+            "meta": {"correlation_id": "req-1"}, "events": [event.clone()]});
+        let request = parse_request(&body, Version::V1).expect("valid");
+        assert_eq!(
+            request.target,
+            Target::App {
+                app_id: "123e4567-e89b-12d3-a456-426614174000".into(),
+                component_id: "123e4567-e89b-12d3-a456-426614174001".into(),
+            },
+            "ids in canonical form"
+        );
+        assert_eq!(request.correlation_id.as_deref(), Some("req-1"));
+        assert_eq!(request.events[0].event_type.as_deref(), Some("CREATE"));
+        assert_eq!(request.events[0].event_name.as_deref(), Some("bp"));
+
+        let mut no_meta = body.clone();
+        no_meta.as_object_mut().map(|m| m.remove("meta"));
+        assert!(error_of(no_meta, Version::V1).contains("meta is required"));
+        let mut bad_app = body.clone();
+        bad_app["app_id"] = json!("app-1");
+        assert!(error_of(bad_app, Version::V1).contains("app_id must be a UUID"));
+        let mut no_component = body.clone();
+        no_component
+            .as_object_mut()
+            .map(|m| m.remove("component_id"));
+        assert!(error_of(no_component, Version::V1).contains("component_id is required"));
+        let mut v3_event = body;
+        v3_event["events"] = json!([{"use_case_slug": "x", "timestamp": "2025-05-01T08:30:00Z",
+            "payload": {"a": 1}}]);
+        assert!(error_of(v3_event, Version::V1).contains("events[0].object_type is required"));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! the operational routes every role serves.
 
 pub mod acks;
+pub mod app_mapping;
 pub mod attempt_log;
 pub mod auth;
 pub mod body;
+pub mod documentation;
 pub mod environments;
 pub mod error;
 pub mod event_log;
@@ -38,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/openapi.json", web::get().to(openapi::document))
         .route("/v3/erp/updates/events", web::post().to(events::post_v3))
         .route("/v2/erp/updates/events", web::post().to(events::post_v2))
+        .route("/v1/erp/updates/events", web::post().to(events::post_v1))
         .route(
             "/v2/erp/updates/mapping_simulation",
             web::post().to(simulation::simulate_v2),
@@ -86,6 +89,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/integrations/{id}/events/replay",
             web::post().to(event_log::replay),
+        )
+        .route(
+            "/v1/integrations/{id}/app-mapping",
+            web::put().to(app_mapping::put),
+        )
+        .route(
+            "/v1/integrations/{id}/app-mapping",
+            web::delete().to(app_mapping::delete),
+        )
+        .route(
+            "/v1/integrations/{id}/documentation",
+            web::get().to(documentation::list),
+        )
+        .route(
+            "/v1/integrations/{id}/documentation/{doc_id}",
+            web::get().to(documentation::get),
+        )
+        .route(
+            "/v1/integrations/{id}/documentation/{doc_id}",
+            web::put().to(documentation::put),
+        )
+        .route(
+            "/v1/integrations/{id}/documentation/{doc_id}",
+            web::delete().to(documentation::delete),
         )
         .route(
             "/v1/integrations/{id}/use-cases",

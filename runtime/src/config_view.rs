@@ -22,7 +22,8 @@ use crate::error::RuntimeError;
 use crate::kafka;
 use crate::secrets::{Keyring, SecretsError};
 use erp_schemas::config::{
-    AccessToken, ConfigChange, ConfigRecord, Integration, UseCase, WebhookEndpoint,
+    AccessToken, AppMapping, ConfigChange, ConfigRecord, DocumentationPage, GENERAL_PAGE,
+    Integration, UseCase, WebhookEndpoint,
 };
 
 /// A use case with what the view knows about it beyond its API shape.
@@ -99,6 +100,10 @@ pub struct ConfigState {
     environments: BTreeMap<String, BTreeMap<String, EnvEntry>>,
     /// The log offset of the last environment change per organisation.
     environment_revisions: BTreeMap<String, i64>,
+    /// App/component mappings by (organisation, app id, component id).
+    app_mappings: BTreeMap<(String, String, String), AppMapping>,
+    /// Documentation pages by (integration id, page id); the organisation is the integration's.
+    documentation: BTreeMap<(String, String), DocumentationPage>,
 }
 
 impl ConfigState {
@@ -140,6 +145,10 @@ impl ConfigState {
             }
             ConfigChange::IntegrationDeleted { integration_id } => {
                 self.integrations.remove(&integration_id);
+                self.app_mappings
+                    .retain(|_, mapping| mapping.integration_id != integration_id);
+                self.documentation
+                    .retain(|(integration, _), _| *integration != integration_id);
                 let history = &mut self.history;
                 self.use_cases.retain(|id, entry| {
                     let keep = entry.use_case.integration_id != integration_id;
@@ -166,9 +175,37 @@ impl ConfigState {
                         });
                 }
             }
-            ConfigChange::UseCaseDeleted { use_case_id, .. } => {
+            ConfigChange::UseCaseDeleted {
+                integration_id,
+                use_case_id,
+            } => {
                 self.use_cases.remove(&use_case_id);
                 self.history.remove(&use_case_id);
+                // A use-case page documents nothing once its use case is gone (epilot: "for use
+                // case pages the use case must exist").
+                self.documentation.remove(&(integration_id, use_case_id));
+            }
+            ConfigChange::AppMappingSet { mapping } => {
+                self.app_mappings.insert(
+                    (org_id, mapping.app_id.clone(), mapping.component_id.clone()),
+                    mapping,
+                );
+            }
+            ConfigChange::AppMappingDeleted {
+                app_id,
+                component_id,
+            } => {
+                self.app_mappings.remove(&(org_id, app_id, component_id));
+            }
+            ConfigChange::DocumentationPageUpserted { page } => {
+                self.documentation
+                    .insert((page.integration_id.clone(), page.id.clone()), page);
+            }
+            ConfigChange::DocumentationPageDeleted {
+                integration_id,
+                page_id,
+            } => {
+                self.documentation.remove(&(integration_id, page_id));
             }
             ConfigChange::WebhookUpserted {
                 webhook,
@@ -226,6 +263,57 @@ impl ConfigState {
                 self.environment_revisions.insert(org_id, offset);
             }
         }
+    }
+
+    /// The integration an app/component pair of the organisation is mapped to.
+    pub fn app_mapping(
+        &self,
+        org_id: &str,
+        app_id: &str,
+        component_id: &str,
+    ) -> Option<&AppMapping> {
+        self.app_mappings.get(&(
+            org_id.to_owned(),
+            app_id.to_owned(),
+            component_id.to_owned(),
+        ))
+    }
+
+    /// The documentation pages of an integration of the organisation: the general page first,
+    /// then use-case pages, oldest first.
+    pub fn documentation_pages(
+        &self,
+        org_id: &str,
+        integration_id: &str,
+    ) -> Vec<&DocumentationPage> {
+        if self.integration(org_id, integration_id).is_none() {
+            return Vec::new();
+        }
+        let mut pages: Vec<_> = self
+            .documentation
+            .values()
+            .filter(|page| page.integration_id == integration_id)
+            .collect();
+        pages.sort_by(|a, b| {
+            (a.id != GENERAL_PAGE, &a.created_at, &a.id).cmp(&(
+                b.id != GENERAL_PAGE,
+                &b.created_at,
+                &b.id,
+            ))
+        });
+        pages
+    }
+
+    /// One documentation page of an integration of the organisation.
+    pub fn documentation_page(
+        &self,
+        org_id: &str,
+        integration_id: &str,
+        page_id: &str,
+    ) -> Option<&DocumentationPage> {
+        self.integration(org_id, integration_id)?;
+        self.documentation
+            .get(&(integration_id.to_owned(), page_id.to_owned()))
     }
 
     /// The organisation's environment values, by key.
@@ -545,7 +633,7 @@ impl ConfigView {
                     message.payload().unwrap_or_default(),
                 ) {
                     Ok(record) => {
-                        debug!(offset, key = record.key(), "configuration change");
+                        debug!(offset, key = %record.key(), "configuration change");
                         let mut guard = match state.write() {
                             Ok(guard) => guard,
                             Err(poisoned) => poisoned.into_inner(),
@@ -620,7 +708,7 @@ impl ConfigWriter {
             }
             None => erp_schemas::error::encode("configuration record", record)?,
         };
-        let (_, offset) = kafka::send(&self.producer, &self.topic, record.key(), &bytes).await?;
+        let (_, offset) = kafka::send(&self.producer, &self.topic, &record.key(), &bytes).await?;
         self.view
             .wait_applied(offset, Duration::from_secs(15))
             .await?;
@@ -711,6 +799,102 @@ mod tests {
         );
         assert!(state.token_by_hash("abc").is_none());
         assert!(state.tokens("org").is_empty());
+    }
+
+    #[test]
+    fn mappings_and_pages_go_with_their_integration_and_use_case() {
+        let record = |change| ConfigRecord {
+            org_id: "org".into(),
+            at: "t".into(),
+            actor: None,
+            change,
+        };
+        let integration = Integration {
+            id: "int".into(),
+            org_id: "org".into(),
+            name: "SAP".into(),
+            description: None,
+            extra: Default::default(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        };
+        let page = |id: &str| DocumentationPage {
+            id: id.into(),
+            integration_id: "int".into(),
+            scope: if id == GENERAL_PAGE {
+                "integration"
+            } else {
+                "use_case"
+            }
+            .into(),
+            use_case_id: (id != GENERAL_PAGE).then(|| id.to_owned()),
+            title: "t".into(),
+            content: "c".into(),
+            created_at: "t".into(),
+            created_by: None,
+            updated_at: "t".into(),
+            updated_by: None,
+        };
+        let mut state = ConfigState::default();
+        state.apply(record(ConfigChange::IntegrationUpserted { integration }), 0);
+        state.apply(use_case("1", "A", Some("a"), true), 1);
+        state.apply(
+            record(ConfigChange::AppMappingSet {
+                mapping: AppMapping {
+                    app_id: "app".into(),
+                    component_id: "comp".into(),
+                    integration_id: "int".into(),
+                    created_at: "t".into(),
+                    updated_at: "t".into(),
+                },
+            }),
+            2,
+        );
+        state.apply(
+            record(ConfigChange::DocumentationPageUpserted { page: page("1") }),
+            3,
+        );
+        state.apply(
+            record(ConfigChange::DocumentationPageUpserted {
+                page: page(GENERAL_PAGE),
+            }),
+            4,
+        );
+        let ids: Vec<_> = state
+            .documentation_pages("org", "int")
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(ids, [GENERAL_PAGE, "1"], "general page first");
+        assert!(state.app_mapping("org", "app", "comp").is_some());
+        assert!(state.app_mapping("other", "app", "comp").is_none());
+        assert!(
+            state
+                .documentation_page("other", "int", GENERAL_PAGE)
+                .is_none()
+        );
+
+        state.apply(
+            record(ConfigChange::UseCaseDeleted {
+                integration_id: "int".into(),
+                use_case_id: "1".into(),
+            }),
+            5,
+        );
+        assert!(state.documentation_page("org", "int", "1").is_none());
+        assert!(
+            state
+                .documentation_page("org", "int", GENERAL_PAGE)
+                .is_some()
+        );
+        state.apply(
+            record(ConfigChange::IntegrationDeleted {
+                integration_id: "int".into(),
+            }),
+            6,
+        );
+        assert!(state.app_mapping("org", "app", "comp").is_none());
+        assert!(state.documentation.is_empty());
     }
 
     #[test]

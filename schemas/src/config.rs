@@ -5,6 +5,8 @@
 //! projection of it. The objects serialise in epilot's API shape; fields we do not interpret yet
 //! are kept verbatim in `extra` so a round trip through the API loses nothing.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -179,6 +181,40 @@ pub enum EnvValueType {
     SecretString,
 }
 
+/// A legacy app/component pair routed to an integration (epilot `IntegrationAppMapping`): how
+/// `POST /v1/erp/updates/events`, which names no integration, finds one. Ids are stored in
+/// canonical (lower-case, hyphenated) UUID form so a lookup does not depend on the caller's
+/// spelling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppMapping {
+    pub app_id: String,
+    pub component_id: String,
+    pub integration_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The page id of an integration's general documentation page.
+pub const GENERAL_PAGE: &str = "general";
+
+/// A markdown documentation page of an integration (epilot `DocumentationPage`): `id` is
+/// [`GENERAL_PAGE`] for the integration-wide page, otherwise the id of the use case it documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentationPage {
+    pub id: String,
+    pub integration_id: String,
+    /// `integration` or `use_case`.
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_case_id: Option<String>,
+    pub title: String,
+    pub content: String,
+    pub created_at: String,
+    pub created_by: Option<String>,
+    pub updated_at: String,
+    pub updated_by: Option<String>,
+}
+
 /// One change to the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -228,6 +264,24 @@ pub enum ConfigChange {
     EnvironmentValueDeleted {
         key: String,
     },
+    /// An app/component pair (re)mapped to an integration. Deleting the integration removes it.
+    AppMappingSet {
+        mapping: AppMapping,
+    },
+    /// An app/component pair no longer routes anywhere.
+    AppMappingDeleted {
+        app_id: String,
+        component_id: String,
+    },
+    /// A documentation page created or replaced. Deleting its integration (or, for a use-case
+    /// page, its use case) removes it.
+    DocumentationPageUpserted {
+        page: DocumentationPage,
+    },
+    DocumentationPageDeleted {
+        integration_id: String,
+        page_id: String,
+    },
     /// Several changes applied as one, so no reader sees half of them (the declarative
     /// `PUT /v2/integrations/{id}`).
     Batch {
@@ -237,8 +291,8 @@ pub enum ConfigChange {
 
 impl ConfigChange {
     /// The id of the changed object (of the first one, for a batch).
-    pub fn key(&self) -> &str {
-        match self {
+    pub fn key(&self) -> Cow<'_, str> {
+        let id: &str = match self {
             ConfigChange::IntegrationUpserted { integration } => &integration.id,
             ConfigChange::IntegrationDeleted { integration_id } => integration_id,
             ConfigChange::UseCaseUpserted { use_case } => &use_case.id,
@@ -249,8 +303,30 @@ impl ConfigChange {
             ConfigChange::TokenRevoked { token_id } => token_id,
             ConfigChange::EnvironmentValueSet { key, .. }
             | ConfigChange::EnvironmentValueDeleted { key } => key,
-            ConfigChange::Batch { changes } => changes.first().map_or("", ConfigChange::key),
-        }
+            // Derived keys: these objects have no id of their own, and sharing the id of the
+            // integration or use case they belong to would let compaction drop one for the other.
+            ConfigChange::AppMappingSet { mapping } => {
+                return Cow::Owned(format!(
+                    "app-mapping/{}/{}",
+                    mapping.app_id, mapping.component_id
+                ));
+            }
+            ConfigChange::AppMappingDeleted {
+                app_id,
+                component_id,
+            } => return Cow::Owned(format!("app-mapping/{app_id}/{component_id}")),
+            ConfigChange::DocumentationPageUpserted { page } => {
+                return Cow::Owned(format!("documentation/{}/{}", page.integration_id, page.id));
+            }
+            ConfigChange::DocumentationPageDeleted {
+                integration_id,
+                page_id,
+            } => return Cow::Owned(format!("documentation/{integration_id}/{page_id}")),
+            ConfigChange::Batch { changes } => {
+                return changes.first().map_or(Cow::Borrowed(""), ConfigChange::key);
+            }
+        };
+        Cow::Borrowed(id)
     }
 }
 
@@ -270,7 +346,7 @@ pub struct ConfigRecord {
 impl ConfigRecord {
     /// The record key: the id of the changed object, so compaction (if ever enabled) keeps the
     /// latest snapshot of each.
-    pub fn key(&self) -> &str {
+    pub fn key(&self) -> Cow<'_, str> {
         self.change.key()
     }
 }

@@ -2,6 +2,7 @@
 //! ingest added (`event_id`, `received_at`, the resolved correlation id).
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// Payload formats of an ERP event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,8 +19,18 @@ pub struct InboundEventRecord {
     pub event_id: String,
     pub org_id: String,
     pub integration_id: String,
-    /// Which ingest endpoint accepted it (`v2`, `v3`).
+    /// Which ingest endpoint accepted it (`v1`, `v2`, `v3`).
     pub api_version: String,
+    /// v1: the app/component pair the request named (resolved to `integration_id` through the
+    /// integration's app mapping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_id: Option<String>,
+    /// The request's `meta` object, verbatim (epilot: "metadata to be passed along with the
+    /// events"; its `correlation_id` is also applied to `correlation_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Map<String, Value>>,
     /// When the ingest accepted it (ms since the epoch).
     pub received_at: i64,
     /// Per-event, else request-level, else the event id.

@@ -173,7 +173,7 @@ async fn prepare(
         kafka::send(
             producer,
             &settings.topics.config(),
-            record.key(),
+            &record.key(),
             &serde_json::to_vec(&record)?,
         )
         .await?;
@@ -186,6 +186,9 @@ async fn prepare(
                 org_id: "bench".into(),
                 integration_id: integration.id.clone(),
                 api_version: "v3".into(),
+                app_id: None,
+                component_id: None,
+                meta: None,
                 received_at,
                 correlation_id: format!("bench-{n}"),
                 group_id: Some(format!("meter-{}", n % 16)),
