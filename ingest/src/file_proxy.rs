@@ -38,31 +38,25 @@ pub(crate) fn check(configuration: &Map<String, Value>) -> Result<(), ApiError> 
         .get("direction")
         .and_then(Value::as_str)
         .unwrap_or("download");
-    match direction {
-        "download" => {
-            if !configuration.contains_key("response") {
-                return Err(ApiError::bad_request(
-                    "configuration.response is required when direction is download",
-                ));
-            }
+    if direction == "download" && !configuration.contains_key("response") {
+        return Err(ApiError::bad_request(
+            "configuration.response is required when direction is download",
+        ));
+    }
+    if direction == "upload" {
+        if let Some(field) = DOWNLOAD_ONLY
+            .iter()
+            .find(|field| configuration.contains_key(**field))
+        {
+            return Err(ApiError::bad_request(format!(
+                "configuration.{field} is not allowed when direction is upload"
+            )));
         }
-        "upload" => {
-            if let Some(field) = DOWNLOAD_ONLY
-                .iter()
-                .find(|field| configuration.contains_key(**field))
-            {
-                return Err(ApiError::bad_request(format!(
-                    "configuration.{field} is not allowed when direction is upload"
-                )));
-            }
-            if !configuration.contains_key("upload") {
-                return Err(ApiError::bad_request(
-                    "configuration.upload is required when direction is upload",
-                ));
-            }
+        if !configuration.contains_key("upload") {
+            return Err(ApiError::bad_request(
+                "configuration.upload is required when direction is upload",
+            ));
         }
-        // The schema check above allows no other.
-        _ => {}
     }
     check_auth(configuration.get("auth"))?;
     if let Some(Value::Array(steps)) = configuration.get("steps") {
