@@ -316,3 +316,331 @@ async fn inbound_event_log_queries_pages_and_replays() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     h.standalone.stop().await.expect("clean stop");
 }
+
+/// A download file proxy (epilot's two-step example, shortened).
+fn file_proxy_download() -> Value {
+    json!({
+        "auth": {"type": "oauth2_client_credentials", "token_url": "\\{{env.erp.token_url}}",
+                 "client_id": "\\{{env.erp.client_id}}", "client_secret": "\\{{env.erp.client_secret}}"},
+        "params": [{"name": "documentId", "required": true}],
+        "steps": [{"url": "\\{{env.erp.base_url}}/documents/{{params.documentId}}", "method": "GET",
+                   "headers": {"Accept": "application/json"}, "response_type": "json"}],
+        "response": {"body": "steps[0].body.data", "encoding": "base64",
+                     "filename": "steps[0].body.fileName"},
+        "allowed_origins": ["https://portal.example.com"]
+    })
+}
+
+/// Status and code of an answer, for compact assertions.
+fn outcome(status: StatusCode, answer: &Value) -> (u16, String) {
+    (
+        status.as_u16(),
+        answer["code"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_proxy_use_cases_round_trip_and_bad_shapes_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let (_, integration) = h.post("/v1/integrations", json!({"name": "Archive"})).await;
+    let integration_id = integration["id"].as_str().expect("id").to_owned();
+    let use_cases = format!("/v1/integrations/{integration_id}/use-cases");
+
+    // Stored and answered verbatim, by v1 and v2.
+    let (status, created) = h
+        .post(
+            &use_cases,
+            json!({"name": "Document download", "slug": "document-download", "type": "file_proxy",
+                   "enabled": true, "configuration": file_proxy_download()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["type"], "file_proxy");
+    assert_eq!(created["configuration"], file_proxy_download());
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (status, fetched) = h.get(&format!("{use_cases}/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched, created);
+    let (status, paused) = h
+        .call(
+            Method::PUT,
+            &format!("{use_cases}/{id}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(paused["configuration"], file_proxy_download());
+    let upload = json!({"direction": "upload", "fan_out": {"enabled": true},
+        "steps": [{"url": "{{env.DOCUMENT_API_URL}}/documents", "method": "POST", "response_type": "json"}],
+        "upload": {"max_file_bytes": 26214400, "max_delivery_attempts": 8}});
+    let (status, v2) = h
+        .call(
+            Method::PUT,
+            &format!("/v2/integrations/{integration_id}"),
+            Some(json!({"name": "Archive", "use_cases": [
+                {"id": id, "name": "Document download", "type": "file_proxy", "enabled": true,
+                 "configuration": file_proxy_download()},
+                {"name": "Document upload", "type": "file_proxy", "enabled": true, "configuration": upload}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    let (_, listed) = h.get(&use_cases).await;
+    let configurations: Vec<&Value> = listed["use_cases"]
+        .as_array()
+        .map(|u| u.iter().map(|u| &u["configuration"]).collect())
+        .unwrap_or_default();
+    assert_eq!(configurations.len(), 2, "{listed}");
+    assert!(configurations.contains(&&file_proxy_download()));
+    assert!(configurations.contains(&&upload));
+
+    // Refused shapes: 400 naming the field for what epilot's schemas or rules forbid, 422 for
+    // what the mapping engine reports (as before the schema check), 400
+    // USE_CASE_TYPE_NOT_SUPPORTED for types not run here.
+    let entity = json!({"entity_schema": "contact", "unique_ids": ["id"], "fields": [{"attribute": "id", "field": "id"}]});
+    let mut no_steps = file_proxy_download();
+    no_steps["steps"] = json!([]);
+    let mut no_response = file_proxy_download();
+    no_response.as_object_mut().map(|c| c.remove("response"));
+    let mut bad_jsonata = file_proxy_download();
+    bad_jsonata["response"]["body"] = json!("steps[0].(");
+    let mut bad_template = file_proxy_download();
+    bad_template["steps"][0]["url"] = json!("{{params.documentId");
+    let mut upload_with_response = upload.clone();
+    upload_with_response["response"] = json!({"body": "steps[0].body", "encoding": "binary"});
+    let cases = [
+        (
+            "inbound",
+            json!({"entities": [entity], "meter_readings": null}),
+            400,
+            "BAD_REQUEST",
+            "/configuration/meter_readings",
+        ),
+        (
+            "inbound",
+            json!({"entities": [{"entity_schema": "contact", "fields": []}]}),
+            422,
+            "INVALID_CONFIGURATION",
+            "unique_ids",
+        ),
+        (
+            "file_proxy",
+            no_steps,
+            400,
+            "BAD_REQUEST",
+            "/configuration/steps",
+        ),
+        (
+            "file_proxy",
+            no_response,
+            400,
+            "BAD_REQUEST",
+            "configuration.response is required",
+        ),
+        (
+            "file_proxy",
+            upload_with_response,
+            400,
+            "BAD_REQUEST",
+            "configuration.response is not allowed",
+        ),
+        (
+            "file_proxy",
+            bad_template,
+            400,
+            "BAD_REQUEST",
+            "configuration.steps[0].url",
+        ),
+        (
+            "file_proxy",
+            json!({"steps": "all of them"}),
+            400,
+            "BAD_REQUEST",
+            "/configuration/steps",
+        ),
+        (
+            "file_proxy",
+            bad_jsonata,
+            422,
+            "INVALID_CONFIGURATION",
+            "configuration.response.body",
+        ),
+        (
+            "managed_call",
+            json!({"operation": {"method": "GET", "path": "/x"}}),
+            400,
+            "USE_CASE_TYPE_NOT_SUPPORTED",
+            "managed_call",
+        ),
+        (
+            "secure_proxy",
+            json!({"vpc_mode": "static_ip"}),
+            400,
+            "USE_CASE_TYPE_NOT_SUPPORTED",
+            "secure_proxy",
+        ),
+        (
+            "outbound",
+            json!({"event_catalog_event": "X", "mappings": [{"id": "m-1", "name": "m", "enabled": true,
+            "jsonata_expression": "$", "delivery": {"type": "webhook", "webhook_id": "w"}}]}),
+            400,
+            "BAD_REQUEST",
+            "/configuration/mappings/0",
+        ),
+    ];
+    for (index, (kind, configuration, status, code, names)) in cases.into_iter().enumerate() {
+        let (got, answer) = h
+            .post(
+                &use_cases,
+                json!({"name": "Refused", "slug": format!("refused-{index}"), "type": kind,
+                       "enabled": true, "configuration": configuration}),
+            )
+            .await;
+        assert_eq!(
+            outcome(got, &answer),
+            (status, code.to_owned()),
+            "case {index}: {answer}"
+        );
+        assert!(
+            answer["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(names)),
+            "case {index}: {answer}"
+        );
+    }
+    // The same checks hold for a use case embedded in v2, named by its index, and for v2's ids.
+    let (status, answer) = h
+        .post(
+            "/v2/integrations",
+            json!({"name": "Broken", "use_cases": [
+                {"name": "Fine", "type": "inbound", "enabled": true},
+                {"name": "Files", "type": "file_proxy", "enabled": true, "configuration": {"steps": []}}]}),
+        )
+        .await;
+    assert_eq!(
+        outcome(status, &answer),
+        (400, "BAD_REQUEST".into()),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("use_cases[1]") && m.contains("/configuration/steps")),
+        "{answer}"
+    );
+    let (status, answer) = h
+        .call(
+            Method::PUT,
+            &format!("/v2/integrations/{integration_id}"),
+            Some(json!({"name": "Archive", "use_cases": [
+                {"id": "not-a-uuid", "name": "Files", "type": "inbound", "enabled": true}]})),
+        )
+        .await;
+    assert_eq!(
+        outcome(status, &answer),
+        (400, "BAD_REQUEST".into()),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/id")),
+        "{answer}"
+    );
+    let (_, listed) = h.get(&use_cases).await;
+    assert_eq!(
+        listed["use_cases"].as_array().map(Vec::len),
+        Some(2),
+        "nothing refused was stored: {listed}"
+    );
+    h.standalone.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_use_cases_that_predate_the_checks_are_served_and_must_be_fixed_by_the_next_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let (_, integration) = h.post("/v1/integrations", json!({"name": "SAP"})).await;
+    let integration_id = integration["id"].as_str().expect("id").to_owned();
+    let use_cases = format!("/v1/integrations/{integration_id}/use-cases");
+
+    // What an earlier version accepted: `meter_readings: null`, written straight to the log.
+    let id = "3b0e8a51-6f0c-4d6a-9a43-0c2e5a1d7b10";
+    let legacy = json!({"entities": meter_mapping()["entities"], "meter_readings": null});
+    let record = erp_schemas::config::ConfigRecord {
+        org_id: "default".into(),
+        at: "2025-01-01T00:00:00Z".into(),
+        actor: None,
+        change: erp_schemas::config::ConfigChange::UseCaseUpserted {
+            use_case: erp_schemas::config::UseCase {
+                id: id.into(),
+                integration_id: integration_id.clone(),
+                name: "Meter readings".into(),
+                slug: Some("meter-readings".into()),
+                kind: "inbound".into(),
+                enabled: true,
+                configuration: Some(legacy.clone()),
+                change_description: None,
+                changed_by: None,
+                created_at: "2025-01-01T00:00:00Z".into(),
+                updated_at: "2025-01-01T00:00:00Z".into(),
+            },
+        },
+    };
+    let producer = erp_runtime::KafkaSettings::new(h.standalone.broker_address.to_string())
+        .producer("test")
+        .expect("producer");
+    erp_runtime::kafka::send(
+        &producer,
+        &erp_schemas::topics::Topics::default().config(),
+        id,
+        serde_json::to_string(&record).expect("json").as_bytes(),
+    )
+    .await
+    .expect("sent");
+
+    // Served as stored: neither dropped nor rewritten.
+    let path = format!("{use_cases}/{id}");
+    let mut served = Value::Null;
+    for _ in 0..600 {
+        let (status, answer) = h.get(&path).await;
+        if status == StatusCode::OK {
+            served = answer;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(served["configuration"], legacy, "{served}");
+    let (_, listed) = h.get(&use_cases).await;
+    assert_eq!(listed["use_cases"].as_array().map(Vec::len), Some(1));
+
+    // A partial update validates the merged result, so it names the stored fault…
+    let (status, answer) = h
+        .call(Method::PUT, &path, Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(
+        outcome(status, &answer),
+        (400, "BAD_REQUEST".into()),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/configuration/meter_readings")),
+        "{answer}"
+    );
+    let (_, unchanged) = h.get(&path).await;
+    assert_eq!(unchanged["enabled"], true, "nothing was written");
+    // …and one that supplies a valid configuration repairs it.
+    let (status, fixed) = h
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({"enabled": false, "configuration": meter_mapping()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fixed}");
+    assert_eq!(fixed["configuration"], meter_mapping());
+    assert_eq!(fixed["enabled"], false);
+    h.standalone.stop().await.expect("clean stop");
+}

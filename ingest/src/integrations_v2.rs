@@ -18,7 +18,7 @@ use crate::body::{kind, object, opt_bool, opt_string, read_json, req_string};
 use crate::error::ApiError;
 use crate::integrations::{editable, not_found};
 use crate::state::ApiState;
-use crate::use_cases::{check_configuration, check_slug, check_type};
+use crate::use_cases::{check_configuration, check_record, check_slug, check_type};
 
 /// The most use cases one integration may embed.
 const MAX_USE_CASES: usize = 200;
@@ -153,6 +153,7 @@ fn desired_use_cases(
                 updated_at: now.to_owned(),
             },
         };
+        check_record(&use_case, &format!("use_cases[{index}]"))?;
         if !ids.insert(use_case.id.clone()) {
             return Err(ApiError::bad_request(format!(
                 "{path}id {:?} appears twice",

@@ -13,6 +13,7 @@ pub mod error;
 pub mod event_log;
 pub mod event_schemas;
 pub mod events;
+pub mod file_proxy;
 pub mod integrations;
 pub mod integrations_v2;
 pub mod metrics;

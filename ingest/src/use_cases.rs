@@ -1,8 +1,10 @@
-//! `/v1/integrations/{id}/use-cases[/{useCaseId}]` (epilot spec §2.4.3), `type: inbound`.
+//! `/v1/integrations/{id}/use-cases[/{useCaseId}]` (epilot spec §2.4.3), types `inbound`,
+//! `outbound` and `file_proxy`.
 //!
 //! A configuration is compiled when it is saved: grammar errors and JSONata that does not parse
 //! are answered with 422 naming the entity, field and expression, so a broken mapping never
-//! reaches the processor.
+//! reaches the processor. Then the use case as it will be stored is checked against epilot's
+//! schema of its type (400 naming the field), so every answer that serves it again conforms.
 
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
@@ -45,15 +47,40 @@ pub(crate) fn check_type(kind: &str) -> Result<(), ApiError> {
             USE_CASE_TYPES.join(", ")
         )));
     }
-    if kind != "inbound" && kind != "outbound" {
+    if record_schema(kind).is_none() {
         return Err(ApiError::bad_request_code(
             "USE_CASE_TYPE_NOT_SUPPORTED",
             format!(
-                "use cases of type {kind:?} are not supported by this version; inbound and outbound are"
+                "use cases of type {kind:?} are not supported by this version; inbound, outbound and file_proxy are"
             ),
         ));
     }
     Ok(())
+}
+
+/// The schema of epilot's document a stored use case of type `kind` must satisfy; `None` for
+/// the types this version does not store (managed_call and secure_proxy need endpoints that
+/// run them, which it does not have).
+fn record_schema(kind: &str) -> Option<&'static str> {
+    match kind {
+        "inbound" => Some("InboundUseCase"),
+        "outbound" => Some("OutboundUseCase"),
+        "file_proxy" => Some("FileProxyUseCase"),
+        _ => None,
+    }
+}
+
+/// Checks a use case exactly as it will be stored against epilot's schema of its type: what is
+/// stored is answered again by every GET, and each answer must match `UseCase`. Runs on the
+/// merged result of a partial update too. `at` names the use case in the message (`use case`,
+/// or `use_cases[2]` in v2).
+pub(crate) fn check_record(use_case: &UseCase, at: &str) -> Result<(), ApiError> {
+    check_type(&use_case.kind)?;
+    let schema = record_schema(&use_case.kind).unwrap_or("UseCase");
+    let value = serde_json::to_value(use_case)
+        .map_err(|e| ApiError::internal("ENCODING_FAILED", format!("use case: {e}")))?;
+    crate::openapi::check(schema, &value)
+        .map_err(|e| ApiError::bad_request(format!("{at} does not match {schema}: {e}")))
 }
 
 /// Checks a configuration the way the processor will read it; gives outbound mappings without
@@ -84,6 +111,9 @@ pub(crate) fn check_configuration(
         return CompiledOutbound::compile(configuration)
             .map(|_| ())
             .map_err(|error| ApiError::unprocessable("INVALID_CONFIGURATION", error.to_string()));
+    }
+    if kind_of_use_case == "file_proxy" {
+        return crate::file_proxy::check(object);
     }
     CompiledConfiguration::compile(configuration)
         .map(|_| ())
@@ -167,6 +197,7 @@ pub async fn create(
         created_at: now.clone(),
         updated_at: now.clone(),
     };
+    check_record(&use_case, "use case")?;
     state
         .record(
             &caller,
@@ -278,8 +309,8 @@ pub async fn update(
     // Describes this change only; not inherited from the previous version.
     use_case.change_description = change_description;
     use_case.changed_by = Some(caller.actor.clone());
-    let now = now_rfc3339();
-    use_case.updated_at = now.clone();
+    use_case.updated_at = now_rfc3339();
+    check_record(&use_case, "use case")?;
     state
         .record(
             &caller,
