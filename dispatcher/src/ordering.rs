@@ -159,11 +159,26 @@ pub struct Put {
 struct State {
     lanes: HashMap<LaneId, Lane>,
     owned: HashSet<i32>,
+    /// Per owned input partition, the highest offset the main path has admitted (or the group
+    /// had committed when the partition was assigned). A head above it waits: lane records of
+    /// concurrent batches are acknowledged in no fixed order, so after a crash a restored event
+    /// may lack an uncommitted predecessor that the main path is about to read again.
+    admitted: HashMap<i32, i64>,
+    /// Per input partition, the highest restored offset above `admitted`: until the main path
+    /// has read that far, reading on may release a waiting head.
+    gated: HashMap<i32, i64>,
+}
+
+impl State {
+    fn admitted(&self, partition: i32) -> i64 {
+        self.admitted.get(&partition).copied().unwrap_or(-1)
+    }
 }
 
 /// The lanes of the input partitions this dispatcher owns.
 pub struct Lanes {
     topic: String,
+    group_id: String,
     core_topic: String,
     kafka: KafkaSettings,
     producer: FutureProducer,
@@ -181,11 +196,13 @@ impl Lanes {
     /// Lanes persisted to the lanes topic of `kafka`. Call from within the Tokio runtime.
     pub fn new(
         kafka: &KafkaSettings,
+        group_id: &str,
         producer: FutureProducer,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
             topic: kafka.topics.dispatch_lanes(),
+            group_id: group_id.to_owned(),
             core_topic: kafka.topics.core_events(),
             kafka: kafka.clone(),
             producer,
@@ -212,6 +229,33 @@ impl Lanes {
         // A poisoned state only means a panic elsewhere while it was held; it is consistent
         // between statements.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that the main path read input partition `partition` up to `offset`, releasing
+    /// restored heads waiting for their predecessors to be read again.
+    pub fn advance(&self, partition: i32, offset: i64) {
+        let mut state = self.lock();
+        let before = state.admitted(partition);
+        if offset <= before {
+            return;
+        }
+        state.admitted.insert(partition, offset);
+        let Some(&until) = state.gated.get(&partition) else {
+            return;
+        };
+        if offset >= until {
+            state.gated.remove(&partition);
+        }
+        for (id, lane) in &state.lanes {
+            if id.0 == partition
+                && lane
+                    .entries
+                    .first_key_value()
+                    .is_some_and(|(head, _)| *head > before)
+            {
+                lane.wake.notify_one();
+            }
+        }
     }
 
     /// Appends an event to its lane (in offset order). Returns the record to persist, or
@@ -380,18 +424,20 @@ impl Lanes {
         loop {
             let (head, wake) = {
                 let mut state = self.lock();
-                let lanes = &mut state.lanes;
-                let Some(lane) = lanes.get(&id) else { return };
+                let Some(lane) = state.lanes.get(&id) else {
+                    return;
+                };
                 if lane.generation != generation {
                     return;
                 }
                 match lane.entries.first_key_value() {
                     None => {
-                        lanes.remove(&id);
+                        state.lanes.remove(&id);
                         return;
                     }
-                    Some((_, held)) => (
-                        held.persisted.then(|| held.entry.clone()),
+                    Some((offset, held)) => (
+                        (held.persisted && *offset <= state.admitted(id.0))
+                            .then(|| held.entry.clone()),
                         Arc::clone(&lane.wake),
                     ),
                 }
@@ -477,6 +523,8 @@ impl Lanes {
     fn revoke(&self, partitions: &[i32]) {
         let mut state = self.lock();
         state.owned.retain(|p| !partitions.contains(p));
+        state.admitted.retain(|p, _| !partitions.contains(p));
+        state.gated.retain(|p, _| !partitions.contains(p));
         state.lanes.retain(|id, lane| {
             let keep = !partitions.contains(&id.0);
             if !keep {
@@ -538,11 +586,18 @@ impl Lanes {
             }
             consumer.unassign()?;
         }
+        let committed = self.committed(partitions);
         let restored = found.len();
         self.revoke(partitions);
         let mut state = self.lock();
         state.owned.extend(partitions.iter().copied());
+        state.admitted.extend(committed);
         for entry in found.into_values() {
+            let partition = entry.source.partition;
+            if entry.source.offset > state.admitted(partition) {
+                let until = state.gated.entry(partition).or_insert(entry.source.offset);
+                *until = (*until).max(entry.source.offset);
+            }
             let lane = self.lane(&mut state.lanes, entry.lane());
             lane.entries.insert(
                 entry.source.offset,
@@ -561,6 +616,37 @@ impl Lanes {
             );
         }
         Ok(restored)
+    }
+
+    /// The group's committed position minus one per input partition: every event before the
+    /// position was admitted, and its lane record acknowledged, before that commit. Unknown
+    /// (no commit, or the broker did not answer) leaves the partition out: its restored heads
+    /// then wait until the main path reads the partition again from where it starts.
+    fn committed(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
+        let consumer: Result<BaseConsumer, _> = self
+            .kafka
+            .reader_config("erp-toolkit-dispatcher-lanes-position")
+            .set("group.id", &self.group_id)
+            .create();
+        let mut list = TopicPartitionList::new();
+        for &partition in partitions {
+            list.add_partition(&self.core_topic, partition);
+        }
+        let answer = consumer.and_then(|c| c.committed_offsets(list, Duration::from_secs(10)));
+        match answer {
+            Ok(list) => list
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(next) => Some((e.partition(), next - 1)),
+                    _ => None,
+                })
+                .collect(),
+            Err(error) => {
+                warn!(%error, "cannot read the committed positions; held deliveries wait for the partitions to be read");
+                Vec::new()
+            }
+        }
     }
 
     fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
@@ -605,6 +691,8 @@ impl ConsumerContext for LaneContext {
                 let mut state = self.lanes.lock();
                 state.lanes.clear();
                 state.owned.clear();
+                state.admitted.clear();
+                state.gated.clear();
             }
         }
     }

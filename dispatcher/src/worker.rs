@@ -281,7 +281,12 @@ pub async fn run(
     .with_signing_key(settings.signing_key.clone());
     let producer = runtime.kafka.producer("erp-toolkit-dispatcher")?;
     let topics = runtime.kafka.topics.clone();
-    let lanes = Lanes::new(&runtime.kafka, producer.clone(), runtime.shutdown.clone());
+    let lanes = Lanes::new(
+        &runtime.kafka,
+        &settings.group_id,
+        producer.clone(),
+        runtime.shutdown.clone(),
+    );
     let core = Arc::new(Core {
         sender,
         writer: ConfigWriter::new(&runtime, producer.clone(), view.clone()),
@@ -1529,7 +1534,15 @@ impl Core {
         batch: &[OwnedMessage],
     ) -> Result<Vec<Put>, DispatcherError> {
         let mut puts = Vec::new();
+        let mut read: BTreeMap<i32, i64> = BTreeMap::new();
+        for message in batch {
+            let last = read.entry(message.partition()).or_insert(-1);
+            *last = (*last).max(message.offset());
+        }
         if !config.any_webhook(|e| e.webhook.enabled && ordering::is_ordered(&e.webhook.extra)) {
+            for (partition, offset) in read {
+                self.lanes.advance(partition, offset);
+            }
             return Ok(puts);
         }
         for message in batch {
@@ -1580,6 +1593,9 @@ impl Core {
                 };
                 puts.extend(self.lanes.admit(entry)?);
             }
+        }
+        for (partition, offset) in read {
+            self.lanes.advance(partition, offset);
         }
         Ok(puts)
     }
