@@ -307,6 +307,18 @@ EXTENSION_SCHEMAS = {
     },
 }
 
+# Fields we add to epilot's schemas: (schema, field) -> schema, marked as extensions.
+EXTENSION_FIELDS = {
+    ("WebhookConfig", "ordering"): {
+        "type": "string",
+        "enum": ["none", "per_key"],
+        "default": "none",
+        "description": "`per_key`: events with one Kafka record key (integration, or "
+                       "integration/group) are delivered one after another in topic order; a "
+                       "failing event holds back only its key. See docs/dispatcher.md.",
+    },
+}
+
 
 def refs(value):
     """Every local $ref in value, as (section, name)."""
@@ -362,6 +374,11 @@ def generate():
             if method in paths.get(path, {}):
                 sys.exit(f"extension {method.upper()} {path} is also an epilot operation")
             paths.setdefault(path, {})[method] = operation
+    for (name, field), schema in EXTENSION_FIELDS.items():
+        properties = components["schemas"][name]["properties"]
+        if field in properties:
+            sys.exit(f"extension field {name}.{field} is also an epilot field")
+        properties[field] = {**schema, "x-erp-toolkit-extension": True}
     for name, schema in EXTENSION_SCHEMAS.items():
         if name in components.get("schemas", {}):
             sys.exit(f"extension schema {name} collides with an epilot schema")

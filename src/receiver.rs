@@ -74,6 +74,8 @@ struct Behaviour {
     retry_after: Option<String>,
     /// Whether requests are held without an answer.
     hang: bool,
+    /// Requests whose body contains this text answer this status.
+    fail_matching: Option<(String, u16)>,
 }
 
 /// A running receiver.
@@ -138,6 +140,12 @@ impl Receiver {
             b.fail_remaining = n;
             b.fail_status = status;
         });
+    }
+
+    /// Makes every following request whose body contains `needle` answer `status` (`None`
+    /// stops it), so one event can fail while others are delivered.
+    pub fn fail_matching(&self, failing: Option<(&str, u16)>) {
+        self.with_behaviour(|b| b.fail_matching = failing.map(|(n, s)| (n.to_owned(), s)));
     }
 
     /// Sends `Retry-After: value` with every answer that is not 2xx (`None` stops it).
@@ -218,7 +226,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
         webhook_id: header("webhook-id"),
         timestamp: header("webhook-timestamp").parse().unwrap_or_default(),
         signature: header("webhook-signature"),
-        body,
+        body: body.clone(),
         verified: None,
         received_at: Instant::now(),
     };
@@ -259,8 +267,13 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
     }
     let (failing, retry_after) = match shared.behaviour.lock() {
         Ok(mut b) => {
+            let matching = b.fail_matching.as_ref().and_then(|(needle, status)| {
+                let text = String::from_utf8_lossy(&body);
+                text.contains(needle.as_str()).then_some(*status)
+            });
             let failing = (b.fail_remaining > 0).then_some(b.fail_status);
             b.fail_remaining = b.fail_remaining.saturating_sub(1);
+            let failing = matching.or(failing);
             (failing, b.retry_after.clone())
         }
         Err(_) => (None, None),

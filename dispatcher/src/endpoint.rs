@@ -383,6 +383,7 @@ impl EndpointConfig {
         let auth = parse_auth(config)?;
         let headers = parse_headers(config)?;
         let filter = Filter::parse(config)?;
+        crate::ordering::parse_mode(config)?;
         let transform = match present(config, "jsonataExpression") {
             None => None,
             Some(Value::String(source)) if source.trim().is_empty() => None,

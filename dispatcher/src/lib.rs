@@ -12,6 +12,7 @@ pub mod filter;
 pub mod isolation;
 pub mod metrics;
 pub mod oauth;
+pub mod ordering;
 pub mod org_key;
 pub mod safety;
 pub mod schedule;

@@ -45,6 +45,7 @@ use crate::endpoint::{ConfigError, EndpointConfig, Prepared};
 use crate::error::DispatcherError;
 use crate::isolation::{Admission, BreakerState, Endpoints};
 use crate::metrics::DispatcherMetrics;
+use crate::ordering::{self, LaneContext, LaneEntry, Lanes, Put, Step};
 use crate::safety::DestinationPolicy;
 use crate::schedule::Schedule;
 
@@ -208,6 +209,9 @@ struct Job {
     /// Whether `body` is the output of the endpoint's transform (the attempt span then keeps
     /// it, so a replay without `reapply_transform` can send the same bytes again).
     transformed: bool,
+    /// Held in a lane of an endpoint with per-key ordering: a retry waits in the lane, never in
+    /// a tier.
+    ordered: bool,
 }
 
 impl Job {
@@ -238,6 +242,11 @@ enum Outcome {
     Skipped,
     /// Shutdown interrupted it; its batch stays uncommitted.
     Interrupted,
+    /// An ordered delivery stays at the head of its lane until `due_at_ms`.
+    Held {
+        due_at_ms: i64,
+        attempted: bool,
+    },
 }
 
 /// How a batch ended.
@@ -272,6 +281,12 @@ pub async fn run(
     .with_signing_key(settings.signing_key.clone());
     let producer = runtime.kafka.producer("erp-toolkit-dispatcher")?;
     let topics = runtime.kafka.topics.clone();
+    let lanes = Lanes::new(
+        &runtime.kafka,
+        &settings.group_id,
+        producer.clone(),
+        runtime.shutdown.clone(),
+    );
     let core = Arc::new(Core {
         sender,
         writer: ConfigWriter::new(&runtime, producer.clone(), view.clone()),
@@ -289,8 +304,10 @@ pub async fn run(
         view,
         shutdown: runtime.shutdown.clone(),
         interrupt: CancellationToken::new(),
+        lanes: Arc::clone(&lanes),
         settings,
     });
+    lanes.set_deliver(deliver_held(&core));
     // A stop lets deliveries in progress finish for a while (a clean stop then leaves nothing
     // to redeliver), then abandons them.
     tokio::spawn({
@@ -315,10 +332,12 @@ pub async fn run(
             Arc::new(consumer),
         )));
     }
-    let consumer = Arc::new(
+    // The context restores the lanes of an assigned partition before any of its records is read.
+    let consumer: Arc<StreamConsumer<LaneContext>> = Arc::new(
         runtime
             .kafka
-            .group_consumer("erp-toolkit-dispatcher", &core.settings.group_id)?,
+            .group_consumer_config("erp-toolkit-dispatcher", &core.settings.group_id)
+            .create_with_context(LaneContext { lanes })?,
     );
     consumer.subscribe(&[&topics.core_events()])?;
     runtime.readiness.flag("dispatcher").set(true);
@@ -337,7 +356,10 @@ pub async fn run(
 }
 
 /// The main path: batches of `erp.core.events`, several in progress, committed in order.
-async fn run_main(core: Arc<Core>, consumer: Arc<StreamConsumer>) -> Result<(), DispatcherError> {
+async fn run_main(
+    core: Arc<Core>,
+    consumer: Arc<StreamConsumer<LaneContext>>,
+) -> Result<(), DispatcherError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, BatchEnd)>();
     let mut pending: BTreeMap<u64, Vec<OwnedMessage>> = BTreeMap::new();
     let mut ended: BTreeMap<u64, BatchEnd> = BTreeMap::new();
@@ -361,7 +383,12 @@ async fn run_main(core: Arc<Core>, consumer: Arc<StreamConsumer>) -> Result<(), 
                     let seq = next_seq;
                     next_seq += 1;
                     debug!(seq, records = batch.len(), "main batch started");
-                    spawn_batch(Arc::clone(&core), seq, batch.clone(), tx.clone());
+                    // Lanes are appended to here, in consumption order, so a key's events keep
+                    // their order although batches run concurrently; routing uses the same
+                    // configuration, so every delivery goes either to a lane or on this path.
+                    let config = core.view.snapshot();
+                    let puts = core.admit_ordered(&config, &batch)?;
+                    spawn_batch(Arc::clone(&core), seq, batch.clone(), config, puts, tx.clone());
                     pending.insert(seq, batch);
                 }
                 Err(error) => {
@@ -390,6 +417,11 @@ async fn run_main(core: Arc<Core>, consumer: Arc<StreamConsumer>) -> Result<(), 
                 }
             }
         }
+        if core.lanes.failed() && !crashed {
+            committing = false;
+            stopping = true;
+            crashed = true;
+        }
         if stopping && pending.is_empty() {
             break;
         }
@@ -407,7 +439,7 @@ async fn run_main(core: Arc<Core>, consumer: Arc<StreamConsumer>) -> Result<(), 
 
 /// Takes what else arrives within a few milliseconds after `first`, up to `max` records.
 async fn fill_batch(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<LaneContext>,
     first: OwnedMessage,
     max: usize,
 ) -> Vec<OwnedMessage> {
@@ -430,9 +462,17 @@ fn spawn_batch(
     core: Arc<Core>,
     seq: u64,
     batch: Vec<OwnedMessage>,
+    config: Arc<ConfigState>,
+    puts: Vec<Put>,
     tx: mpsc::UnboundedSender<(u64, BatchEnd)>,
 ) {
-    let work = tokio::spawn(async move { core.process_until_recorded(&batch, 0).await });
+    let work = tokio::spawn(async move {
+        // Held deliveries are durable before the batch can be committed past them.
+        if !core.lanes.persist(puts).await {
+            return BatchEnd::Interrupted;
+        }
+        core.process_until_recorded(&batch, 0, Some(config)).await
+    });
     tokio::spawn(async move {
         let end = match work.await {
             Ok(end) => end,
@@ -495,7 +535,7 @@ async fn run_tier(core: Arc<Core>, tier: u32, consumer: Arc<StreamConsumer>) {
             }
         }
         if !due.is_empty() {
-            match core.process_until_recorded(&due, tier).await {
+            match core.process_until_recorded(&due, tier, None).await {
                 BatchEnd::Done => kafka::commit_batch(&consumer, &due).await,
                 BatchEnd::Interrupted | BatchEnd::Crashed => break,
             }
@@ -562,15 +602,22 @@ struct Core {
     shutdown: CancellationToken,
     /// Abandons deliveries in progress: `shutdown_grace` after `shutdown`.
     interrupt: CancellationToken,
+    /// Held deliveries of endpoints with per-key ordering.
+    lanes: Arc<Lanes>,
 }
 
 impl Core {
     /// Processes a batch until everything it produced is acknowledged by Kafka, retrying the
     /// batch (with the same `webhook-id`s) when recording fails.
-    async fn process_until_recorded(&self, batch: &[OwnedMessage], tier: u32) -> BatchEnd {
+    async fn process_until_recorded(
+        &self,
+        batch: &[OwnedMessage],
+        tier: u32,
+        config: Option<Arc<ConfigState>>,
+    ) -> BatchEnd {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.process(batch, tier).await {
+            match self.process(batch, tier, config.clone()).await {
                 Ok(end) => return end,
                 Err(error) => {
                     warn!(%error, ?backoff, tier, "recording outcomes failed; retrying the batch");
@@ -584,13 +631,15 @@ impl Core {
         }
     }
 
-    /// Delivers a batch of the main topic (`tier` 0) or of a retry tier.
+    /// Delivers a batch of the main topic (`tier` 0) or of a retry tier, routed with `config`
+    /// (default: the current configuration).
     async fn process(
         &self,
         batch: &[OwnedMessage],
         tier: u32,
+        config: Option<Arc<ConfigState>>,
     ) -> Result<BatchEnd, DispatcherError> {
-        let config = self.view.snapshot();
+        let config = config.unwrap_or_else(|| self.view.snapshot());
         let mut out = Vec::new();
         let mut jobs = Vec::new();
         let mut parked = 0u64;
@@ -690,7 +739,12 @@ impl Core {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             match config.webhook(&head.org_id, webhook_id) {
-                Some(endpoint) if endpoint.webhook.enabled => endpoints.push(endpoint.clone()),
+                // An ordered endpoint's deliveries were appended to its lanes.
+                Some(endpoint) if endpoint.webhook.enabled => {
+                    if !ordering::is_ordered(&endpoint.webhook.extra) {
+                        endpoints.push(endpoint.clone());
+                    }
+                }
                 found => {
                     self.park(found, webhook_id, &event, source.clone(), key.clone(), out)
                         .await?;
@@ -703,7 +757,9 @@ impl Core {
                     continue;
                 }
                 if endpoint.webhook.enabled {
-                    endpoints.push(endpoint.clone());
+                    if !ordering::is_ordered(&endpoint.webhook.extra) {
+                        endpoints.push(endpoint.clone());
+                    }
                 } else if endpoint.webhook.extra.contains_key(DISABLED_REASON) {
                     // Disabled by the dispatcher (410), not by a user: keep its events.
                     let id = endpoint.webhook.id.clone();
@@ -735,6 +791,7 @@ impl Core {
                 tier: 0,
                 replay: None,
                 transformed: false,
+                ordered: false,
             });
         }
         Ok(parked)
@@ -789,6 +846,7 @@ impl Core {
                     first_attempt_at: task.first_attempt_at,
                     tier,
                     replay: task.replay,
+                    ordered: false,
                 });
                 Ok(0)
             }
@@ -933,7 +991,9 @@ impl Core {
         }
         let endpoint_id = job.endpoint.webhook.id.clone();
         let state = self.endpoints.get(&endpoint_id);
-        let from_tier = job.tier > 0;
+        // A lane's head waits for the endpoint like a tier task does: an open breaker counts as
+        // an attempt, and the head may be the half-open probe.
+        let from_tier = job.tier > 0 || job.ordered;
         let probe = match state.admit(from_tier) {
             Admission::Allowed { probe } => probe,
             Admission::Refused if !from_tier => {
@@ -1151,6 +1211,16 @@ impl Core {
                 if job.attempts > allowed {
                     self.dead_letter_failure(&job, &attempt.result, out).await?;
                     (Level::Error, Outcome::Failed, None)
+                } else if job.ordered {
+                    // The head stays in its lane and blocks only its key; the tier number names
+                    // the wait.
+                    let tier = self.schedule.tier_for(job.attempts, *retry_after);
+                    let due_at_ms = self.schedule.due_at(tier, now_millis());
+                    let held = Outcome::Held {
+                        due_at_ms,
+                        attempted: true,
+                    };
+                    (Level::Warning, held, Some((tier, due_at_ms)))
                 } else {
                     let tier = self.schedule.tier_for(job.attempts, *retry_after);
                     let due = self
@@ -1173,6 +1243,14 @@ impl Core {
         reason: &str,
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<Outcome, DispatcherError> {
+        if job.ordered {
+            // Saturated: the head tries again shortly, still first in its lane.
+            let wait = i64::try_from(self.settings.endpoint_queue_wait.as_millis()).unwrap_or(0);
+            return Ok(Outcome::Held {
+                due_at_ms: now_millis() + wait,
+                attempted: false,
+            });
+        }
         job.deferrals += 1;
         let tier = job.tier.max(1);
         self.write_task(&job, tier, None, reason, out).await?;
@@ -1436,5 +1514,174 @@ fn dead_letter(
         key,
         value: String::from_utf8_lossy(value).into_owned(),
         failed_at: now_rfc3339(),
+    }
+}
+
+/// How a lane driver delivers its head: through [`Core::attempt_held`] while the dispatcher
+/// runs.
+fn deliver_held(core: &Arc<Core>) -> ordering::DeliverFn {
+    let core = Arc::downgrade(core);
+    Arc::new(move |entry| {
+        let core = core.clone();
+        Box::pin(async move {
+            match core.upgrade() {
+                Some(core) => core.attempt_held(entry).await,
+                None => Ok(Step::Interrupted),
+            }
+        })
+    })
+}
+
+/// Per-key ordering: admission to lanes and the attempt of a lane's head (see `ordering`).
+impl Core {
+    /// Appends the deliveries of `batch` to endpoints with per-key ordering to their lanes;
+    /// returns the lane records to persist before the batch is committed.
+    fn admit_ordered(
+        &self,
+        config: &ConfigState,
+        batch: &[OwnedMessage],
+    ) -> Result<Vec<Put>, DispatcherError> {
+        let mut puts = Vec::new();
+        let mut read: BTreeMap<i32, i64> = BTreeMap::new();
+        for message in batch {
+            let last = read.entry(message.partition()).or_insert(-1);
+            *last = (*last).max(message.offset());
+        }
+        if !config.any_webhook(|e| e.webhook.enabled && ordering::is_ordered(&e.webhook.extra)) {
+            for (partition, offset) in read {
+                self.lanes.advance(partition, offset);
+            }
+            return Ok(puts);
+        }
+        for message in batch {
+            let Some(event) = Event::read(message.payload().unwrap_or_default()) else {
+                continue;
+            };
+            let head = &event.head;
+            // The same endpoints `route` picks, so each delivery takes exactly one of the paths.
+            let targets = match event.value.get("_delivery") {
+                Some(delivery)
+                    if delivery.get("type").and_then(Value::as_str) != Some("webhook") =>
+                {
+                    continue;
+                }
+                Some(delivery) => {
+                    let id = delivery
+                        .get("webhook_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    config
+                        .webhook(&head.org_id, id)
+                        .filter(|e| e.webhook.enabled)
+                        .into_iter()
+                        .collect()
+                }
+                None => config.subscribers(&head.org_id, &head.event_name),
+            };
+            for endpoint in targets {
+                if !ordering::is_ordered(&endpoint.webhook.extra) {
+                    continue;
+                }
+                let entry = LaneEntry {
+                    webhook_config_id: endpoint.webhook.id.clone(),
+                    org_id: head.org_id.clone(),
+                    key: message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    source: SourceCoordinates {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                    },
+                    event: event.text.to_string(),
+                    attempts: 0,
+                    deferrals: 0,
+                    first_attempt_at: None,
+                    due_at_ms: 0,
+                };
+                puts.extend(self.lanes.admit(entry)?);
+            }
+        }
+        for (partition, offset) in read {
+            self.lanes.advance(partition, offset);
+        }
+        Ok(puts)
+    }
+
+    /// One attempt of a lane's head with the current configuration, recorded (span, dead letter)
+    /// before it returns.
+    async fn attempt_held(&self, entry: LaneEntry) -> Result<Step, DispatcherError> {
+        let config = self.view.snapshot();
+        let mut out = Vec::new();
+        let Some(event) = Event::read(entry.event.as_bytes()) else {
+            // Only core events are admitted; should one not read, it is still kept.
+            let letter = dead_letter(
+                "POISON_RECORD",
+                "a held delivery does not carry a core event",
+                entry.source,
+                entry.key,
+                entry.event.as_bytes(),
+                None,
+                Some(&entry.webhook_config_id),
+            );
+            self.enqueue_dead_letter(&letter, &mut out).await?;
+            kafka::await_deliveries(out).await?;
+            return Ok(Step::Done);
+        };
+        let outcome = match config.webhook(&entry.org_id, &entry.webhook_config_id) {
+            Some(endpoint) if endpoint.webhook.enabled => {
+                let job = Job {
+                    head: Arc::clone(&event.head),
+                    endpoint: endpoint.clone(),
+                    body: event.body(),
+                    event: Arc::clone(&event.text),
+                    source: entry.source,
+                    key: entry.key,
+                    attempts: entry.attempts,
+                    deferrals: entry.deferrals,
+                    first_attempt_at: entry.first_attempt_at,
+                    tier: 0,
+                    replay: None,
+                    transformed: false,
+                    ordered: true,
+                };
+                self.handle(job, &mut out).await?
+            }
+            // Disabled or deleted while the event was held: parked like a tier task.
+            found => {
+                self.park(
+                    found,
+                    &entry.webhook_config_id,
+                    &event,
+                    entry.source,
+                    entry.key,
+                    &mut out,
+                )
+                .await?;
+                Outcome::Parked
+            }
+        };
+        if outcome == Outcome::Interrupted {
+            return Ok(Step::Interrupted);
+        }
+        kafka::await_deliveries(out).await?;
+        let label = match outcome {
+            Outcome::Held {
+                due_at_ms,
+                attempted,
+            } => {
+                return Ok(Step::Retry {
+                    due_at_ms,
+                    attempted,
+                });
+            }
+            Outcome::Delivered => "delivered",
+            Outcome::Failed => "failed",
+            Outcome::Parked => "parked",
+            Outcome::Skipped => "skipped",
+            _ => return Ok(Step::Done),
+        };
+        self.metrics.deliveries.with_label_values(&[label]).inc();
+        Ok(Step::Done)
     }
 }

@@ -24,8 +24,9 @@ use crate::state::ApiState;
 
 /// `WebhookConfig` fields stored verbatim. `auth`, `filter`, `filterConditions`,
 /// `payloadConfiguration.custom_headers` and `jsonataExpression` are validated by
-/// [`settle`] and used by the dispatcher; the others are kept for round trips.
-const KEPT: [&str; 13] = [
+/// [`settle`] and used by the dispatcher, as is our extension `ordering`; the others are kept
+/// for round trips.
+const KEPT: [&str; 14] = [
     "eventVersion",
     "auth",
     "filter",
@@ -39,6 +40,7 @@ const KEPT: [&str; 13] = [
     "deliveryMode",
     "multipartConfig",
     "_manifest",
+    "ordering",
 ];
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"];

@@ -496,6 +496,11 @@ impl ConfigState {
         all
     }
 
+    /// Whether any endpoint of any organisation satisfies `test`.
+    pub fn any_webhook(&self, test: impl Fn(&WebhookEntry) -> bool) -> bool {
+        self.webhooks.values().any(test)
+    }
+
     /// One webhook endpoint of the organisation.
     pub fn webhook(&self, org_id: &str, id: &str) -> Option<&WebhookEntry> {
         self.webhooks.get(id).filter(|e| e.org_id == org_id)

@@ -81,6 +81,14 @@ pub fn standard_topics(settings: &KafkaSettings) -> Vec<TopicSpec> {
             partitions: n,
             configs: vec![("cleanup.policy", "compact")],
         },
+        // Held deliveries of endpoints with per-key ordering, keyed by endpoint, key and input
+        // offset (tombstoned when done); partition p holds the lanes of `core.events` partition
+        // p, so the owner of an input partition restores exactly its own lanes.
+        TopicSpec {
+            name: t.dispatch_lanes(),
+            partitions: n,
+            configs: vec![("cleanup.policy", "compact")],
+        },
     ];
     // The dispatcher's retry tiers hold delivery tasks until they are due. The longest wait is
     // hours, so the broker default retention (7 days) is ample; a task is committed only after

@@ -21,6 +21,8 @@ pub const OUTBOUND_POLL: &str = "outbound.poll";
 pub const OUTBOUND_POLL_STATE: &str = "outbound.poll.state";
 /// Suffix of the compacted changelog of the processor's dedup store.
 pub const PROCESSOR_STATE: &str = "processor.state";
+/// Suffix of the compacted topic of held deliveries to endpoints with per-key ordering.
+pub const DISPATCH_LANES: &str = "dispatch.lanes";
 /// Suffix prefix of the dispatcher's retry tiers: tier `n` is `core.retry.<n>`.
 pub const CORE_RETRY: &str = "core.retry";
 /// How many retry tiers an installation has (epilot's schedule has five waits, and
@@ -85,6 +87,10 @@ impl Topics {
     /// `erp.processor.state`
     pub fn processor_state(&self) -> String {
         self.name(PROCESSOR_STATE)
+    }
+    /// `erp.dispatch.lanes`
+    pub fn dispatch_lanes(&self) -> String {
+        self.name(DISPATCH_LANES)
     }
     /// `erp.core.retry.<tier>`: retry tier `tier` (1-based) of the dispatcher.
     pub fn retry(&self, tier: u32) -> String {
