@@ -19,6 +19,7 @@ use erp_processor::jsonata::{self, Expression};
 
 use crate::filter::Filter;
 use crate::oauth::{OAuthClient, OAuthSettings, ParamKind};
+use crate::rate_limit::RateLimit;
 
 /// A configuration error: the field (a dot path in the `WebhookConfig`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +120,8 @@ pub struct EndpointConfig {
     pub filter: Filter,
     /// `jsonataExpression`, compiled.
     pub transform: Option<Expression>,
+    /// `rateLimit` (our extension): requests per second and burst.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for EndpointConfig {
@@ -128,6 +131,7 @@ impl Default for EndpointConfig {
             headers: Vec::new(),
             filter: Filter::default(),
             transform: None,
+            rate_limit: None,
         }
     }
 }
@@ -400,6 +404,7 @@ impl EndpointConfig {
             headers,
             filter,
             transform,
+            rate_limit: RateLimit::parse(config)?,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod isolation;
 pub mod metrics;
 pub mod oauth;
 pub mod org_key;
+pub mod rate_limit;
 pub mod safety;
 pub mod schedule;
 pub mod signing;

@@ -93,6 +93,8 @@ pub struct DispatcherSettings {
     pub signing_key: Option<Arc<crate::org_key::OrgKey>>,
     /// Time limit of one evaluation of an endpoint's JSONata filter or transform.
     pub jsonata_timeout: Duration,
+    /// The rate limit of endpoints that set no `rateLimit` (`None`: unlimited).
+    pub default_rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl Default for DispatcherSettings {
@@ -116,6 +118,7 @@ impl Default for DispatcherSettings {
             shutdown_grace: Duration::from_secs(10),
             signing_key: None,
             jsonata_timeout: Duration::from_secs(1),
+            default_rate_limit: None,
         }
     }
 }
@@ -953,6 +956,36 @@ impl Core {
                 return self.after_attempt(job, attempt, out).await;
             }
         };
+        // The rate limit before the slot: a delivery waiting for its turn holds no slot.
+        let limit = config.rate_limit.or(self.settings.default_rate_limit);
+        match state
+            .throttle
+            .reserve(limit, self.settings.endpoint_queue_wait)
+        {
+            Some(wait) if wait.is_zero() => {}
+            Some(wait) => {
+                self.metrics.throttled.with_label_values(&["waited"]).inc();
+                tokio::select! {
+                    _ = self.interrupt.cancelled() => {
+                        if probe {
+                            state.abandon_probe();
+                        }
+                        return Ok(Outcome::Interrupted);
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => {
+                if probe {
+                    state.abandon_probe();
+                }
+                self.metrics
+                    .throttled
+                    .with_label_values(&["deferred"])
+                    .inc();
+                return self.defer(job, "throttled", out).await;
+            }
+        }
         let permit = tokio::time::timeout(
             self.settings.endpoint_queue_wait,
             Arc::clone(&state.permits).acquire_owned(),

@@ -23,9 +23,10 @@ use crate::error::ApiError;
 use crate::state::ApiState;
 
 /// `WebhookConfig` fields stored verbatim. `auth`, `filter`, `filterConditions`,
-/// `payloadConfiguration.custom_headers` and `jsonataExpression` are validated by
-/// [`settle`] and used by the dispatcher; the others are kept for round trips.
-const KEPT: [&str; 13] = [
+/// `payloadConfiguration.custom_headers`, `jsonataExpression` and our extensions `rateLimit` and
+/// `batch` are validated by [`settle`] and used by the dispatcher; the others are kept for round
+/// trips.
+const KEPT: [&str; 15] = [
     "eventVersion",
     "auth",
     "filter",
@@ -39,6 +40,8 @@ const KEPT: [&str; 13] = [
     "deliveryMode",
     "multipartConfig",
     "_manifest",
+    "rateLimit",
+    "batch",
 ];
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"];

@@ -1,0 +1,162 @@
+//! End-to-end tests of the dispatcher's volume controls: per-endpoint rate limits, on the
+//! embedded broker with real loopback receivers. Waits are bounded by generous limits; nothing
+//! here asserts how long something took.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::{Harness, meter_mapping, reading_event};
+use erp_toolkit::StandaloneOptions;
+use erp_toolkit::receiver::{Delivery, Receiver};
+
+/// Deferred deliveries of a rate-limited endpoint come back every tier-1 wait, a few at a
+/// time: give them time on a loaded machine.
+const LIMIT: Duration = Duration::from_secs(180);
+
+/// Short tiers (1 s, 2 s, 3 s), so deferred deliveries come back within seconds.
+fn fast_options(dir: &Path) -> StandaloneOptions {
+    let mut options = common::options(dir);
+    let d = &mut options.dispatcher;
+    d.retry_schedule = vec![
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+        Duration::from_secs(3),
+    ];
+    d.endpoint_queue_wait = Duration::from_millis(500);
+    d.tier_hold = Duration::from_millis(500);
+    options
+}
+
+/// Creates an endpoint subscribed to mapped events; returns its id and signing secret.
+async fn webhook(h: &Harness, name: &str, url: &str, extra: Value) -> (String, String) {
+    let mut body = json!({"name": name, "eventName": "event_InboundEventMapped", "url": url});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let (status, answer) = h.post("/v1/webhooks/configs", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    (
+        answer["id"].as_str().expect("id").to_owned(),
+        answer["signingSecret"].as_str().expect("secret").to_owned(),
+    )
+}
+
+/// Posts `n` meter readings in one request.
+async fn send_readings(h: &Harness, integration_id: &str, prefix: &str, n: usize) {
+    let events: Vec<Value> = (0..n)
+        .map(|i| reading_event(i, &format!("{prefix}-{i}")))
+        .collect();
+    let (status, body) = h
+        .post(
+            "/v3/erp/updates/events",
+            json!({"integration_id": integration_id, "events": events}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The most requests that arrived within any window of `window` starting at an arrival.
+fn most_within(deliveries: &[Delivery], window: Duration) -> usize {
+    let mut times: Vec<_> = deliveries.iter().map(|d| d.received_at).collect();
+    times.sort();
+    times
+        .iter()
+        .enumerate()
+        .map(|(i, start)| {
+            times[i..]
+                .iter()
+                .take_while(|t| t.duration_since(*start) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_endpoint_gets_every_event_at_its_rate_beside_an_unlimited_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start_with(fast_options(dir.path())).await;
+    let free = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let limited = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (integration_id, free_secret) = h.configure(meter_mapping(), &free.url()).await;
+
+    // A limit the dispatcher could not keep is refused on save, naming the field.
+    for (bad, field) in [
+        (
+            json!({"rateLimit": {"requestsPerSecond": 0}}),
+            "rateLimit.requestsPerSecond",
+        ),
+        (
+            json!({"rateLimit": {"requestsPerSecond": 2, "burst": 0}}),
+            "rateLimit.burst",
+        ),
+        (json!({"rateLimit": "fast"}), "rateLimit"),
+    ] {
+        let mut body =
+            json!({"name": "bad", "eventName": "event_InboundEventMapped", "url": limited.url()});
+        body.as_object_mut()
+            .expect("object")
+            .extend(bad.as_object().expect("object").clone());
+        let (status, answer) = h.post("/v1/webhooks/configs", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(answer["code"].is_string(), "{answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(field)),
+            "{answer}"
+        );
+    }
+
+    const RATE: usize = 2;
+    const BURST: usize = 2;
+    let (_, limited_secret) = webhook(
+        &h,
+        "limited",
+        &limited.url(),
+        json!({"rateLimit": {"requestsPerSecond": RATE, "burst": BURST}}),
+    )
+    .await;
+
+    const EVENTS: usize = 40;
+    send_readings(&h, &integration_id, "rate", EVENTS).await;
+
+    assert!(
+        free.wait_for(EVENTS, LIMIT).await,
+        "the unlimited endpoint got {} of {EVENTS}",
+        free.count()
+    );
+    assert!(
+        limited.wait_for(EVENTS, LIMIT).await,
+        "the limited endpoint got {} of {EVENTS}",
+        limited.count()
+    );
+    for (receiver, secret) in [(&free, &free_secret), (&limited, &limited_secret)] {
+        let deliveries = receiver.deliveries();
+        let ids: BTreeSet<&str> = deliveries.iter().map(|d| d.webhook_id.as_str()).collect();
+        assert_eq!(ids.len(), EVENTS, "every event, none lost");
+        assert!(deliveries.iter().all(|d| d.verify(secret)));
+    }
+
+    // Within any 2 s the limited endpoint may get the burst plus 2 s of its rate; arrival times
+    // wobble on a busy machine, so a few more are tolerated. Without the limit all 40 would
+    // arrive within a fraction of a second.
+    let window = Duration::from_secs(2);
+    let most = most_within(&limited.deliveries(), window);
+    assert!(
+        most <= BURST + 2 * RATE + 4,
+        "{most} requests within {window:?}"
+    );
+    assert!(h.metric("erp_dispatcher_throttled_total") >= 1.0);
+    assert!(h.metric("erp_dispatcher_scheduled_total{reason=\"throttled\",tier=\"1\"}") >= 1.0);
+}
