@@ -160,3 +160,155 @@ async fn a_rate_limited_endpoint_gets_every_event_at_its_rate_beside_an_unlimite
     assert!(h.metric("erp_dispatcher_throttled_total") >= 1.0);
     assert!(h.metric("erp_dispatcher_scheduled_total{reason=\"throttled\",tier=\"1\"}") >= 1.0);
 }
+
+/// The event ids in a batched request's body (a JSON array of core events).
+fn members(delivery: &Delivery) -> Vec<String> {
+    delivery
+        .json()
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["_event_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `receiver` has seen every one of `want` events in its batches.
+async fn wait_for_members(receiver: &Receiver, want: usize) -> BTreeSet<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let seen: BTreeSet<String> = receiver.deliveries().iter().flat_map(members).collect();
+        if seen.len() >= want || started.elapsed() > LIMIT {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batching_endpoint_gets_every_event_in_signed_batches_and_a_failed_batch_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = fast_options(dir.path());
+    // One failed request must not open the breaker and turn the retry into CIRCUIT_OPEN.
+    options.dispatcher.breaker_threshold = 100;
+    let h = Harness::start_with(options).await;
+    let single = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let batched = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let flaky = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    flaky.fail_first(1, 503);
+    let (integration_id, _) = h.configure(meter_mapping(), &single.url()).await;
+
+    let (status, answer) = h
+        .post(
+            "/v1/webhooks/configs",
+            json!({"name": "bad", "eventName": "event_InboundEventMapped", "url": batched.url(),
+                   "batch": {"maxEvents": 1000}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("batch.maxEvents")),
+        "{answer}"
+    );
+
+    const MAX: usize = 10;
+    const EVENTS: usize = 25;
+    let batch = json!({"batch": {"maxEvents": MAX}});
+    let (_, batched_secret) = webhook(&h, "batched", &batched.url(), batch.clone()).await;
+    let (flaky_id, flaky_secret) = webhook(&h, "flaky", &flaky.url(), batch).await;
+    send_readings(&h, &integration_id, "batch", EVENTS).await;
+
+    // Happy path: every event once, in signed arrays of at most MAX whose webhook-id is derived
+    // from the members.
+    let seen = wait_for_members(&batched, EVENTS).await;
+    assert_eq!(
+        seen.len(),
+        EVENTS,
+        "every event reached the batching endpoint"
+    );
+    let requests = batched.deliveries();
+    let total: usize = requests.iter().map(|d| members(d).len()).sum();
+    assert_eq!(total, EVENTS, "each event exactly once");
+    assert!(requests.len() >= EVENTS.div_ceil(MAX));
+    for request in &requests {
+        let ids = members(request);
+        assert!(!ids.is_empty() && ids.len() <= MAX, "{} members", ids.len());
+        assert!(request.verify(&batched_secret), "signature over the batch");
+        assert_eq!(
+            request.webhook_id,
+            erp_dispatcher::worker::batch::webhook_id(ids.iter().map(String::as_str))
+        );
+    }
+
+    // The failed batch comes again from the retry tier, with the same webhook-id and body, and
+    // nothing is lost.
+    let seen = wait_for_members(&flaky, EVENTS).await;
+    assert_eq!(seen.len(), EVENTS, "every event reached the flaky endpoint");
+    // The failed request's members were seen in it already: wait for it to come again.
+    let started = std::time::Instant::now();
+    let requests = loop {
+        let requests = flaky.deliveries();
+        let ids: BTreeSet<&str> = requests.iter().map(|d| d.webhook_id.as_str()).collect();
+        if ids.len() < requests.len() || started.elapsed() > LIMIT {
+            break requests;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(requests.iter().all(|d| d.verify(&flaky_secret)));
+    let mut by_id: std::collections::BTreeMap<&str, Vec<&Delivery>> = Default::default();
+    for request in &requests {
+        by_id.entry(&request.webhook_id).or_default().push(request);
+    }
+    let repeated: Vec<&str> = by_id
+        .iter()
+        .filter(|(_, r)| r.len() > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(repeated.len(), 1, "one failed request, sent once more");
+    for copies in by_id.values() {
+        assert!(copies.iter().all(|c| c.body == copies[0].body), "same body");
+    }
+
+    // Each member of the failed batch has its own attempt record: a retry, then delivered.
+    let failed_id = repeated[0];
+    let failed_members = members(by_id[failed_id][0]).len();
+    let brokers = h.standalone.broker_address.to_string();
+    let started = std::time::Instant::now();
+    let spans = loop {
+        let spans: Vec<Value> = common::read_topic(
+            &brokers,
+            "erp.monitoring",
+            usize::MAX,
+            Duration::from_secs(2),
+        )
+        .await
+        .into_iter()
+        .map(|(_, span)| span)
+        .filter(|s| {
+            s["detail"]["webhook_config_id"] == flaky_id.as_str()
+                && s["detail"]["batch_webhook_id"] == failed_id
+        })
+        .collect();
+        if spans.len() >= 2 * failed_members || started.elapsed() > LIMIT {
+            break spans;
+        }
+    };
+    let outcome = |name: &str| {
+        spans
+            .iter()
+            .filter(|s| s["detail"]["outcome"] == name)
+            .count()
+    };
+    assert_eq!(outcome("retry_scheduled"), failed_members, "{spans:?}");
+    assert_eq!(outcome("delivered"), failed_members, "{spans:?}");
+}

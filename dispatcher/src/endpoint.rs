@@ -20,6 +20,7 @@ use erp_processor::jsonata::{self, Expression};
 use crate::filter::Filter;
 use crate::oauth::{OAuthClient, OAuthSettings, ParamKind};
 use crate::rate_limit::RateLimit;
+use crate::worker::batch::BatchConfig;
 
 /// A configuration error: the field (a dot path in the `WebhookConfig`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,6 +123,8 @@ pub struct EndpointConfig {
     pub transform: Option<Expression>,
     /// `rateLimit` (our extension): requests per second and burst.
     pub rate_limit: Option<RateLimit>,
+    /// `batch` (our extension): events per request.
+    pub batch: Option<BatchConfig>,
 }
 
 impl Default for EndpointConfig {
@@ -132,6 +135,7 @@ impl Default for EndpointConfig {
             filter: Filter::default(),
             transform: None,
             rate_limit: None,
+            batch: None,
         }
     }
 }
@@ -405,6 +409,7 @@ impl EndpointConfig {
             filter,
             transform,
             rate_limit: RateLimit::parse(config)?,
+            batch: BatchConfig::parse(config)?,
         })
     }
 

@@ -48,6 +48,8 @@ use crate::metrics::DispatcherMetrics;
 use crate::safety::DestinationPolicy;
 use crate::schedule::Schedule;
 
+pub mod batch;
+
 /// The `extra` field the dispatcher sets on an endpoint it disabled. Events for such an endpoint
 /// are parked as dead letters instead of being skipped like those of an endpoint a user disabled,
 /// so they can be recovered once the endpoint is fixed.
@@ -211,6 +213,8 @@ struct Job {
     /// Whether `body` is the output of the endpoint's transform (the attempt span then keeps
     /// it, so a replay without `reapply_transform` can send the same bytes again).
     transformed: bool,
+    /// The `webhook-id` of the batch the job is sent in, for an endpoint with `batch`.
+    batch_id: Option<Arc<str>>,
 }
 
 impl Job {
@@ -240,6 +244,24 @@ enum Outcome {
     /// Not sent: the endpoint's filters do not let the event through.
     Skipped,
     /// Shutdown interrupted it; its batch stays uncommitted.
+    Interrupted,
+}
+
+/// A job after its endpoint's configuration, filters and transform.
+enum Ready {
+    /// Send it, with the endpoint's parsed configuration.
+    Send(Job, Arc<EndpointConfig>),
+    /// Nothing to send: it ended so (skipped, or failed without a request).
+    Ended(Outcome),
+}
+
+/// What became of a request that was asked for.
+enum Sent {
+    /// It went out (or, in a tier, the open breaker answered for the endpoint).
+    Attempt(Attempt),
+    /// Not sent: defer it, for this reason (`circuit_open`, `throttled`, `saturated`).
+    Deferred(&'static str),
+    /// Shutdown interrupted it.
     Interrupted,
 }
 
@@ -617,15 +639,25 @@ impl Core {
                     .await?;
             }
         }
-        let results = futures::future::join_all(jobs.into_iter().map(|job| async move {
+        let (jobs, batches) = self.batches(jobs, tier);
+        let singles = futures::future::join_all(jobs.into_iter().map(|job| async move {
             let mut out = Vec::new();
             let outcome = self.handle(job, &mut out).await;
             (outcome, out)
-        }))
-        .await;
-        let mut outcomes = Vec::with_capacity(results.len());
-        for (outcome, records) in results {
+        }));
+        let batched = futures::future::join_all(batches.into_iter().map(|members| async move {
+            let mut out = Vec::new();
+            let outcomes = self.handle_batch(members, &mut out).await;
+            (outcomes, out)
+        }));
+        let (singles, batched) = futures::future::join(singles, batched).await;
+        let mut outcomes = Vec::with_capacity(singles.len());
+        for (outcome, records) in singles {
             outcomes.push(outcome?);
+            out.extend(records);
+        }
+        for (batch, records) in batched {
+            outcomes.extend(batch?);
             out.extend(records);
         }
         if outcomes.contains(&Outcome::Interrupted) {
@@ -738,6 +770,7 @@ impl Core {
                 tier: 0,
                 replay: None,
                 transformed: false,
+                batch_id: None,
             });
         }
         Ok(parked)
@@ -755,7 +788,12 @@ impl Core {
         jobs: &mut Vec<Job>,
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<u64, DispatcherError> {
-        let task = erp_schemas::error::decode::<DeliveryTask>("delivery task", payload).ok();
+        let task = match erp_schemas::error::decode::<DeliveryTask>("delivery task", payload) {
+            Ok(task) if !task.batch.is_empty() => {
+                return self.route_batch_task(config, tier, task, jobs, out).await;
+            }
+            decoded => decoded.ok(),
+        };
         let Some((task, event)) =
             task.and_then(|t| Event::read(t.event.as_bytes()).map(|e| (t, e)))
         else {
@@ -792,6 +830,7 @@ impl Core {
                     first_attempt_at: task.first_attempt_at,
                     tier,
                     replay: task.replay,
+                    batch_id: None,
                 });
                 Ok(0)
             }
@@ -875,31 +914,33 @@ impl Core {
         parsed
     }
 
-    /// One job: the endpoint's filters and transform, admission (breaker, endpoint slot), one
-    /// attempt, and what follows from it.
-    async fn handle(
+    /// The endpoint's environment, configuration, filters and transform applied to a job: ready
+    /// to send, or ended (skipped, or failed without a request).
+    async fn prepare(
         &self,
         mut job: Job,
         out: &mut Vec<DeliveryFuture>,
-    ) -> Result<Outcome, DispatcherError> {
+    ) -> Result<Ready, DispatcherError> {
         // Integration environments: `{{env.*}}` references resolved at send time; a missing
         // variable fails the delivery, naming it (spec §8.2).
         match crate::environment::resolve(&self.view, &job.endpoint) {
             Ok(std::borrow::Cow::Owned(resolved)) => job.endpoint = resolved,
             Ok(std::borrow::Cow::Borrowed(_)) => {}
             Err(error) => {
-                return self
-                    .fail_unsent(job, error.code(), error.to_string(), out)
-                    .await;
+                let code = error.code();
+                return Ok(Ready::Ended(
+                    self.fail_unsent(job, code, error.to_string(), out).await?,
+                ));
             }
         }
         let config = match self.endpoint_config(&job.endpoint).1 {
             Ok(config) => config,
             // Stored before the API validated it: nothing can be sent until it is fixed.
             Err(error) => {
-                return self
-                    .fail_unsent(job, "WEBHOOK_CONFIG_INVALID", error.to_string(), out)
-                    .await;
+                return Ok(Ready::Ended(
+                    self.fail_unsent(job, "WEBHOOK_CONFIG_INVALID", error.to_string(), out)
+                        .await?,
+                ));
             }
         };
         let verbatim = job.replay.as_ref().is_some_and(|r| r.body.is_some());
@@ -915,25 +956,70 @@ impl Core {
                     job.transformed = body != job.body;
                     job.body = body;
                 }
-                Ok(Prepared::Filtered) => return self.skip(&job, out).await,
+                Ok(Prepared::Filtered) => return Ok(Ready::Ended(self.skip(&job, out).await?)),
                 Ok(Prepared::Failed { code, message }) => {
-                    return self.fail_unsent(job, code, message, out).await;
+                    return Ok(Ready::Ended(
+                        self.fail_unsent(job, code, message, out).await?,
+                    ));
                 }
                 Err(error) => {
-                    return self
-                        .fail_unsent(job, "TRANSFORM_FAILED", error.to_string(), out)
-                        .await;
+                    return Ok(Ready::Ended(
+                        self.fail_unsent(job, "TRANSFORM_FAILED", error.to_string(), out)
+                            .await?,
+                    ));
                 }
             }
         }
-        let endpoint_id = job.endpoint.webhook.id.clone();
-        let state = self.endpoints.get(&endpoint_id);
+        Ok(Ready::Send(job, config))
+    }
+
+    /// One job: the endpoint's filters and transform, admission (breaker, endpoint slot), one
+    /// attempt, and what follows from it.
+    async fn handle(
+        &self,
+        job: Job,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        match self.prepare(job, out).await? {
+            Ready::Send(job, config) => self.send_prepared(job, &config, out).await,
+            Ready::Ended(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Sends a prepared job on its own, and what follows from it.
+    async fn send_prepared(
+        &self,
+        job: Job,
+        config: &EndpointConfig,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        let message_id = delivery::webhook_id(&job.head.event_id);
         let from_tier = job.tier > 0;
+        match self
+            .send_once(&job.endpoint, config, &message_id, &job.body, from_tier)
+            .await
+        {
+            Sent::Attempt(attempt) => self.after_attempt(job, attempt, out).await,
+            Sent::Deferred(reason) => self.defer(job, reason, out).await,
+            Sent::Interrupted => Ok(Outcome::Interrupted),
+        }
+    }
+
+    /// Admission (breaker, rate limit, endpoint slot, global slot) and one request: what the
+    /// main path and the tiers do for a single delivery and for a batch alike.
+    async fn send_once(
+        &self,
+        endpoint: &WebhookEntry,
+        config: &EndpointConfig,
+        message_id: &str,
+        body: &[u8],
+        from_tier: bool,
+    ) -> Sent {
+        let endpoint_id = endpoint.webhook.id.clone();
+        let state = self.endpoints.get(&endpoint_id);
         let probe = match state.admit(from_tier) {
             Admission::Allowed { probe } => probe,
-            Admission::Refused if !from_tier => {
-                return self.defer(job, "circuit_open", out).await;
-            }
+            Admission::Refused if !from_tier => return Sent::Deferred("circuit_open"),
             Admission::Refused => {
                 // In a tier the open breaker answers for the endpoint: the endpoint failed often
                 // enough in a row that a request would most likely fail too, and counting it as
@@ -953,7 +1039,7 @@ impl Core {
                     response_body: String::new(),
                     body_truncated: false,
                 };
-                return self.after_attempt(job, attempt, out).await;
+                return Sent::Attempt(attempt);
             }
         };
         // The rate limit before the slot: a delivery waiting for its turn holds no slot.
@@ -970,7 +1056,7 @@ impl Core {
                         if probe {
                             state.abandon_probe();
                         }
-                        return Ok(Outcome::Interrupted);
+                        return Sent::Interrupted;
                     }
                     _ = tokio::time::sleep(wait) => {}
                 }
@@ -983,7 +1069,7 @@ impl Core {
                     .throttled
                     .with_label_values(&["deferred"])
                     .inc();
-                return self.defer(job, "throttled", out).await;
+                return Sent::Deferred("throttled");
             }
         }
         let permit = tokio::time::timeout(
@@ -995,22 +1081,21 @@ impl Core {
             if probe {
                 state.abandon_probe();
             }
-            return self.defer(job, "saturated", out).await;
+            return Sent::Deferred("saturated");
         };
         let global = tokio::select! {
             _ = self.interrupt.cancelled() => {
                 if probe {
                     state.abandon_probe();
                 }
-                return Ok(Outcome::Interrupted);
+                return Sent::Interrupted;
             }
             global = Arc::clone(&self.global).acquire_owned() => global,
         };
-        let message_id = delivery::webhook_id(&job.head.event_id);
         self.metrics.in_flight.inc();
         let attempt = tokio::select! {
             _ = self.interrupt.cancelled() => None,
-            attempt = self.sender.attempt(&job.endpoint, &config, &message_id, &job.body) => Some(attempt),
+            attempt = self.sender.attempt(endpoint, config, message_id, body) => Some(attempt),
         };
         self.metrics.in_flight.dec();
         drop(global);
@@ -1019,7 +1104,7 @@ impl Core {
             if probe {
                 state.abandon_probe();
             }
-            return Ok(Outcome::Interrupted);
+            return Sent::Interrupted;
         };
         self.metrics
             .attempt_seconds
@@ -1053,7 +1138,7 @@ impl Core {
             .breaker_state
             .with_label_values(&[&endpoint_id])
             .set(after.gauge());
-        self.after_attempt(job, attempt, out).await
+        Sent::Attempt(attempt)
     }
 
     /// Ends a job that cannot be sent (its configuration is unusable, a filter or the transform
@@ -1220,8 +1305,14 @@ impl Core {
         reason: &str,
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<i64, DispatcherError> {
+        self.enqueue_task(&self.task(job, tier, last), reason, out)
+            .await
+    }
+
+    /// The delivery task of a job for `tier`, due after the tier's wait.
+    fn task(&self, job: &Job, tier: u32, last: Option<&AttemptResult>) -> DeliveryTask {
         let due_at_ms = self.schedule.due_at(tier, now_millis());
-        let task = DeliveryTask {
+        DeliveryTask {
             webhook_config_id: job.endpoint.webhook.id.clone(),
             org_id: job.head.org_id.clone(),
             webhook_id: delivery::webhook_id(&job.head.event_id),
@@ -1238,12 +1329,22 @@ impl Core {
             key: job.key.clone(),
             event: job.event.to_string(),
             replay: job.replay.clone(),
-        };
-        let bytes = erp_schemas::error::encode("delivery task", &task)?;
+            batch: Vec::new(),
+        }
+    }
+
+    /// Writes a delivery task to its tier; returns when it is due (ms).
+    async fn enqueue_task(
+        &self,
+        task: &DeliveryTask,
+        reason: &str,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<i64, DispatcherError> {
+        let bytes = erp_schemas::error::encode("delivery task", task)?;
         out.push(
             kafka::enqueue(
                 &self.producer,
-                &self.topics.retry(tier),
+                &self.topics.retry(task.tier),
                 &task.webhook_config_id,
                 &bytes,
             )
@@ -1251,9 +1352,9 @@ impl Core {
         );
         self.metrics
             .scheduled
-            .with_label_values(&[&tier.to_string(), reason])
+            .with_label_values(&[&task.tier.to_string(), reason])
             .inc();
-        Ok(due_at_ms)
+        Ok(task.due_at_ms)
     }
 
     async fn dead_letter_failure(
@@ -1384,6 +1485,9 @@ impl Core {
                 "event_name": head.event_name,
                 "webhook_config_id": webhook.id,
                 "webhook_id": delivery::webhook_id(&head.event_id),
+                // Sent in a batch: the request's `webhook-id` (the event's own id above is what a
+                // replay of this event alone carries).
+                "batch_webhook_id": job.batch_id.as_deref(),
                 "url": webhook.url,
                 "attempt": job.attempts,
                 "deferrals": job.deferrals,
