@@ -250,7 +250,7 @@ enum Outcome {
 /// A job after its endpoint's configuration, filters and transform.
 enum Ready {
     /// Send it, with the endpoint's parsed configuration.
-    Send(Job, Arc<EndpointConfig>),
+    Send(Box<Job>, Arc<EndpointConfig>),
     /// Nothing to send: it ended so (skipped, or failed without a request).
     Ended(Outcome),
 }
@@ -970,7 +970,7 @@ impl Core {
                 }
             }
         }
-        Ok(Ready::Send(job, config))
+        Ok(Ready::Send(Box::new(job), config))
     }
 
     /// One job: the endpoint's filters and transform, admission (breaker, endpoint slot), one
@@ -981,7 +981,7 @@ impl Core {
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<Outcome, DispatcherError> {
         match self.prepare(job, out).await? {
-            Ready::Send(job, config) => self.send_prepared(job, &config, out).await,
+            Ready::Send(job, config) => self.send_prepared(*job, &config, out).await,
             Ready::Ended(outcome) => Ok(outcome),
         }
     }

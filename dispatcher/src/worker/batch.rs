@@ -142,7 +142,7 @@ impl Core {
             match result? {
                 Ready::Send(job, parsed) => {
                     config = Some(parsed);
-                    ready.push(job);
+                    ready.push(*job);
                 }
                 Ready::Ended(outcome) => outcomes.push(outcome),
             }
