@@ -317,6 +317,26 @@ EXTENSION_FIELDS = {
                        "integration/group) are delivered one after another in topic order; a "
                        "failing event holds back only its key. See docs/dispatcher.md.",
     },
+    ("WebhookConfig", "rateLimit"): {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["requestsPerSecond"],
+        "properties": {
+            "requestsPerSecond": {"type": "number", "exclusiveMinimum": 0, "maximum": 100000},
+            "burst": {"type": "integer", "minimum": 1, "maximum": 100000},
+        },
+        "description": "Most requests per second to this endpoint (token bucket per dispatcher "
+                       "process); excess deliveries are deferred, never dropped. See "
+                       "docs/dispatcher.md.",
+    },
+    ("WebhookConfig", "batch"): {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["maxEvents"],
+        "properties": {"maxEvents": {"type": "integer", "minimum": 1, "maximum": 100}},
+        "description": "Up to maxEvents events per request, the body a JSON array; not with "
+                       "ordering per_key. See docs/dispatcher.md.",
+    },
 }
 
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use erp_dispatcher::rate_limit::RateLimit;
 use erp_dispatcher::{Cidr, DestinationPolicy, DispatcherSettings, Schedule};
 use erp_processor::ProcessorSettings;
 use erp_runtime::settings::{KafkaArgs, LogArgs};
@@ -374,6 +375,12 @@ pub struct DeliveryArgs {
     /// Most bytes of a response body read and kept in the attempt record.
     #[arg(long, env = "ERP_TOOLKIT_MAX_RESPONSE_BODY", default_value_t = 64 * 1024)]
     pub max_response_body: usize,
+    /// Requests per second to each endpoint that sets no `rateLimit` of its own (0: unlimited).
+    #[arg(long, env = "ERP_TOOLKIT_ENDPOINT_RATE_LIMIT", default_value_t = 0.0)]
+    pub endpoint_rate_limit: f64,
+    /// Burst of the default rate limit (0: one second's worth).
+    #[arg(long, env = "ERP_TOOLKIT_ENDPOINT_RATE_BURST", default_value_t = 0)]
+    pub endpoint_rate_burst: u32,
 }
 
 impl DeliveryArgs {
@@ -385,6 +392,15 @@ impl DeliveryArgs {
             .filter(|c| !c.trim().is_empty())
             .map(|c| c.parse::<Cidr>().map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let default_rate_limit = if self.endpoint_rate_limit == 0.0 {
+            None
+        } else {
+            let burst = (self.endpoint_rate_burst > 0).then_some(self.endpoint_rate_burst);
+            Some(
+                RateLimit::new(self.endpoint_rate_limit, burst)
+                    .map_err(|e| anyhow::anyhow!("--endpoint-rate-limit {e}"))?,
+            )
+        };
         let settings = DispatcherSettings {
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             max_in_flight: self.max_in_flight.max(1),
@@ -399,6 +415,7 @@ impl DeliveryArgs {
                 allowed,
             },
             max_response_body: self.max_response_body,
+            default_rate_limit,
             ..DispatcherSettings::default()
         };
         // Refuse a bad schedule at start, with the flag's name, rather than in the role.

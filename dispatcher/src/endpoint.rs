@@ -19,6 +19,8 @@ use erp_processor::jsonata::{self, Expression};
 
 use crate::filter::Filter;
 use crate::oauth::{OAuthClient, OAuthSettings, ParamKind};
+use crate::rate_limit::RateLimit;
+use crate::worker::batch::BatchConfig;
 
 /// A configuration error: the field (a dot path in the `WebhookConfig`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +117,10 @@ pub struct EndpointConfig {
     pub filter: Filter,
     /// `jsonataExpression`, compiled.
     pub transform: Option<Expression>,
+    /// `rateLimit` (our extension): requests per second and burst.
+    pub rate_limit: Option<RateLimit>,
+    /// `batch` (our extension): events per request.
+    pub batch: Option<BatchConfig>,
 }
 
 impl Default for EndpointConfig {
@@ -124,6 +130,8 @@ impl Default for EndpointConfig {
             headers: Vec::new(),
             filter: Filter::default(),
             transform: None,
+            rate_limit: None,
+            batch: None,
         }
     }
 }
@@ -383,7 +391,7 @@ impl EndpointConfig {
         let auth = parse_auth(config)?;
         let headers = parse_headers(config)?;
         let filter = Filter::parse(config)?;
-        crate::ordering::parse_mode(config)?;
+        let ordered = crate::ordering::parse_mode(config)?;
         let transform = match present(config, "jsonataExpression") {
             None => None,
             Some(Value::String(source)) if source.trim().is_empty() => None,
@@ -392,11 +400,23 @@ impl EndpointConfig {
             })?),
             Some(_) => return Err(ConfigError::new("jsonataExpression", "must be a string")),
         };
+        let batch = BatchConfig::parse(config)?;
+        if ordered && batch.is_some() {
+            // A lane sends one event at a time, so its events would never be batched: refused
+            // rather than silently ignored.
+            return Err(ConfigError::new(
+                "batch",
+                "cannot be combined with ordering \"per_key\" (an ordered key is delivered one \
+                 event at a time)",
+            ));
+        }
         Ok(Self {
             auth,
             headers,
             filter,
             transform,
+            rate_limit: RateLimit::parse(config)?,
+            batch,
         })
     }
 
@@ -518,6 +538,16 @@ mod tests {
             Err(error) => error.field,
             Ok(_) => panic!("{config} should be refused"),
         }
+    }
+
+    #[test]
+    fn per_key_order_and_batches_exclude_each_other() {
+        assert_eq!(
+            field_of(json!({"ordering": "per_key", "batch": {"maxEvents": 10}})),
+            "batch"
+        );
+        assert!(parse(json!({"ordering": "none", "batch": {"maxEvents": 10}})).is_ok());
+        assert!(parse(json!({"ordering": "per_key"})).is_ok());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Per-endpoint isolation: a concurrency cap and a circuit breaker for every webhook endpoint,
+//! Per-endpoint isolation: a concurrency cap, a circuit breaker and a rate limit
+//! ([`crate::rate_limit`]) for every webhook endpoint,
 //! shared by the main path and the retry tiers of one dispatcher process. Both exist so that one
 //! slow or dead endpoint costs the others nothing: its excess deliveries are deferred to a retry
 //! tier instead of waiting, and once it has failed often enough in a row nobody waits for it at
@@ -117,6 +118,8 @@ pub struct EndpointState {
     pub permits: Arc<Semaphore>,
     /// The endpoint's circuit breaker.
     pub breaker: Mutex<Breaker>,
+    /// The endpoint's rate limit bucket (`rateLimit`, or the dispatcher-wide default).
+    pub throttle: crate::rate_limit::Throttle,
 }
 
 impl EndpointState {
@@ -182,6 +185,7 @@ impl Endpoints {
             Arc::new(EndpointState {
                 permits: Arc::new(Semaphore::new(self.cap)),
                 breaker: Mutex::new(Breaker::new(self.threshold, self.cooldown)),
+                throttle: crate::rate_limit::Throttle::default(),
             })
         }))
     }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod ordering;
 pub mod org_key;
+pub mod rate_limit;
 pub mod safety;
 pub mod schedule;
 pub mod signing;

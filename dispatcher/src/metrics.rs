@@ -13,7 +13,7 @@ pub struct DispatcherMetrics {
     /// Attempts by result: `delivered`, `retryable`, `terminal`, `gone`, `circuit_open`.
     pub attempts: IntCounterVec,
     /// Deliveries put into a retry tier, by `tier` and `reason` (`retry`, `saturated`,
-    /// `circuit_open`).
+    /// `circuit_open`, `throttled`).
     pub scheduled: IntCounterVec,
     /// Duration of one HTTP attempt.
     pub attempt_seconds: Histogram,
@@ -28,6 +28,9 @@ pub struct DispatcherMetrics {
     pub tier_lag_ms: IntGaugeVec,
     /// Endpoints the dispatcher disabled (410 Gone).
     pub endpoints_disabled: IntCounterVec,
+    /// Deliveries held back by their endpoint's rate limit, by `result`: `waited` (sent after
+    /// waiting for a token), `deferred` (no token within the queue wait: written to a tier).
+    pub throttled: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -91,6 +94,11 @@ impl DispatcherMetrics {
                 "Endpoints disabled by the dispatcher, by reason",
                 &["reason"],
             ),
+            throttled: counter(
+                "erp_dispatcher_throttled_total",
+                "Deliveries held back by their endpoint's rate limit, by result",
+                &["result"],
+            ),
         };
         metrics.register(&this.deliveries);
         metrics.register(&this.attempts);
@@ -101,6 +109,7 @@ impl DispatcherMetrics {
         metrics.register(&this.breaker_transitions);
         metrics.register(&this.tier_lag_ms);
         metrics.register(&this.endpoints_disabled);
+        metrics.register(&this.throttled);
         this
     }
 }

@@ -49,6 +49,8 @@ use crate::ordering::{self, LaneContext, LaneEntry, Lanes, Put, Step};
 use crate::safety::DestinationPolicy;
 use crate::schedule::Schedule;
 
+pub mod batch;
+
 /// The `extra` field the dispatcher sets on an endpoint it disabled. Events for such an endpoint
 /// are parked as dead letters instead of being skipped like those of an endpoint a user disabled,
 /// so they can be recovered once the endpoint is fixed.
@@ -94,6 +96,8 @@ pub struct DispatcherSettings {
     pub signing_key: Option<Arc<crate::org_key::OrgKey>>,
     /// Time limit of one evaluation of an endpoint's JSONata filter or transform.
     pub jsonata_timeout: Duration,
+    /// The rate limit of endpoints that set no `rateLimit` (`None`: unlimited).
+    pub default_rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 impl Default for DispatcherSettings {
@@ -117,6 +121,7 @@ impl Default for DispatcherSettings {
             shutdown_grace: Duration::from_secs(10),
             signing_key: None,
             jsonata_timeout: Duration::from_secs(1),
+            default_rate_limit: None,
         }
     }
 }
@@ -212,6 +217,8 @@ struct Job {
     /// Held in a lane of an endpoint with per-key ordering: a retry waits in the lane, never in
     /// a tier.
     ordered: bool,
+    /// The `webhook-id` of the batch the job is sent in, for an endpoint with `batch`.
+    batch_id: Option<Arc<str>>,
 }
 
 impl Job {
@@ -247,6 +254,24 @@ enum Outcome {
         due_at_ms: i64,
         attempted: bool,
     },
+}
+
+/// A job after its endpoint's configuration, filters and transform.
+enum Ready {
+    /// Send it, with the endpoint's parsed configuration.
+    Send(Box<Job>, Arc<EndpointConfig>),
+    /// Nothing to send: it ended so (skipped, or failed without a request).
+    Ended(Outcome),
+}
+
+/// What became of a request that was asked for.
+enum Sent {
+    /// It went out (or, in a tier, the open breaker answered for the endpoint).
+    Attempt(Attempt),
+    /// Not sent: defer it, for this reason (`circuit_open`, `throttled`, `saturated`).
+    Deferred(&'static str),
+    /// Shutdown interrupted it.
+    Interrupted,
 }
 
 /// How a batch ended.
@@ -663,15 +688,25 @@ impl Core {
                     .await?;
             }
         }
-        let results = futures::future::join_all(jobs.into_iter().map(|job| async move {
+        let (jobs, batches) = self.batches(jobs, tier);
+        let singles = futures::future::join_all(jobs.into_iter().map(|job| async move {
             let mut out = Vec::new();
             let outcome = self.handle(job, &mut out).await;
             (outcome, out)
-        }))
-        .await;
-        let mut outcomes = Vec::with_capacity(results.len());
-        for (outcome, records) in results {
+        }));
+        let batched = futures::future::join_all(batches.into_iter().map(|members| async move {
+            let mut out = Vec::new();
+            let outcomes = self.handle_batch(members, &mut out).await;
+            (outcomes, out)
+        }));
+        let (singles, batched) = futures::future::join(singles, batched).await;
+        let mut outcomes = Vec::with_capacity(singles.len());
+        for (outcome, records) in singles {
             outcomes.push(outcome?);
+            out.extend(records);
+        }
+        for (batch, records) in batched {
+            outcomes.extend(batch?);
             out.extend(records);
         }
         if outcomes.contains(&Outcome::Interrupted) {
@@ -792,6 +827,7 @@ impl Core {
                 replay: None,
                 transformed: false,
                 ordered: false,
+                batch_id: None,
             });
         }
         Ok(parked)
@@ -809,7 +845,12 @@ impl Core {
         jobs: &mut Vec<Job>,
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<u64, DispatcherError> {
-        let task = erp_schemas::error::decode::<DeliveryTask>("delivery task", payload).ok();
+        let task = match erp_schemas::error::decode::<DeliveryTask>("delivery task", payload) {
+            Ok(task) if !task.batch.is_empty() => {
+                return self.route_batch_task(config, tier, task, jobs, out).await;
+            }
+            decoded => decoded.ok(),
+        };
         let Some((task, event)) =
             task.and_then(|t| Event::read(t.event.as_bytes()).map(|e| (t, e)))
         else {
@@ -847,6 +888,7 @@ impl Core {
                     tier,
                     replay: task.replay,
                     ordered: false,
+                    batch_id: None,
                 });
                 Ok(0)
             }
@@ -930,20 +972,21 @@ impl Core {
         parsed
     }
 
-    /// One job: the endpoint's filters and transform, admission (breaker, endpoint slot), one
-    /// attempt, and what follows from it.
-    async fn handle(
+    /// The endpoint's environment, configuration, filters and transform applied to a job: ready
+    /// to send, or ended (skipped, or failed without a request).
+    async fn prepare(
         &self,
         mut job: Job,
         out: &mut Vec<DeliveryFuture>,
-    ) -> Result<Outcome, DispatcherError> {
+    ) -> Result<Ready, DispatcherError> {
         // Secrets this process cannot decrypt (a key file without the key they were sealed
         // with) would sign with ciphertext: dead-lettered, recoverable once the key is given.
         if let Some(error) = &job.endpoint.unreadable {
             let message = error.to_string();
-            return self
-                .fail_unsent(job, "WEBHOOK_SECRET_UNREADABLE", message, out)
-                .await;
+            return Ok(Ready::Ended(
+                self.fail_unsent(job, "WEBHOOK_SECRET_UNREADABLE", message, out)
+                    .await?,
+            ));
         }
         // Integration environments: `{{env.*}}` references resolved at send time; a missing
         // variable fails the delivery, naming it (spec §8.2).
@@ -951,18 +994,20 @@ impl Core {
             Ok(std::borrow::Cow::Owned(resolved)) => job.endpoint = resolved,
             Ok(std::borrow::Cow::Borrowed(_)) => {}
             Err(error) => {
-                return self
-                    .fail_unsent(job, error.code(), error.to_string(), out)
-                    .await;
+                let code = error.code();
+                return Ok(Ready::Ended(
+                    self.fail_unsent(job, code, error.to_string(), out).await?,
+                ));
             }
         }
         let config = match self.endpoint_config(&job.endpoint).1 {
             Ok(config) => config,
             // Stored before the API validated it: nothing can be sent until it is fixed.
             Err(error) => {
-                return self
-                    .fail_unsent(job, "WEBHOOK_CONFIG_INVALID", error.to_string(), out)
-                    .await;
+                return Ok(Ready::Ended(
+                    self.fail_unsent(job, "WEBHOOK_CONFIG_INVALID", error.to_string(), out)
+                        .await?,
+                ));
             }
         };
         let verbatim = job.replay.as_ref().is_some_and(|r| r.body.is_some());
@@ -978,27 +1023,72 @@ impl Core {
                     job.transformed = body != job.body;
                     job.body = body;
                 }
-                Ok(Prepared::Filtered) => return self.skip(&job, out).await,
+                Ok(Prepared::Filtered) => return Ok(Ready::Ended(self.skip(&job, out).await?)),
                 Ok(Prepared::Failed { code, message }) => {
-                    return self.fail_unsent(job, code, message, out).await;
+                    return Ok(Ready::Ended(
+                        self.fail_unsent(job, code, message, out).await?,
+                    ));
                 }
                 Err(error) => {
-                    return self
-                        .fail_unsent(job, "TRANSFORM_FAILED", error.to_string(), out)
-                        .await;
+                    return Ok(Ready::Ended(
+                        self.fail_unsent(job, "TRANSFORM_FAILED", error.to_string(), out)
+                            .await?,
+                    ));
                 }
             }
         }
-        let endpoint_id = job.endpoint.webhook.id.clone();
-        let state = self.endpoints.get(&endpoint_id);
+        Ok(Ready::Send(Box::new(job), config))
+    }
+
+    /// One job: the endpoint's filters and transform, admission (breaker, endpoint slot), one
+    /// attempt, and what follows from it.
+    async fn handle(
+        &self,
+        job: Job,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        match self.prepare(job, out).await? {
+            Ready::Send(job, config) => self.send_prepared(*job, &config, out).await,
+            Ready::Ended(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Sends a prepared job on its own, and what follows from it.
+    async fn send_prepared(
+        &self,
+        job: Job,
+        config: &EndpointConfig,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Outcome, DispatcherError> {
+        let message_id = delivery::webhook_id(&job.head.event_id);
         // A lane's head waits for the endpoint like a tier task does: an open breaker counts as
         // an attempt, and the head may be the half-open probe.
         let from_tier = job.tier > 0 || job.ordered;
+        match self
+            .send_once(&job.endpoint, config, &message_id, &job.body, from_tier)
+            .await
+        {
+            Sent::Attempt(attempt) => self.after_attempt(job, attempt, out).await,
+            Sent::Deferred(reason) => self.defer(job, reason, out).await,
+            Sent::Interrupted => Ok(Outcome::Interrupted),
+        }
+    }
+
+    /// Admission (breaker, rate limit, endpoint slot, global slot) and one request: what the
+    /// main path and the tiers do for a single delivery and for a batch alike.
+    async fn send_once(
+        &self,
+        endpoint: &WebhookEntry,
+        config: &EndpointConfig,
+        message_id: &str,
+        body: &[u8],
+        from_tier: bool,
+    ) -> Sent {
+        let endpoint_id = endpoint.webhook.id.clone();
+        let state = self.endpoints.get(&endpoint_id);
         let probe = match state.admit(from_tier) {
             Admission::Allowed { probe } => probe,
-            Admission::Refused if !from_tier => {
-                return self.defer(job, "circuit_open", out).await;
-            }
+            Admission::Refused if !from_tier => return Sent::Deferred("circuit_open"),
             Admission::Refused => {
                 // In a tier the open breaker answers for the endpoint: the endpoint failed often
                 // enough in a row that a request would most likely fail too, and counting it as
@@ -1018,9 +1108,39 @@ impl Core {
                     response_body: String::new(),
                     body_truncated: false,
                 };
-                return self.after_attempt(job, attempt, out).await;
+                return Sent::Attempt(attempt);
             }
         };
+        // The rate limit before the slot: a delivery waiting for its turn holds no slot.
+        let limit = config.rate_limit.or(self.settings.default_rate_limit);
+        match state
+            .throttle
+            .reserve(limit, self.settings.endpoint_queue_wait)
+        {
+            Some(wait) if wait.is_zero() => {}
+            Some(wait) => {
+                self.metrics.throttled.with_label_values(&["waited"]).inc();
+                tokio::select! {
+                    _ = self.interrupt.cancelled() => {
+                        if probe {
+                            state.abandon_probe();
+                        }
+                        return Sent::Interrupted;
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            None => {
+                if probe {
+                    state.abandon_probe();
+                }
+                self.metrics
+                    .throttled
+                    .with_label_values(&["deferred"])
+                    .inc();
+                return Sent::Deferred("throttled");
+            }
+        }
         let permit = tokio::time::timeout(
             self.settings.endpoint_queue_wait,
             Arc::clone(&state.permits).acquire_owned(),
@@ -1030,22 +1150,21 @@ impl Core {
             if probe {
                 state.abandon_probe();
             }
-            return self.defer(job, "saturated", out).await;
+            return Sent::Deferred("saturated");
         };
         let global = tokio::select! {
             _ = self.interrupt.cancelled() => {
                 if probe {
                     state.abandon_probe();
                 }
-                return Ok(Outcome::Interrupted);
+                return Sent::Interrupted;
             }
             global = Arc::clone(&self.global).acquire_owned() => global,
         };
-        let message_id = delivery::webhook_id(&job.head.event_id);
         self.metrics.in_flight.inc();
         let attempt = tokio::select! {
             _ = self.interrupt.cancelled() => None,
-            attempt = self.sender.attempt(&job.endpoint, &config, &message_id, &job.body) => Some(attempt),
+            attempt = self.sender.attempt(endpoint, config, message_id, body) => Some(attempt),
         };
         self.metrics.in_flight.dec();
         drop(global);
@@ -1054,7 +1173,7 @@ impl Core {
             if probe {
                 state.abandon_probe();
             }
-            return Ok(Outcome::Interrupted);
+            return Sent::Interrupted;
         };
         self.metrics
             .attempt_seconds
@@ -1088,7 +1207,7 @@ impl Core {
             .breaker_state
             .with_label_values(&[&endpoint_id])
             .set(after.gauge());
-        self.after_attempt(job, attempt, out).await
+        Sent::Attempt(attempt)
     }
 
     /// Ends a job that cannot be sent (its configuration is unusable, a filter or the transform
@@ -1273,8 +1392,14 @@ impl Core {
         reason: &str,
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<i64, DispatcherError> {
+        self.enqueue_task(&self.task(job, tier, last), reason, out)
+            .await
+    }
+
+    /// The delivery task of a job for `tier`, due after the tier's wait.
+    fn task(&self, job: &Job, tier: u32, last: Option<&AttemptResult>) -> DeliveryTask {
         let due_at_ms = self.schedule.due_at(tier, now_millis());
-        let task = DeliveryTask {
+        DeliveryTask {
             webhook_config_id: job.endpoint.webhook.id.clone(),
             org_id: job.head.org_id.clone(),
             webhook_id: delivery::webhook_id(&job.head.event_id),
@@ -1291,12 +1416,22 @@ impl Core {
             key: job.key.clone(),
             event: job.event.to_string(),
             replay: job.replay.clone(),
-        };
-        let bytes = erp_schemas::error::encode("delivery task", &task)?;
+            batch: Vec::new(),
+        }
+    }
+
+    /// Writes a delivery task to its tier; returns when it is due (ms).
+    async fn enqueue_task(
+        &self,
+        task: &DeliveryTask,
+        reason: &str,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<i64, DispatcherError> {
+        let bytes = erp_schemas::error::encode("delivery task", task)?;
         out.push(
             kafka::enqueue(
                 &self.producer,
-                &self.topics.retry(tier),
+                &self.topics.retry(task.tier),
                 &task.webhook_config_id,
                 &bytes,
             )
@@ -1304,9 +1439,9 @@ impl Core {
         );
         self.metrics
             .scheduled
-            .with_label_values(&[&tier.to_string(), reason])
+            .with_label_values(&[&task.tier.to_string(), reason])
             .inc();
-        Ok(due_at_ms)
+        Ok(task.due_at_ms)
     }
 
     async fn dead_letter_failure(
@@ -1437,6 +1572,9 @@ impl Core {
                 "event_name": head.event_name,
                 "webhook_config_id": webhook.id,
                 "webhook_id": delivery::webhook_id(&head.event_id),
+                // Sent in a batch: the request's `webhook-id` (the event's own id above is what a
+                // replay of this event alone carries).
+                "batch_webhook_id": job.batch_id.as_deref(),
                 "url": webhook.url,
                 "attempt": job.attempts,
                 "deferrals": job.deferrals,
@@ -1644,6 +1782,7 @@ impl Core {
                     replay: None,
                     transformed: false,
                     ordered: true,
+                    batch_id: None,
                 };
                 self.handle(job, &mut out).await?
             }

@@ -750,6 +750,8 @@ pub(crate) async fn enqueue_replay(
             replay_id: uuid::Uuid::new_v4().to_string(),
             body,
         }),
+        // A member of a batch is replayed on its own, with its own `webhook-id`.
+        batch: Vec::new(),
     };
     let bytes = serde_json::to_vec(&task)
         .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;

@@ -23,10 +23,10 @@ use crate::error::ApiError;
 use crate::state::ApiState;
 
 /// `WebhookConfig` fields stored verbatim. `auth`, `filter`, `filterConditions`,
-/// `payloadConfiguration.custom_headers` and `jsonataExpression` are validated by
-/// [`settle`] and used by the dispatcher, as is our extension `ordering`; the others are kept
-/// for round trips.
-const KEPT: [&str; 14] = [
+/// `payloadConfiguration.custom_headers`, `jsonataExpression` and our extensions `ordering`,
+/// `rateLimit` and `batch` are validated by [`settle`] and used by the dispatcher; the others are
+/// kept for round trips.
+const KEPT: [&str; 16] = [
     "eventVersion",
     "auth",
     "filter",
@@ -41,6 +41,8 @@ const KEPT: [&str; 14] = [
     "multipartConfig",
     "_manifest",
     "ordering",
+    "rateLimit",
+    "batch",
 ];
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"];

@@ -49,6 +49,25 @@ pub struct DeliveryTask {
     /// retry): the delivery is sent again with the same `webhook-id` and a new attempt record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<Replay>,
+    /// Set when the task is a batched delivery (an endpoint with `batch`): every event of the
+    /// batch, in the order they were sent, so the batch is retried as a whole with the same
+    /// `webhook-id`. `event_id`, `source`, `key` and `event` then repeat the first member.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<BatchMember>,
+}
+
+/// One event of a batched delivery task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchMember {
+    /// The core event's `_event_id`.
+    pub event_id: String,
+    /// Where the event was read from.
+    pub source: SourceCoordinates,
+    /// The source record's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The source record's value: the core event as JSON text.
+    pub event: String,
 }
 
 /// What a replayed delivery sends.
@@ -89,6 +108,7 @@ mod tests {
             },
             key: None,
             event: "{}".into(),
+            batch: Vec::new(),
             replay: Some(Replay {
                 replay_id: "r".into(),
                 body: None,

@@ -1,11 +1,13 @@
-//! Dispatcher throughput: signed deliveries/s from `erp.core.events` to a local receiver, against
-//! the same receiver's capacity driven by a plain HTTP load loop (same body, same concurrency,
-//! no Kafka, no signing) measured in the same run.
+//! Dispatcher throughput: signed deliveries/s from `erp.core.events` to a local receiver, and
+//! signed events/s when the endpoint takes batches (`batch: {maxEvents}`), against the same
+//! receiver's capacity driven by a plain HTTP load loop (same body, same concurrency, no Kafka,
+//! no signing) measured in the same run.
 //!
 //! N core events addressed to one webhook endpoint are produced first; then, per round, the
-//! plain loop posts N requests with `--max-in-flight` concurrent requests, and a dispatcher (in
-//! this process, on the embedded broker, fresh consumer group) delivers the N events. Rounds
-//! alternate which goes first; the median ratio is reported.
+//! plain loop posts N requests with `--max-in-flight` concurrent requests, a dispatcher (in this
+//! process, on the embedded broker, fresh consumer group) delivers the N events one per request,
+//! and another delivers them with the endpoint switched to batches of `--batch-size`. Rounds
+//! rotate which goes first; the median ratios are reported.
 //!
 //! ```sh
 //! cargo run --release -p erp-benches --bin dispatchbench -- --events 10000 --rounds 3
@@ -40,6 +42,9 @@ struct Args {
     /// Measurement rounds (the median ratio is reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Events per request of the batched run.
+    #[arg(long, default_value_t = 50)]
+    batch_size: usize,
 }
 
 /// A core event of about the size of a mapped meter reading.
@@ -64,28 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let producer = settings.producer("dispatchbench")?;
     let receiver = Receiver::start("127.0.0.1:0", None, false).await?;
 
-    let webhook = serde_json::from_value(json!({
-        "id": "wh-bench", "name": "bench", "eventName": "event_BenchMessage", "url": receiver.url(),
-        "retryPolicy": {"enabled": true, "maxAttempts": 3},
-        "creationTime": "2025-01-01T00:00:00.000Z", "updatedTime": "2025-01-01T00:00:00.000Z"
-    }))?;
-    let record = ConfigRecord {
-        org_id: "bench".into(),
-        at: "2025-01-01T00:00:00.000Z".into(),
-        actor: None,
-        change: ConfigChange::WebhookUpserted {
-            webhook,
-            signing_secret: erp_toolkit::signing::new_secret(),
-            previous_secrets: Vec::new(),
-        },
-    };
-    kafka::send(
-        &producer,
-        &settings.topics.config(),
-        "wh-bench",
-        &serde_json::to_vec(&record)?,
-    )
-    .await?;
+    configure(&settings, &producer, &receiver.url(), None).await?;
     let core = settings.topics.core_events();
     let bodies: Vec<(String, Vec<u8>)> = (0..args.events)
         .map(|n| (format!("k{}", n % 64), body(n).to_string().into_bytes()))
@@ -105,68 +89,137 @@ async fn main() -> anyhow::Result<()> {
 
     let client = reqwest::Client::new();
     let url = receiver.url();
-    let mut ratios = Vec::new();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
     for round in 0..args.rounds.max(1) {
-        let (mut plain, mut dispatched) = (None, None);
-        for plain_first in [round % 2 == 0, round % 2 != 0] {
-            if plain_first {
-                let before = receiver.count();
-                let started = Instant::now();
-                let answers = futures::stream::iter(bodies.iter())
-                    .map(|(_, value)| {
-                        client
-                            .post(&url)
-                            .header("content-type", "application/json")
-                            .body(value.clone())
-                            .send()
-                    })
-                    .buffer_unordered(args.max_in_flight)
-                    .collect::<Vec<_>>()
-                    .await;
-                let elapsed = started.elapsed();
-                if answers.iter().any(|a| a.is_err()) || receiver.count() - before < args.events {
-                    bail!("the plain loop lost requests");
+        let (mut plain, mut single, mut batched) = (0.0, 0.0, 0.0);
+        for step in 0..3 {
+            match (step + round) % 3 {
+                0 => {
+                    let before = receiver.count();
+                    let started = Instant::now();
+                    let answers = futures::stream::iter(bodies.iter())
+                        .map(|(_, value)| {
+                            client
+                                .post(&url)
+                                .header("content-type", "application/json")
+                                .body(value.clone())
+                                .send()
+                        })
+                        .buffer_unordered(args.max_in_flight)
+                        .collect::<Vec<_>>()
+                        .await;
+                    let elapsed = started.elapsed();
+                    if answers.iter().any(|a| a.is_err()) || receiver.count() - before < args.events
+                    {
+                        bail!("the plain loop lost requests");
+                    }
+                    plain = args.events as f64 / elapsed.as_secs_f64();
                 }
-                plain = Some(args.events as f64 / elapsed.as_secs_f64());
-            } else {
-                dispatched = Some(
-                    dispatch(&settings, &receiver, args.events, args.max_in_flight, round).await?,
-                );
+                1 => {
+                    configure(&settings, &producer, &url, None).await?;
+                    let group = format!("dispatchbench-single-{round}");
+                    single = dispatch(&settings, &receiver, &args, &group, 1).await?;
+                }
+                _ => {
+                    configure(&settings, &producer, &url, Some(args.batch_size)).await?;
+                    let group = format!("dispatchbench-batched-{round}");
+                    batched =
+                        dispatch(&settings, &receiver, &args, &group, args.batch_size).await?;
+                }
             }
         }
-        let (Some(plain), Some(dispatched)) = (plain, dispatched) else {
-            bail!("round {round} did not measure both");
-        };
-        ratios.push(dispatched / plain);
+        ratios[0].push(single / plain);
+        ratios[1].push(batched / plain);
+        ratios[2].push(batched / single);
         println!(
-            "round {round}: plain HTTP loop {plain:>7.0} requests/s, dispatcher {dispatched:>7.0} \
-             signed deliveries/s, ratio {:.3}",
-            dispatched / plain
+            "round {round}: plain HTTP loop {plain:>7.0} requests/s, dispatcher {single:>7.0} \
+             signed deliveries/s (ratio {:.3}), batched {batched:>7.0} signed events/s in \
+             requests of up to {} (ratio {:.3}; {:.1}x single)",
+            single / plain,
+            args.batch_size,
+            batched / plain,
+            batched / single
         );
     }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "median dispatcher / plain loop: {:.3}  (rounds: {})",
-        ratios[ratios.len() / 2],
-        ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    for (name, mut values) in [
+        "single / plain loop",
+        "batched events / plain loop",
+        "batched / single",
+    ]
+    .into_iter()
+    .zip(ratios)
+    {
+        values.sort_by(f64::total_cmp);
+        println!(
+            "median {name}: {:.3}  (rounds: {})",
+            values[values.len() / 2],
+            values
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     broker.stop().await;
     Ok(())
 }
 
-/// Runs a dispatcher with a fresh consumer group until the receiver got `count` more requests;
-/// returns deliveries/s (group join included).
+/// Writes the benchmark's endpoint, taking batches of `batch` events when set. The signing
+/// secret changes with every write, which the benchmark does not check.
+async fn configure(
+    settings: &KafkaSettings,
+    producer: &rdkafka::producer::FutureProducer,
+    url: &str,
+    batch: Option<usize>,
+) -> anyhow::Result<()> {
+    let mut webhook = json!({
+        "id": "wh-bench", "name": "bench", "eventName": "event_BenchMessage", "url": url,
+        "retryPolicy": {"enabled": true, "maxAttempts": 3},
+        "creationTime": "2025-01-01T00:00:00.000Z", "updatedTime": "2025-01-01T00:00:00.000Z"
+    });
+    if let Some(max) = batch {
+        webhook["batch"] = json!({"maxEvents": max});
+    }
+    let record = ConfigRecord {
+        org_id: "bench".into(),
+        at: "2025-01-01T00:00:00.000Z".into(),
+        actor: None,
+        change: ConfigChange::WebhookUpserted {
+            webhook: serde_json::from_value(webhook)?,
+            signing_secret: erp_toolkit::signing::new_secret(),
+            previous_secrets: Vec::new(),
+        },
+    };
+    kafka::send(
+        producer,
+        &settings.topics.config(),
+        "wh-bench",
+        &serde_json::to_vec(&record)?,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds to `total` the events carried by the requests from index `*from` on (a batch is a JSON
+/// array), and moves `*from` past them, so each body is parsed once.
+fn count_events(receiver: &Receiver, from: &mut usize, total: &mut usize) {
+    let deliveries = receiver.deliveries();
+    for delivery in deliveries.get(*from..).unwrap_or_default() {
+        *total += delivery.json().as_array().map_or(1, Vec::len);
+    }
+    *from = deliveries.len();
+}
+
+/// Runs a dispatcher with consumer group `group` until the receiver got every event once more
+/// (in requests of up to `batch`); returns events/s (group join included).
 async fn dispatch(
     settings: &KafkaSettings,
     receiver: &Receiver,
-    count: usize,
-    max_in_flight: usize,
-    round: usize,
+    args: &Args,
+    group: &str,
+    batch: usize,
 ) -> anyhow::Result<f64> {
+    let count = args.events;
     let runtime = Runtime {
         kafka: settings.clone(),
         metrics: Metrics::new(),
@@ -176,19 +229,34 @@ async fn dispatch(
     let (view, view_task) = ConfigView::start(&runtime, "dispatchbench", None).await?;
     view.wait_loaded(Duration::from_secs(60)).await?;
     let dispatcher = DispatcherSettings {
-        group_id: format!("dispatchbench-{round}"),
-        max_in_flight,
+        group_id: group.to_owned(),
+        max_in_flight: args.max_in_flight,
         // One endpoint: let it use every slot, as the plain loop does.
-        endpoint_concurrency: max_in_flight,
+        endpoint_concurrency: args.max_in_flight,
         destinations: DestinationPolicy::loopback_allowed(),
         ..DispatcherSettings::default()
     };
     let before = receiver.count();
+    // Fewer requests than this cannot carry every event: only then are bodies counted.
+    let fewest = count.div_ceil(batch.max(1));
+    let (mut counted_upto, mut events) = (before, 0);
     let started = Instant::now();
     let task = tokio::spawn(erp_dispatcher::run(runtime.clone(), view, dispatcher));
-    while receiver.count() - before < count {
+    loop {
+        let requests = receiver.count() - before;
+        let done = if batch <= 1 {
+            requests >= count
+        } else if requests >= fewest {
+            count_events(receiver, &mut counted_upto, &mut events);
+            events >= count
+        } else {
+            false
+        };
+        if done {
+            break;
+        }
         if task.is_finished() || started.elapsed() > Duration::from_secs(600) {
-            bail!("dispatcher stopped at {}", receiver.count() - before);
+            bail!("dispatcher stopped at {requests} requests");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -1,0 +1,269 @@
+//! Per-endpoint rate limits: a token bucket per endpoint, shared by the main path and the retry
+//! tiers of one dispatcher process.
+//!
+//! An endpoint sets `rateLimit: {requestsPerSecond, burst?}` (our extension of `WebhookConfig`;
+//! epilot's API has no such field), or the dispatcher-wide default applies
+//! (`--endpoint-rate-limit`). A request takes one token; tokens come back at
+//! `requestsPerSecond` up to `burst`. A request that would wait longer than the endpoint queue
+//! wait for its token does not wait at all: it is deferred to a retry tier like a delivery to a
+//! saturated endpoint, so a slow endpoint's backlog never holds up the others.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::endpoint::ConfigError;
+
+/// The largest `requestsPerSecond` and `burst` accepted: beyond that a limit limits nothing a
+/// single dispatcher could send anyway.
+pub const MAX_RATE: f64 = 100_000.0;
+
+/// A rate limit: `per_second` requests on average, at most `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Tokens regained per second.
+    pub per_second: f64,
+    /// The bucket's size: requests that may go out back to back after a quiet spell.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// A limit of `per_second` with `burst` (`None`: one second's worth, at least 1).
+    pub fn new(per_second: f64, burst: Option<u32>) -> Result<Self, String> {
+        if !per_second.is_finite() || per_second <= 0.0 || per_second > MAX_RATE {
+            return Err(format!("must be a number above 0 and at most {MAX_RATE}"));
+        }
+        let burst = burst.unwrap_or_else(|| per_second.ceil() as u32).max(1);
+        Ok(Self { per_second, burst })
+    }
+
+    /// Reads the endpoint's `rateLimit` field, if set. Errors name the field.
+    pub fn parse(config: &Map<String, Value>) -> Result<Option<Self>, ConfigError> {
+        let Some(value) = config.get("rateLimit").filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let Some(map) = value.as_object() else {
+            return Err(ConfigError::new("rateLimit", "must be an object"));
+        };
+        for key in map.keys() {
+            if key != "requestsPerSecond" && key != "burst" {
+                return Err(ConfigError::new(
+                    format!("rateLimit.{key}"),
+                    "is not a known field (requestsPerSecond, burst)",
+                ));
+            }
+        }
+        let per_second = match map.get("requestsPerSecond") {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+            None | Some(Value::Null) => {
+                return Err(ConfigError::new(
+                    "rateLimit.requestsPerSecond",
+                    "is required",
+                ));
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "rateLimit.requestsPerSecond",
+                    "must be a number",
+                ));
+            }
+        };
+        let burst = match map.get("burst") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_u64() {
+                Some(n) if n >= 1 && n as f64 <= MAX_RATE => Some(n as u32),
+                _ => {
+                    return Err(ConfigError::new(
+                        "rateLimit.burst",
+                        format!("must be a whole number from 1 to {MAX_RATE}"),
+                    ));
+                }
+            },
+        };
+        Self::new(per_second, burst)
+            .map(Some)
+            .map_err(|message| ConfigError::new("rateLimit.requestsPerSecond", message))
+    }
+}
+
+/// A token bucket. Pure state: the caller passes the time, so the rules are testable without
+/// waiting.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    limit: RateLimit,
+    /// May go below zero: tokens reserved by requests that are waiting for their turn.
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(limit: RateLimit, now: Instant) -> Self {
+        Self {
+            limit,
+            tokens: f64::from(limit.burst),
+            at: now,
+        }
+    }
+
+    /// Reserves a token if one is available within `max_wait`, returning how long the request
+    /// has to wait for it; `None` leaves the bucket as it was. Reserving ahead is what bounds
+    /// the requests started in any window of length `w` by `burst + per_second × w`, however
+    /// many deliveries ask at once.
+    pub fn reserve(&mut self, now: Instant, max_wait: Duration) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
+        self.at = now;
+        let wait = if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            // A tiny rate gives a wait beyond what `Duration` holds: as good as never.
+            Duration::try_from_secs_f64((1.0 - self.tokens) / self.limit.per_second)
+                .unwrap_or(Duration::MAX)
+        };
+        if wait > max_wait {
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(wait)
+    }
+}
+
+/// One endpoint's bucket, following the endpoint's current limit: a changed limit starts a new,
+/// full bucket; no limit, no bucket.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    bucket: Mutex<Option<TokenBucket>>,
+}
+
+impl Throttle {
+    /// Reserves a token under `limit` (see [`TokenBucket::reserve`]); without a limit the answer
+    /// is always "now".
+    pub fn reserve(&self, limit: Option<RateLimit>, max_wait: Duration) -> Option<Duration> {
+        // Every update is a few assignments, so a poisoned lock is used as it is.
+        let mut bucket = match self.bucket.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(limit) = limit else {
+            *bucket = None;
+            return Some(Duration::ZERO);
+        };
+        let now = Instant::now();
+        match bucket.as_mut() {
+            Some(current) if current.limit == limit => current.reserve(now, max_wait),
+            _ => bucket
+                .insert(TokenBucket::new(limit, now))
+                .reserve(now, max_wait),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<Option<RateLimit>, ConfigError> {
+        let Value::Object(map) = json!({ "rateLimit": value }) else {
+            unreachable!()
+        };
+        RateLimit::parse(&map)
+    }
+
+    #[test]
+    fn parses_and_names_the_field_in_errors() {
+        assert_eq!(
+            parse(json!({"requestsPerSecond": 2.5})).ok().flatten(),
+            Some(RateLimit {
+                per_second: 2.5,
+                burst: 3
+            })
+        );
+        assert_eq!(
+            parse(json!({"requestsPerSecond": 10, "burst": 1}))
+                .ok()
+                .flatten()
+                .map(|l| l.burst),
+            Some(1)
+        );
+        assert_eq!(parse(Value::Null), Ok(None));
+        let field = |v| parse(v).err().map(|e| e.field);
+        assert_eq!(field(json!(5)).as_deref(), Some("rateLimit"));
+        assert_eq!(
+            field(json!({})).as_deref(),
+            Some("rateLimit.requestsPerSecond")
+        );
+        assert_eq!(
+            field(json!({"requestsPerSecond": 0})).as_deref(),
+            Some("rateLimit.requestsPerSecond")
+        );
+        assert_eq!(
+            field(json!({"requestsPerSecond": "5"})).as_deref(),
+            Some("rateLimit.requestsPerSecond")
+        );
+        assert_eq!(
+            field(json!({"requestsPerSecond": 5, "burst": 0})).as_deref(),
+            Some("rateLimit.burst")
+        );
+        assert_eq!(
+            field(json!({"requestsPerSecond": 5, "burst": 1.5})).as_deref(),
+            Some("rateLimit.burst")
+        );
+        assert_eq!(
+            field(json!({"requestsPerSecond": 5, "perMinute": 1})).as_deref(),
+            Some("rateLimit.perMinute")
+        );
+    }
+
+    #[test]
+    fn a_bucket_allows_the_burst_then_the_rate_and_defers_beyond_the_wait() {
+        let start = Instant::now();
+        let limit = RateLimit::new(10.0, Some(3)).unwrap_or_else(|e| panic!("{e}"));
+        let mut bucket = TokenBucket::new(limit, start);
+        let max_wait = Duration::from_millis(250);
+        for _ in 0..3 {
+            assert_eq!(bucket.reserve(start, max_wait), Some(Duration::ZERO));
+        }
+        // The next tokens come at 100 ms intervals: reserved ahead, up to the wait allowed.
+        let waits: Vec<_> = (0..2).map(|_| bucket.reserve(start, max_wait)).collect();
+        assert_eq!(
+            waits,
+            vec![
+                Some(Duration::from_millis(100)),
+                Some(Duration::from_millis(200))
+            ]
+        );
+        assert_eq!(bucket.reserve(start, max_wait), None, "beyond the wait");
+        // A second later the bucket has refilled to the burst, not beyond.
+        let later = start + Duration::from_secs(2);
+        for _ in 0..3 {
+            assert_eq!(bucket.reserve(later, Duration::ZERO), Some(Duration::ZERO));
+        }
+        assert_eq!(bucket.reserve(later, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn a_vanishingly_small_rate_defers_instead_of_overflowing() {
+        let start = Instant::now();
+        let limit = RateLimit::new(1e-300, Some(1)).unwrap_or_else(|e| panic!("{e}"));
+        let mut bucket = TokenBucket::new(limit, start);
+        assert_eq!(bucket.reserve(start, Duration::ZERO), Some(Duration::ZERO));
+        assert_eq!(bucket.reserve(start, Duration::from_secs(3600)), None);
+    }
+
+    #[test]
+    fn a_changed_limit_starts_a_new_bucket_and_no_limit_never_waits() {
+        let throttle = Throttle::default();
+        let one = RateLimit::new(1.0, Some(1)).ok();
+        assert_eq!(throttle.reserve(one, Duration::ZERO), Some(Duration::ZERO));
+        assert_eq!(throttle.reserve(one, Duration::ZERO), None);
+        let two = RateLimit::new(1.0, Some(2)).ok();
+        assert_eq!(throttle.reserve(two, Duration::ZERO), Some(Duration::ZERO));
+        for _ in 0..10 {
+            assert_eq!(throttle.reserve(None, Duration::ZERO), Some(Duration::ZERO));
+        }
+    }
+}
