@@ -159,6 +159,11 @@ async fn a_rate_limited_endpoint_gets_every_event_at_its_rate_beside_an_unlimite
     );
     assert!(h.metric("erp_dispatcher_throttled_total") >= 1.0);
     assert!(h.metric("erp_dispatcher_scheduled_total{reason=\"throttled\",tier=\"1\"}") >= 1.0);
+    free.stop().await;
+    limited.stop().await;
+    // Stopped before the runtime drops: a Kafka commit in flight would otherwise wait for a
+    // broker that is gone, and the test would never end.
+    h.standalone.stop().await.expect("clean stop");
 }
 
 /// The event ids in a batched request's body (a JSON array of core events).
@@ -311,4 +316,8 @@ async fn a_batching_endpoint_gets_every_event_in_signed_batches_and_a_failed_bat
     };
     assert_eq!(outcome("retry_scheduled"), failed_members, "{spans:?}");
     assert_eq!(outcome("delivered"), failed_members, "{spans:?}");
+    for receiver in [&single, &batched, &flaky] {
+        receiver.stop().await;
+    }
+    h.standalone.stop().await.expect("clean stop");
 }
