@@ -51,6 +51,10 @@ use crate::schedule::Schedule;
 
 pub mod batch;
 
+/// How often a replay is deferred by an open circuit breaker before the open breaker counts as
+/// its attempt: each deferral is one first-tier wait (5 s by default, so about an hour).
+const REPLAY_BREAKER_WAITS: u32 = 720;
+
 /// The `extra` field the dispatcher sets on an endpoint it disabled. Events for such an endpoint
 /// are parked as dead letters instead of being skipped like those of an endpoint a user disabled,
 /// so they can be recovered once the endpoint is fixed.
@@ -1064,8 +1068,19 @@ impl Core {
         // A lane's head waits for the endpoint like a tier task does: an open breaker counts as
         // an attempt, and the head may be the half-open probe.
         let from_tier = job.tier > 0 || job.ordered;
+        // A replay was asked for (by a person or a recovery), usually right after the endpoint
+        // was fixed, while its breaker may still be cooling down: an open breaker holds it back
+        // instead of counting as its attempt, for a bounded number of tier-1 waits.
+        let wait_out_breaker = job.replay.is_some() && job.deferrals < REPLAY_BREAKER_WAITS;
         match self
-            .send_once(&job.endpoint, config, &message_id, &job.body, from_tier)
+            .send_once(
+                &job.endpoint,
+                config,
+                &message_id,
+                &job.body,
+                from_tier,
+                wait_out_breaker,
+            )
             .await
         {
             Sent::Attempt(attempt) => self.after_attempt(job, attempt, out).await,
@@ -1083,12 +1098,15 @@ impl Core {
         message_id: &str,
         body: &[u8],
         from_tier: bool,
+        wait_out_breaker: bool,
     ) -> Sent {
         let endpoint_id = endpoint.webhook.id.clone();
         let state = self.endpoints.get(&endpoint_id);
         let probe = match state.admit(from_tier) {
             Admission::Allowed { probe } => probe,
-            Admission::Refused if !from_tier => return Sent::Deferred("circuit_open"),
+            Admission::Refused if !from_tier || wait_out_breaker => {
+                return Sent::Deferred("circuit_open");
+            }
             Admission::Refused => {
                 // In a tier the open breaker answers for the endpoint: the endpoint failed often
                 // enough in a row that a request would most likely fail too, and counting it as

@@ -200,7 +200,7 @@ impl Core {
         }
         let n = chunk.len();
         match self
-            .send_once(&endpoint, config, &message_id, &body, from_tier)
+            .send_once(&endpoint, config, &message_id, &body, from_tier, false)
             .await
         {
             Sent::Interrupted => Ok(vec![Outcome::Interrupted; n]),
