@@ -954,7 +954,9 @@ impl Core {
         self.enqueue_dead_letter(&letter, out).await
     }
 
-    /// The parsed configuration of an endpoint revision, from the cache or parsed now.
+    /// The parsed configuration of an endpoint revision, from the cache or parsed now. Only for
+    /// entries that went through `environment::resolve`: the cache key is the revision, which
+    /// does not tell a resolved entry from the stored one.
     fn endpoint_config(&self, entry: &WebhookEntry) -> ParsedConfig {
         let Ok(mut configs) = self.configs.lock() else {
             // A poisoned cache only means a panic elsewhere; parse without caching.

@@ -97,11 +97,12 @@ impl Core {
         let mut groups: Vec<(String, Vec<Job>)> = Vec::new();
         for job in jobs {
             let key = if tier == 0 {
+                // Read from the stored configuration, not through `endpoint_config`: its cache
+                // is for endpoints with their `{{env.*}}` references resolved, and an unresolved
+                // entry of the same revision must not land in it.
                 let batched = job.replay.is_none()
-                    && self
-                        .endpoint_config(&job.endpoint)
-                        .1
-                        .is_ok_and(|config| config.batch.is_some());
+                    && BatchConfig::parse(&job.endpoint.webhook.extra)
+                        .is_ok_and(|batch| batch.is_some());
                 batched.then(|| job.endpoint.webhook.id.clone())
             } else {
                 // Two endpoints may hold batches of the same events, hence of the same id.
