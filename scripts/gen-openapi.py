@@ -322,7 +322,8 @@ EXTENSION_FIELDS = {
         "additionalProperties": False,
         "required": ["requestsPerSecond"],
         "properties": {
-            "requestsPerSecond": {"type": "number", "exclusiveMinimum": 0, "maximum": 100000},
+            "requestsPerSecond": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                                  "maximum": 100000},
             "burst": {"type": "integer", "minimum": 1, "maximum": 100000},
         },
         "description": "Most requests per second to this endpoint (token bucket per dispatcher "
