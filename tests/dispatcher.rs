@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Harness, meter_mapping, read_topic, reading_event};
+use common::{Harness, meter_mapping, reading_event, records_until};
 use erp_toolkit::StandaloneOptions;
 use erp_toolkit::receiver::Receiver;
 
@@ -69,28 +69,6 @@ async fn send_addressed(h: &Harness, webhook_id: &str, event_id: &str) {
     )
     .await
     .expect("produced");
-}
-
-/// Reads `topic` until `done` holds for the records that `keep` selects, or the limit passes.
-async fn records_until(
-    h: &Harness,
-    topic: &str,
-    keep: impl Fn(&Value) -> bool,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let brokers = h.standalone.broker_address.to_string();
-    let started = Instant::now();
-    loop {
-        let records: Vec<Value> = read_topic(&brokers, topic, usize::MAX, Duration::from_secs(2))
-            .await
-            .into_iter()
-            .map(|(_, value)| value)
-            .filter(|value| keep(value))
-            .collect();
-        if done(&records) || started.elapsed() > LIMIT {
-            return records;
-        }
-    }
 }
 
 /// The dispatcher's attempt spans for one endpoint, in attempt order.

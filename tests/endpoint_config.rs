@@ -7,13 +7,13 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use common::{Harness, read_topic};
+use common::{Harness, records_until};
 use erp_toolkit::receiver::Receiver;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -54,28 +54,6 @@ async fn publish(h: &Harness, event_id: &str, fields: Value) {
     )
     .await
     .expect("produced");
-}
-
-/// Reads `topic` until `done` holds for the records `keep` selects, or the limit passes.
-async fn records_until(
-    h: &Harness,
-    topic: &str,
-    keep: impl Fn(&Value) -> bool,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let brokers = h.standalone.broker_address.to_string();
-    let started = Instant::now();
-    loop {
-        let records: Vec<Value> = read_topic(&brokers, topic, usize::MAX, Duration::from_secs(2))
-            .await
-            .into_iter()
-            .map(|(_, value)| value)
-            .filter(|value| keep(value))
-            .collect();
-        if done(&records) || started.elapsed() > LIMIT {
-            return records;
-        }
-    }
 }
 
 /// The dispatcher's spans for one endpoint, once at least `want` are there.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use common::{Harness, options, read_topic};
+use common::{Harness, options, read_topic, records_until};
 use erp_toolkit::Standalone;
 use erp_toolkit::receiver::Receiver;
 
@@ -58,28 +58,6 @@ async fn put_env(h: &Harness, key: &str, value: &str, kind: &str) -> (StatusCode
         Some(json!({"value": value, "type": kind})),
     )
     .await
-}
-
-/// Reads `topic` until `done` holds for the records `keep` selects, or the limit passes.
-async fn records_until(
-    h: &Harness,
-    topic: &str,
-    keep: impl Fn(&Value) -> bool,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let brokers = h.standalone.broker_address.to_string();
-    let started = Instant::now();
-    loop {
-        let records: Vec<Value> = read_topic(&brokers, topic, usize::MAX, Duration::from_secs(2))
-            .await
-            .into_iter()
-            .map(|(_, value)| value)
-            .filter(|value| keep(value))
-            .collect();
-        if done(&records) || started.elapsed() > LIMIT {
-            return records;
-        }
-    }
 }
 
 /// Configures an inbound use case mapping `env_var_ref`s and two endpoints: one resolving its

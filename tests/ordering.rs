@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Harness, read_topic};
+use common::{Harness, read_topic, records_until};
 use erp_toolkit::StandaloneOptions;
 use erp_toolkit::receiver::{Delivery, Receiver};
 
@@ -63,28 +63,6 @@ async fn send_keyed(h: &Harness, webhook_id: &str, events: &[(&str, &str)]) {
         )
         .await
         .expect("produced");
-    }
-}
-
-/// Reads `topic` until `done` holds for the records `keep` selects, or the limit passes.
-async fn records_until(
-    h: &Harness,
-    topic: &str,
-    keep: impl Fn(&Value) -> bool,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let brokers = h.standalone.broker_address.to_string();
-    let started = Instant::now();
-    loop {
-        let records: Vec<Value> = read_topic(&brokers, topic, usize::MAX, Duration::from_secs(2))
-            .await
-            .into_iter()
-            .map(|(_, value)| value)
-            .filter(|value| keep(value))
-            .collect();
-        if done(&records) || started.elapsed() > LIMIT {
-            return records;
-        }
     }
 }
 

@@ -200,6 +200,29 @@ pub fn expected_attributes(n: usize) -> Value {
            "reading_date": "2025-01-15T10:00:00Z", "obis": "1-0:1.8.0", "source": "ERP"})
 }
 
+/// Reads `topic` until `done` holds for the records `keep` selects, or a generous limit passes
+/// (then the records so far, for the caller's assertion to show).
+pub async fn records_until(
+    h: &Harness,
+    topic: &str,
+    keep: impl Fn(&Value) -> bool,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let brokers = h.standalone.broker_address.to_string();
+    let started = Instant::now();
+    loop {
+        let records: Vec<Value> = read_topic(&brokers, topic, usize::MAX, Duration::from_secs(2))
+            .await
+            .into_iter()
+            .map(|(_, value)| value)
+            .filter(|value| keep(value))
+            .collect();
+        if done(&records) || started.elapsed() > Duration::from_secs(180) {
+            return records;
+        }
+    }
+}
+
 /// Reads every record of `topic` from the beginning until at least `want` arrived or `limit`
 /// passed. Returns (key, JSON value) pairs.
 pub async fn read_topic(
