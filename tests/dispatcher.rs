@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Harness, meter_mapping, reading_event, records_until};
+use common::{DispatcherProcess, Harness, meter_mapping, reading_event, records_until};
 use erp_toolkit::StandaloneOptions;
 use erp_toolkit::receiver::Receiver;
 
@@ -362,54 +362,6 @@ async fn a_dispatcher_stopped_mid_delivery_redelivers_with_the_same_webhook_id()
     second.standalone.stop().await.expect("clean stop");
 }
 
-/// A dispatcher role in a child process, killed (SIGKILL) when dropped.
-struct DispatcherProcess(std::process::Child);
-
-impl DispatcherProcess {
-    fn spawn(brokers: &str, log: &Path) -> Self {
-        let out = std::fs::File::create(log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_erp-toolkit"))
-            .args([
-                "dispatcher",
-                "--brokers",
-                brokers,
-                "--listen",
-                "127.0.0.1:0",
-                "--partitions",
-                "3",
-                "--retry-schedule",
-                "1s,2s,3s",
-                // Far beyond the test: the kill lands while the request is in flight.
-                "--request-timeout-secs",
-                "120",
-                "--allow-destination",
-                "127.0.0.1/32",
-                "--kafka-option",
-                "session.timeout.ms=6000",
-                "--kafka-option",
-                "heartbeat.interval.ms=500",
-            ])
-            .env("RUST_LOG", "info,erp_dispatcher=debug")
-            .stdout(std::process::Stdio::from(out))
-            .stderr(std::process::Stdio::from(err))
-            .spawn()
-            .expect("spawns");
-        Self(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for DispatcherProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatcher_killed_with_sigkill_redelivers_everything_with_the_same_webhook_ids() {
     use erp_runtime::topics::{ensure_topics, standard_topics};
@@ -485,7 +437,17 @@ async fn a_dispatcher_killed_with_sigkill_redelivers_everything_with_the_same_we
         .expect("produced");
     }
 
-    let mut first = DispatcherProcess::spawn(&brokers, &dir.path().join("first.log"));
+    let mut first = DispatcherProcess::spawn(
+        &brokers,
+        &dir.path().join("first.log"),
+        &[
+            "--retry-schedule",
+            "1s,2s,3s",
+            // Far beyond the test: the kill lands while the request is in flight.
+            "--request-timeout-secs",
+            "120",
+        ],
+    );
     assert!(
         hanging.wait_for(1, LIMIT).await,
         "no request to the hanging endpoint"
@@ -500,7 +462,17 @@ async fn a_dispatcher_killed_with_sigkill_redelivers_everything_with_the_same_we
     // A supervisor restarts after the dead member's session expired (6 s), as the processor's
     // crash test does: the embedded broker drops a crashed member only then.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let second = DispatcherProcess::spawn(&brokers, &dir.path().join("second.log"));
+    let second = DispatcherProcess::spawn(
+        &brokers,
+        &dir.path().join("second.log"),
+        &[
+            "--retry-schedule",
+            "1s,2s,3s",
+            // Far beyond the test: the kill lands while the request is in flight.
+            "--request-timeout-secs",
+            "120",
+        ],
+    );
     assert!(
         hanging.wait_for(2, LIMIT).await,
         "the hanging endpoint's event was not redelivered; log: {}",

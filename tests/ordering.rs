@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Harness, read_topic, records_until};
+use common::{DispatcherProcess, Harness, read_topic, records_until};
 use erp_toolkit::StandaloneOptions;
 use erp_toolkit::receiver::{Delivery, Receiver};
 
@@ -255,51 +255,6 @@ async fn a_held_lane_survives_a_restart_in_order_with_the_same_webhook_ids() {
     second.standalone.stop().await.expect("clean stop");
 }
 
-/// A dispatcher role in a child process, killed (SIGKILL) when dropped.
-struct DispatcherProcess(std::process::Child);
-
-impl DispatcherProcess {
-    fn spawn(brokers: &str, log: &Path) -> Self {
-        let out = std::fs::File::create(log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_erp-toolkit"))
-            .args([
-                "dispatcher",
-                "--brokers",
-                brokers,
-                "--listen",
-                "127.0.0.1:0",
-                "--partitions",
-                "3",
-                "--retry-schedule",
-                "2s,5s,10s,10s,20s",
-                "--allow-destination",
-                "127.0.0.1/32",
-                "--kafka-option",
-                "session.timeout.ms=6000",
-                "--kafka-option",
-                "heartbeat.interval.ms=500",
-            ])
-            .env("RUST_LOG", "info,erp_dispatcher=debug")
-            .stdout(std::process::Stdio::from(out))
-            .stderr(std::process::Stdio::from(err))
-            .spawn()
-            .expect("spawns");
-        Self(child)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for DispatcherProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Waits until the receiver got a request for every event in `events`.
 async fn received(receiver: &Receiver, events: &[&str]) -> bool {
     let started = Instant::now();
@@ -386,7 +341,11 @@ async fn a_dispatcher_killed_with_sigkill_keeps_held_lanes_in_order() {
         .expect("produced");
     }
 
-    let mut first = DispatcherProcess::spawn(&brokers, &dir.path().join("first.log"));
+    let mut first = DispatcherProcess::spawn(
+        &brokers,
+        &dir.path().join("first.log"),
+        &["--retry-schedule", "2s,5s,10s,10s,20s"],
+    );
     assert!(
         received(&receiver, &["kill-a-1", "kill-b-1"]).await,
         "no requests; log: {}",
@@ -425,7 +384,11 @@ async fn a_dispatcher_killed_with_sigkill_keeps_held_lanes_in_order() {
     // A supervisor restarts after the dead member's session expired (6 s), as the other crash
     // tests do: the embedded broker drops a crashed member only then.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let second = DispatcherProcess::spawn(&brokers, &dir.path().join("second.log"));
+    let second = DispatcherProcess::spawn(
+        &brokers,
+        &dir.path().join("second.log"),
+        &["--retry-schedule", "2s,5s,10s,10s,20s"],
+    );
     assert!(
         received(&receiver, &["kill-a-1", "kill-a-2", "kill-a-3"]).await,
         "held events were not delivered after the restart; log: {}",
