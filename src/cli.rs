@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use erp_dispatcher::rate_limit::RateLimit;
-use erp_dispatcher::{Cidr, DestinationPolicy, DispatcherSettings, Schedule};
+use erp_dispatcher::{DispatcherSettings, Schedule};
 use erp_processor::ProcessorSettings;
 use erp_runtime::settings::{KafkaArgs, LogArgs};
+use erp_webhooks::settings::RateLimit;
+use erp_webhooks::{Cidr, DestinationPolicy};
 
 /// erp-toolkit: a self-hosted ERP integration toolkit for energy utilities.
 #[derive(Parser, Debug)]
@@ -168,7 +169,7 @@ impl ApiArgs {
         self.signing_key_file
             .as_deref()
             .map(|path| {
-                erp_dispatcher::org_key::OrgKey::load(path)
+                erp_webhooks::org_key::OrgKey::load(path)
                     .map(|key| key.public_key_pem())
                     .map_err(anyhow::Error::from)
             })

@@ -13,4 +13,4 @@ pub mod standalone;
 #[cfg(feature = "embedded-broker")]
 pub use standalone::{Standalone, StandaloneOptions};
 
-pub use erp_dispatcher::signing;
+pub use erp_webhooks::signing;

@@ -133,7 +133,7 @@ pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyh
 pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut settings = args.delivery.settings()?;
     if let Some(path) = &args.signing_key_file {
-        settings.signing_key = Some(std::sync::Arc::new(erp_dispatcher::org_key::OrgKey::load(
+        settings.signing_key = Some(std::sync::Arc::new(erp_webhooks::org_key::OrgKey::load(
             path,
         )?));
     }

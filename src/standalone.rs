@@ -22,7 +22,7 @@ use erp_runtime::topics::{ensure_topics, standard_topics};
 use erp_runtime::{ConfigView, ConfigWriter, KafkaSettings, Metrics, Readiness, Runtime};
 
 use crate::broker::EmbeddedBroker;
-use erp_dispatcher::org_key::OrgKey;
+use erp_webhooks::org_key::OrgKey;
 
 /// How to run the standalone process.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl StandaloneOptions {
             processor: ProcessorSettings::default(),
             // Receivers of a standalone installation usually run on the same machine.
             dispatcher: DispatcherSettings {
-                destinations: erp_dispatcher::DestinationPolicy::loopback_allowed(),
+                destinations: erp_webhooks::DestinationPolicy::loopback_allowed(),
                 ..DispatcherSettings::default()
             },
         }

@@ -5,22 +5,15 @@
 //! every attempt a monitoring span.
 
 pub mod delivery;
-pub mod endpoint;
 pub mod environment;
 pub mod error;
-pub mod filter;
 pub mod isolation;
 pub mod metrics;
-pub mod oauth;
 pub mod ordering;
-pub mod org_key;
 pub mod rate_limit;
-pub mod safety;
 pub mod schedule;
-pub mod signing;
 pub mod worker;
 
 pub use error::DispatcherError;
-pub use safety::{Cidr, DestinationPolicy};
 pub use schedule::Schedule;
 pub use worker::{DispatcherSettings, run};

@@ -41,13 +41,15 @@ use erp_schemas::timestamp::{format_millis, now_millis, now_rfc3339};
 use erp_schemas::topics::Topics;
 
 use crate::delivery::{self, Attempt, AttemptResult, Sender};
-use crate::endpoint::{ConfigError, EndpointConfig, Prepared};
 use crate::error::DispatcherError;
 use crate::isolation::{Admission, BreakerState, Endpoints};
 use crate::metrics::DispatcherMetrics;
 use crate::ordering::{self, LaneContext, LaneEntry, Lanes, Put, Step};
-use crate::safety::DestinationPolicy;
 use crate::schedule::Schedule;
+use erp_webhooks::ConfigError;
+use erp_webhooks::endpoint::{EndpointConfig, Prepared};
+use erp_webhooks::safety::DestinationPolicy;
+use erp_webhooks::settings::ordering::is_ordered;
 
 pub mod batch;
 
@@ -97,11 +99,11 @@ pub struct DispatcherSettings {
     /// are abandoned uncommitted, to be redelivered after the restart.
     pub shutdown_grace: Duration,
     /// The organisation's Ed25519 key for `v1a` signatures (`None`: `v1` only).
-    pub signing_key: Option<Arc<crate::org_key::OrgKey>>,
+    pub signing_key: Option<Arc<erp_webhooks::org_key::OrgKey>>,
     /// Time limit of one evaluation of an endpoint's JSONata filter or transform.
     pub jsonata_timeout: Duration,
     /// The rate limit of endpoints that set no `rateLimit` (`None`: unlimited).
-    pub default_rate_limit: Option<crate::rate_limit::RateLimit>,
+    pub default_rate_limit: Option<erp_webhooks::settings::RateLimit>,
 }
 
 impl Default for DispatcherSettings {
@@ -780,7 +782,7 @@ impl Core {
             match config.webhook(&head.org_id, webhook_id) {
                 // An ordered endpoint's deliveries were appended to its lanes.
                 Some(endpoint) if endpoint.webhook.enabled => {
-                    if !ordering::is_ordered(&endpoint.webhook.extra) {
+                    if !is_ordered(&endpoint.webhook.extra) {
                         endpoints.push(endpoint.clone());
                     }
                 }
@@ -796,7 +798,7 @@ impl Core {
                     continue;
                 }
                 if endpoint.webhook.enabled {
-                    if !ordering::is_ordered(&endpoint.webhook.extra) {
+                    if !is_ordered(&endpoint.webhook.extra) {
                         endpoints.push(endpoint.clone());
                     }
                 } else if endpoint.webhook.extra.contains_key(DISABLED_REASON) {
@@ -1705,7 +1707,7 @@ impl Core {
             let last = read.entry(message.partition()).or_insert(-1);
             *last = (*last).max(message.offset());
         }
-        if !config.any_webhook(|e| e.webhook.enabled && ordering::is_ordered(&e.webhook.extra)) {
+        if !config.any_webhook(|e| e.webhook.enabled && is_ordered(&e.webhook.extra)) {
             for (partition, offset) in read {
                 self.lanes.advance(partition, offset);
             }
@@ -1737,7 +1739,7 @@ impl Core {
                 None => config.subscribers(&head.org_id, &head.event_name),
             };
             for endpoint in targets {
-                if !ordering::is_ordered(&endpoint.webhook.extra) {
+                if !is_ordered(&endpoint.webhook.extra) {
                     continue;
                 }
                 let entry = LaneEntry {

@@ -15,7 +15,8 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use erp_runtime::environment::{secret_context, valid_key};
+use erp_runtime::environment::secret_context;
+use erp_schemas::config::valid_env_key;
 use erp_schemas::config::{ConfigChange, EnvValueType};
 use erp_schemas::timestamp::now_rfc3339;
 
@@ -46,7 +47,7 @@ fn shown(key: &str, value_type: EnvValueType, stored: &str, updated_at: &str) ->
 }
 
 fn check_key(key: &str) -> Result<(), ApiError> {
-    if valid_key(key) {
+    if valid_env_key(key) {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(

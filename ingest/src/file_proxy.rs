@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use erp_processor::jsonata::Expression;
+use erp_mapping::jsonata::Expression;
 
 use crate::error::ApiError;
 

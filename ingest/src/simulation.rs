@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde_json::Value;
 
-use erp_processor::mapping::{CompiledConfiguration, MappingContext, legacy, map_payload};
-use erp_processor::payload;
+use erp_mapping::payload;
+use erp_mapping::{CompiledConfiguration, MappingContext, legacy, map_payload};
 use erp_schemas::inbound::PayloadFormat;
 
 use crate::auth::Caller;

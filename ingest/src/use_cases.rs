@@ -9,8 +9,8 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
-use erp_processor::mapping::CompiledConfiguration;
-use erp_processor::outbound::CompiledOutbound;
+use erp_mapping::CompiledConfiguration;
+use erp_mapping::outbound::CompiledOutbound;
 use erp_schemas::config::{ConfigChange, USE_CASE_TYPES, UseCase};
 use erp_schemas::timestamp::now_rfc3339;
 

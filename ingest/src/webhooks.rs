@@ -12,10 +12,10 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use erp_dispatcher::endpoint::{self, EndpointConfig};
-use erp_dispatcher::signing;
 use erp_schemas::config::{ConfigChange, RetryPolicy, WebhookEndpoint};
 use erp_schemas::timestamp::now_rfc3339;
+use erp_webhooks::endpoint::{self, EndpointConfig};
+use erp_webhooks::signing;
 
 use crate::auth::Caller;
 use crate::body::{kind, object, opt_bool, opt_string, read_json, req_string};

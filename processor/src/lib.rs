@@ -5,12 +5,8 @@
 
 pub mod changelog;
 pub mod error;
-pub mod jsonata;
-pub mod mapping;
 pub mod metrics;
-pub mod outbound;
 pub mod outcome;
-pub mod payload;
 pub mod rebalance;
 pub mod state;
 pub mod worker;

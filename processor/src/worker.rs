@@ -33,15 +33,15 @@ use erp_schemas::timestamp::now_millis;
 
 use crate::changelog;
 use crate::error::ProcessorError;
-use crate::mapping::{
-    CompiledConfiguration, FileProxyContext, MappingContext, MappingError, map_document,
-};
 use crate::metrics::ProcessorMetrics;
-use crate::outbound::CompiledOutbound;
 use crate::outcome::{self, Outcome, PlatformHead};
-use crate::payload;
 use crate::rebalance::{InFlightPositions, Owned, ProcessorContext};
 use crate::state::{DedupEntry, DedupOverlay, PendingState, StateStore, Verdict};
+use erp_mapping::outbound::CompiledOutbound;
+use erp_mapping::payload;
+use erp_mapping::{
+    CompiledConfiguration, FileProxyContext, MappingContext, MappingError, map_document,
+};
 
 /// How the processor runs.
 #[derive(Debug, Clone)]
@@ -449,7 +449,7 @@ enum Plan {
 fn mapping_environment(
     config: &erp_runtime::ConfigState,
     org_id: &str,
-) -> std::collections::HashMap<String, crate::mapping::EnvValue> {
+) -> std::collections::HashMap<String, erp_mapping::EnvValue> {
     config
         .environment(org_id)
         .into_iter()
@@ -461,7 +461,7 @@ fn mapping_environment(
             } else {
                 entry.stored.clone()
             };
-            (key.clone(), crate::mapping::EnvValue { value, secret })
+            (key.clone(), erp_mapping::EnvValue { value, secret })
         })
         .collect()
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::MappingError;
 use crate::jsonata::{Evaluation, Expression, to_json, to_jvalue};
-use crate::mapping::MappingError;
 
 /// Where a mapping's messages go.
 #[derive(Debug, Clone, PartialEq)]

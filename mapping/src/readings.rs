@@ -4,11 +4,11 @@
 
 use serde_json::{Map, Value, json};
 
-use super::compile::{CompiledMeterReading, ReadingMode};
-use super::engine::{Run, items_of, prunes};
-use super::error::MappingError;
-use super::result::MappingResult;
-use super::source::run;
+use crate::compile::{CompiledMeterReading, ReadingMode};
+use crate::engine::{Run, items_of, prunes};
+use crate::error::MappingError;
+use crate::result::MappingResult;
+use crate::source::run;
 
 /// Allowed `source` values.
 pub const SOURCES: [&str; 4] = ["ERP", "ECP", "360", "journey-submission"];
@@ -133,7 +133,7 @@ pub(super) fn map(
 
 fn ids(
     run_: &Run<'_>,
-    ids: &super::source::UniqueIds,
+    ids: &crate::source::UniqueIds,
     item: &jsonata_core::value::JValue,
     location: &str,
 ) -> Result<Map<String, Value>, MappingError> {

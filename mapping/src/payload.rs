@@ -17,7 +17,7 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Value};
 
-use crate::mapping::MappingError;
+use crate::MappingError;
 use erp_schemas::inbound::PayloadFormat;
 
 /// Parses a payload.

@@ -15,30 +15,12 @@ use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
-use erp_processor::jsonata::{self, Expression};
+use erp_mapping::jsonata::{self, Expression};
 
+pub use crate::error::ConfigError;
 use crate::filter::Filter;
 use crate::oauth::{OAuthClient, OAuthSettings, ParamKind};
-use crate::rate_limit::RateLimit;
-use crate::worker::batch::BatchConfig;
-
-/// A configuration error: the field (a dot path in the `WebhookConfig`) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} {message}")]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    /// An error about `field`.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+use crate::settings::{BatchConfig, RateLimit, ordering};
 
 /// What the API answers in place of a stored secret.
 pub const MASK: &str = "********";
@@ -184,7 +166,7 @@ fn optional_string<'a>(
 }
 
 /// `*IsEnvVar: true` means the secret field holds the name of an environment variable (resolved
-/// at send time by `crate::environment`): checked to be a valid name.
+/// at send time by the dispatcher): checked to be a valid name.
 fn env_var_name(
     map: &Map<String, Value>,
     at: &str,
@@ -195,7 +177,7 @@ fn env_var_name(
         return Ok(());
     }
     match present(map, field).and_then(Value::as_str) {
-        Some(name) if erp_runtime::environment::valid_key(name.trim()) => Ok(()),
+        Some(name) if erp_schemas::config::valid_env_key(name.trim()) => Ok(()),
         _ => Err(ConfigError::new(
             format!("{at}.{field}"),
             format!("must name an environment variable ({key} is true)"),
@@ -391,7 +373,7 @@ impl EndpointConfig {
         let auth = parse_auth(config)?;
         let headers = parse_headers(config)?;
         let filter = Filter::parse(config)?;
-        let ordered = crate::ordering::parse_mode(config)?;
+        let ordered = ordering::parse_mode(config)?;
         let transform = match present(config, "jsonataExpression") {
             None => None,
             Some(Value::String(source)) if source.trim().is_empty() => None,

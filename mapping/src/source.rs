@@ -4,7 +4,7 @@
 use jsonata_core::value::JValue;
 use serde_json::{Map, Value};
 
-use super::error::MappingError;
+use crate::error::MappingError;
 use crate::jsonata::{Evaluation, Expression, to_json};
 
 /// Where a value comes from, compiled.

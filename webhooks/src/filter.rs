@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use erp_processor::jsonata::{self, Expression};
+use erp_mapping::jsonata::{self, Expression};
 
 use crate::endpoint::ConfigError;
 

@@ -151,7 +151,7 @@ impl OAuthClient {
             .await
             .map_err(|e| format!("token request to {} failed: {e}", s.endpoint))?;
         let status = response.status();
-        let (body, _) = crate::delivery::read_capped(response, body_cap).await;
+        let (body, _) = crate::response::read_capped(response, body_cap).await;
         if !status.is_success() {
             return Err(format!(
                 "token endpoint {} answered {}: {}",

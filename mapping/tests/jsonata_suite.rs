@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use erp_processor::jsonata::{Evaluation, Expression, to_json, to_jvalue};
+use erp_mapping::jsonata::{Evaluation, Expression, to_json, to_jvalue};
 
 const MINIMUM: usize = 1681;
 const CASES: usize = 1686;

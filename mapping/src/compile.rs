@@ -4,9 +4,9 @@
 
 use serde_json::{Map, Value};
 
-use super::error::MappingError;
-use super::source::{Source, UniqueIds, compile_expression, invalid};
+use crate::error::MappingError;
 use crate::jsonata::Expression;
+use crate::source::{Source, UniqueIds, compile_expression, invalid};
 
 /// A configuration ready to map payloads.
 #[derive(Debug, Clone)]

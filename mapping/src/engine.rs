@@ -6,16 +6,16 @@ use std::time::Duration;
 use jsonata_core::value::JValue;
 use serde_json::{Map, Value, json};
 
-use super::compile::{
+use crate::compile::{
     CompiledConfiguration, CompiledEntity, CompiledField, CompiledMeterReading, Condition,
     Producer, PruneScope, ReadingMode, RelationItem, RelationRefItem, UseCaseRef,
 };
-use super::context::MappingContext;
-use super::error::MappingError;
-use super::readings;
-use super::result::{EntityUpdate, MappingResult};
-use super::source::{UniqueIds, is_empty_identifier, run, truthy};
+use crate::context::MappingContext;
+use crate::error::MappingError;
 use crate::jsonata::{Evaluation, to_json, to_jvalue};
+use crate::readings;
+use crate::result::{EntityUpdate, MappingResult};
+use crate::source::{UniqueIds, is_empty_identifier, run, truthy};
 
 /// Maps a parsed payload.
 pub fn map_payload(
@@ -429,7 +429,7 @@ impl Run<'_> {
         field: &CompiledField,
         item: &JValue,
         use_case: &UseCaseRef,
-        params: &[(String, super::source::Source)],
+        params: &[(String, crate::source::Source)],
     ) -> Result<Option<Value>, MappingError> {
         // Without an integration (a simulation) there is nothing to point at: skipped silently.
         let Some(proxy) = &self.context.file_proxy else {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use erp_processor::mapping::arrays::ArrayOperation;
-use erp_processor::mapping::{CompiledConfiguration, MappingContext, map_payload};
+use erp_mapping::arrays::ArrayOperation;
+use erp_mapping::{CompiledConfiguration, MappingContext, map_payload};
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![

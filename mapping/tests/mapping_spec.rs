@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use erp_processor::mapping::{
-    CompiledConfiguration, EnvValue, FileProxyContext, MappingContext, map_payload,
-};
+use erp_mapping::{CompiledConfiguration, EnvValue, FileProxyContext, MappingContext, map_payload};
 
 fn simulate(config: Value, payload: Value) -> Value {
     run(
@@ -560,8 +558,7 @@ fn s4_13_legacy_v1_mapping() {
         "fields": [{"entity": "contact", "attribute": "customer_number", "field": "partnerId"},
                    {"entity": "contact", "attribute": "last_name", "jsonataExpression": "$uppercase(lastName)"},
                    {"entity": "account", "attribute": "name", "field": "company"}]}}}});
-    let config = erp_processor::mapping::legacy::configuration_for(&v1, "business_partner")
-        .expect("converts");
+    let config = erp_mapping::legacy::configuration_for(&v1, "business_partner").expect("converts");
     let result = simulate(
         config,
         json!({"partnerId": "BP1", "lastName": "doe", "company": "ACME"}),

@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::error::MappingError;
-use super::source::invalid;
+use crate::error::MappingError;
+use crate::source::invalid;
 
 /// The current-format configuration for `object_type` of a v1.0 or wrapped v2.0 mapping.
 pub fn configuration_for(
