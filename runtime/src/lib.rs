@@ -9,12 +9,14 @@ pub mod config_secrets;
 pub mod config_view;
 pub mod environment;
 pub mod error;
+pub mod event_schemas;
 pub mod health;
 pub mod kafka;
 pub mod metrics;
 pub mod secrets;
 pub mod settings;
 pub mod shutdown;
+pub mod supervisor;
 pub mod telemetry;
 pub mod topics;
 
@@ -23,6 +25,7 @@ pub use error::RuntimeError;
 pub use health::{Readiness, ReadyFlag};
 pub use kafka::KafkaSettings;
 pub use metrics::Metrics;
+pub use supervisor::Supervisor;
 
 use tokio_util::sync::CancellationToken;
 

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -32,10 +31,7 @@ use erp_schemas::monitoring::{Level, MonitoringSpan};
 use erp_schemas::timestamp::{now_millis, now_rfc3339};
 use erp_schemas::topics::Topics;
 
-use crate::auth::Caller;
-use crate::body::{object, opt_string, read_json, req_string};
-use crate::error::ApiError;
-use crate::state::ApiState;
+use erp_http::ApiError;
 
 /// How ACK tracking behaves.
 #[derive(Debug, Clone)]
@@ -395,38 +391,5 @@ impl AckTracker {
                 .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
         }
         Ok(())
-    }
-}
-
-/// `POST /v1/erp/tracking/acknowledgement` — body `{ack_id, status?}`; `status` is not in the
-/// OpenAPI document but epilot's documented example sends it (`processed`): it is recorded.
-pub async fn acknowledge(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let body = read_json(body, state.body_limit).await?;
-    let fields = object(&body, "the body")?;
-    let ack_id = req_string(fields, "", "ack_id", 1, 256)?.to_owned();
-    let status = opt_string(fields, "", "status", 1, 64)?;
-    let Some(tracker) = &state.acks else {
-        return Err(ApiError::not_found(
-            "ACK_NOT_FOUND",
-            format!("no tracking record for ack_id {ack_id}"),
-        ));
-    };
-    match tracker
-        .acknowledge(&state.producer, &caller.org_id, &ack_id, status)
-        .await?
-    {
-        Acknowledged::Confirmed { .. } => Ok(HttpResponse::Ok().json(json!({
-            "message": format!("acknowledged {ack_id}"),
-        }))),
-        Acknowledged::Unknown => Err(ApiError::not_found(
-            "ACK_NOT_FOUND",
-            format!(
-                "no tracking record for ack_id {ack_id}: unknown, already acknowledged or expired"
-            ),
-        )),
     }
 }

@@ -1,4 +1,5 @@
-//! The webhook attempt log (epilot Webhooks API: `WebhookEvent`), replay and recovery.
+//! The webhook attempt log (epilot Webhooks API: `WebhookEvent`): the index behind its routes
+//! ([`crate::webhooks::attempt_routes`]), replay and recovery.
 //!
 //! - `POST /v2/webhooks/configs/{configId}/events` lists an endpoint's deliveries, newest first;
 //!   `GET /v1/webhooks/configs/{configId}/events/{eventId}` shows one with its attempts.
@@ -21,8 +22,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
 use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
@@ -32,17 +33,15 @@ use erp_schemas::dead_letter::SourceCoordinates;
 use erp_schemas::delivery_task::{DeliveryTask, Replay};
 use erp_schemas::monitoring::{Level, MonitoringSpan};
 use erp_schemas::timestamp::{format_millis, millis_of, now_millis, parse_rfc3339};
+use erp_schemas::topics::Topics;
 
-use crate::auth::Caller;
-use crate::body::{id_list, object, opt_bool, opt_string, read_optional_json};
-use crate::error::ApiError;
-use crate::state::ApiState;
 use crate::topic_index::{self, Fetcher};
+use erp_http::ApiError;
 
 /// Most deliveries per page (epilot's maximum).
-const PAGE: usize = 25;
+pub(crate) const PAGE: usize = 25;
 /// Most ids per batch replay (epilot's maximum).
-const MAX_REPLAY: usize = 100;
+pub(crate) const MAX_REPLAY: usize = 100;
 
 /// How the attempt log and recovery run.
 #[derive(Debug, Clone)]
@@ -64,7 +63,7 @@ impl Default for AttemptLogSettings {
 
 /// One attempt (or skip) of a delivery, from its span.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct AttemptRow {
+pub(crate) struct AttemptRow {
     span_id: String,
     attempt: u64,
     at: String,
@@ -87,27 +86,27 @@ pub(crate) struct Row {
     pub(crate) org_id: String,
     pub(crate) webhook_config_id: String,
     pub(crate) event_id: String,
-    event_name: String,
-    url: String,
-    http_method: String,
-    webhook_id: String,
+    pub(crate) event_name: String,
+    pub(crate) url: String,
+    pub(crate) http_method: String,
+    pub(crate) webhook_id: String,
     pub(crate) created_at: i64,
-    updated_at: String,
+    pub(crate) updated_at: String,
     pub(crate) status: String,
-    code: String,
-    message: String,
+    pub(crate) code: String,
+    pub(crate) message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    status_code: Option<u64>,
-    response_body: String,
+    pub(crate) status_code: Option<u64>,
+    pub(crate) response_body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    source: Option<SourceCoordinates>,
+    pub(crate) source: Option<SourceCoordinates>,
     /// The last transformed body sent (see the dispatcher's span).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    sent_body: Option<String>,
+    pub(crate) sent_body: Option<String>,
     /// Whether the last body sent was the output of a transform.
     #[serde(default)]
-    transformed: bool,
-    attempts: Vec<AttemptRow>,
+    pub(crate) transformed: bool,
+    pub(crate) attempts: Vec<AttemptRow>,
 }
 
 impl Row {
@@ -121,7 +120,7 @@ impl Row {
     }
 }
 
-fn prefix(kind: u8, config_id: &str) -> Vec<u8> {
+pub(crate) fn prefix(kind: u8, config_id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(config_id.len() + 2);
     key.push(kind);
     key.extend_from_slice(config_id.as_bytes());
@@ -129,13 +128,13 @@ fn prefix(kind: u8, config_id: &str) -> Vec<u8> {
     key
 }
 
-fn row_key(config_id: &str, event_id: &str) -> Vec<u8> {
+pub(crate) fn row_key(config_id: &str, event_id: &str) -> Vec<u8> {
     let mut key = prefix(b'r', config_id);
     key.extend_from_slice(event_id.as_bytes());
     key
 }
 
-fn time_key(config_id: &str, created_at: i64, event_id: &str) -> Vec<u8> {
+pub(crate) fn time_key(config_id: &str, created_at: i64, event_id: &str) -> Vec<u8> {
     let mut key = prefix(b't', config_id);
     // Newest first in key order.
     key.extend_from_slice(&(i64::MAX - created_at.max(0)).to_be_bytes());
@@ -144,7 +143,7 @@ fn time_key(config_id: &str, created_at: i64, event_id: &str) -> Vec<u8> {
 }
 
 /// The creation time and event id of a time key.
-fn parse_time_key(key: &[u8]) -> Option<(String, i64, String)> {
+pub(crate) fn parse_time_key(key: &[u8]) -> Option<(String, i64, String)> {
     let zero = key.iter().position(|b| *b == 0)?;
     let config = String::from_utf8(key.get(1..zero)?.to_vec()).ok()?;
     let time: [u8; 8] = key.get(zero + 1..zero + 9)?.try_into().ok()?;
@@ -153,7 +152,7 @@ fn parse_time_key(key: &[u8]) -> Option<(String, i64, String)> {
 }
 
 /// The index of the dispatcher's attempt spans (recoveries are kept beside it, see
-/// [`crate::recovery`]), and a reader for events by coordinates.
+/// [`crate::webhooks::recovery`]), and a reader for events by coordinates.
 pub struct AttemptLog {
     pub(crate) tree: sled::Tree,
     fetcher: Fetcher,
@@ -351,7 +350,7 @@ impl AttemptLog {
     }
 
     /// Reads the record at `source` from Kafka as text (blocking; run off the async threads).
-    fn fetch(&self, source: &SourceCoordinates) -> Option<String> {
+    pub(crate) fn fetch(&self, source: &SourceCoordinates) -> Option<String> {
         let message = self
             .fetcher
             .fetch(&source.topic, source.partition, source.offset)?;
@@ -360,7 +359,10 @@ impl AttemptLog {
             .map(|p| String::from_utf8_lossy(p).into_owned())
     }
 
-    async fn fetch_async(self: &Arc<Self>, source: Option<SourceCoordinates>) -> Option<String> {
+    pub(crate) async fn fetch_async(
+        self: &Arc<Self>,
+        source: Option<SourceCoordinates>,
+    ) -> Option<String> {
         let source = source?;
         let log = Arc::clone(self);
         tokio::task::spawn_blocking(move || log.fetch(&source))
@@ -372,7 +374,7 @@ impl AttemptLog {
 
 /// What endpoints are sent for an event: an outbound message's `payload`, else the event (the
 /// dispatcher's rule).
-fn untransformed_body(event: &str) -> Option<String> {
+pub(crate) fn untransformed_body(event: &str) -> Option<String> {
     let value: Value = serde_json::from_str(event).ok()?;
     match value.get("_delivery") {
         Some(_) => serde_json::to_string(value.get("payload").unwrap_or(&Value::Null)).ok(),
@@ -382,7 +384,7 @@ fn untransformed_body(event: &str) -> Option<String> {
 
 /// A row in epilot's `WebhookEvent` shape; `event` is the record read from Kafka, if it was.
 /// The endpoint's answer body as epilot shows it: the JSON object, else `{text}`.
-fn response_body(row: &Row) -> Value {
+pub(crate) fn response_body(row: &Row) -> Value {
     serde_json::from_str::<Value>(&row.response_body)
         .ok()
         .filter(Value::is_object)
@@ -422,7 +424,7 @@ pub(crate) fn first_outcome(log: &AttemptLog, config_id: &str, event_id: &str) -
     Some(out)
 }
 
-fn webhook_event(row: &Row, event: Option<&str>, with_attempts: bool) -> Value {
+pub(crate) fn webhook_event(row: &Row, event: Option<&str>, with_attempts: bool) -> Value {
     let original = event.and_then(untransformed_body);
     let payload = row.sent_body.clone().or_else(|| original.clone());
     let body = response_body(row);
@@ -463,250 +465,13 @@ fn webhook_event(row: &Row, event: Option<&str>, with_attempts: bool) -> Value {
     out
 }
 
-pub(crate) fn attempt_log(state: &ApiState) -> Result<Arc<AttemptLog>, ApiError> {
-    state.attempt_log.clone().ok_or_else(|| {
-        ApiError::unavailable(
-            "ATTEMPT_LOG_UNAVAILABLE",
-            "this instance keeps no attempt log (start it with a data directory)",
-        )
-    })
-}
-
-/// The caller's endpoint, or 404 (also for another organisation's).
-pub(crate) fn endpoint(state: &ApiState, caller: &Caller, config_id: &str) -> Result<(), ApiError> {
-    state
-        .view()
-        .snapshot()
-        .webhook(&caller.org_id, config_id)
-        .map(|_| ())
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "WEBHOOK_NOT_FOUND",
-                format!("webhook config {config_id} not found"),
-            )
-        })
-}
-
-pub(crate) fn date(
-    fields: &Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<Option<i64>, ApiError> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_str()
-            .and_then(parse_rfc3339)
-            .map(|t| Some(millis_of(t)))
-            .ok_or_else(|| ApiError::bad_request(format!("{path}{key} must be a date-time"))),
-    }
-}
-
-/// `POST /v2/webhooks/configs/{configId}/events`
-pub async fn list(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<String>,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let config_id = path.into_inner();
-    let log = attempt_log(&state)?;
-    let body = read_optional_json(body, state.body_limit)
-        .await?
-        .unwrap_or_else(|| json!({}));
-    let fields = object(&body, "request body")?;
-    let limit = match fields.get("limit") {
-        None | Some(Value::Null) => PAGE,
-        Some(value) => value
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| (1..=PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("limit must be an integer from 1 to {PAGE}"))
-            })?,
-    };
-    let event_id = opt_string(fields, "", "event_id", 1, 1000)?.map(str::to_owned);
-    let status = opt_string(fields, "", "status", 1, 20)?.map(str::to_owned);
-    if let Some(status) = &status
-        && !["succeeded", "failed", "skipped", "in_progress"].contains(&status.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "status must be succeeded, failed or skipped",
-        ));
-    }
-    let (from, to) = match fields.get("timestamp") {
-        None | Some(Value::Null) => (None, None),
-        Some(Value::Object(range)) => (
-            date(range, "timestamp.", "from")?,
-            date(range, "timestamp.", "to")?,
-        ),
-        Some(_) => return Err(ApiError::bad_request("timestamp must be an object")),
-    };
-    let after = match fields.get("cursor") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(cursor)) => {
-            let time = date(cursor, "cursor.", "created_at")?
-                .ok_or_else(|| ApiError::bad_request("cursor.created_at is required"))?;
-            let id = cursor
-                .get("event_id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request("cursor.event_id is required"))?;
-            Some(time_key(&config_id, time, id))
-        }
-        Some(_) => return Err(ApiError::bad_request("cursor must be an object")),
-    };
-    endpoint(&state, &caller, &config_id)?;
-    let filter = Filter {
-        event_id,
-        status,
-        from,
-        to,
-    };
-    let (data, last, has_more) = page(&log, &caller, &config_id, &filter, after, limit).await;
-    let next_cursor = has_more
-        .then_some(last)
-        .flatten()
-        .map(|(created_at, event_id)| json!({"created_at": format_millis(created_at), "event_id": event_id}));
-    Ok(HttpResponse::Ok()
-        .json(json!({"data": data, "next_cursor": next_cursor, "has_more": has_more})))
-}
-
-/// What a listing selects, beyond the endpoint and the organisation.
-#[derive(Default)]
-struct Filter {
-    event_id: Option<String>,
-    status: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
-}
-
-/// One page of an endpoint's deliveries, newest first, after the time key `after`: the
-/// `WebhookEvent`s, the (created_at, event_id) of the last one, and whether more follow.
-async fn page(
-    log: &Arc<AttemptLog>,
-    caller: &Caller,
-    config_id: &str,
-    filter: &Filter,
-    after: Option<Vec<u8>>,
-    limit: usize,
-) -> (Vec<Value>, Option<(i64, String)>, bool) {
-    let candidates: Box<dyn Iterator<Item = Row>> = match &filter.event_id {
-        Some(id) => Box::new(log.row(config_id, id).into_iter()),
-        None => Box::new(log.rows(config_id, after)),
-    };
-    let mut rows = Vec::new();
-    let mut has_more = false;
-    for row in candidates {
-        // Newest first: past `from`, nothing older can match.
-        if filter.from.is_some_and(|from| row.created_at < from) {
-            break;
-        }
-        if row.org_id != caller.org_id
-            || filter.to.is_some_and(|to| row.created_at > to)
-            || filter.status.as_ref().is_some_and(|s| *s != row.status)
-        {
-            continue;
-        }
-        if rows.len() == limit {
-            has_more = true;
-            break;
-        }
-        rows.push(row);
-    }
-    let mut data = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let event = log.fetch_async(row.source.clone()).await;
-        data.push(webhook_event(row, event.as_deref(), false));
-    }
-    let last = rows.last().map(|r| (r.created_at, r.event_id.clone()));
-    (data, last, has_more)
-}
-
-/// `GET /v1/webhooks/configs/{configId}/events[?status=&cursor=]` (deprecated by epilot in
-/// favour of the v2 listing, served for middleware written against it): pages of 25, the cursor
-/// an opaque base64 string.
-pub async fn list_v1(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<String>,
-    query: web::Query<std::collections::HashMap<String, String>>,
-) -> Result<HttpResponse, ApiError> {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let config_id = path.into_inner();
-    let log = attempt_log(&state)?;
-    let status = query.get("status").cloned();
-    if let Some(status) = &status
-        && !["succeeded", "failed", "in_progress"].contains(&status.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "status must be succeeded, failed or in_progress",
-        ));
-    }
-    let bad_cursor = || ApiError::bad_request("cursor is not a cursor this API answered");
-    let after = match query.get("cursor").filter(|c| !c.is_empty()) {
-        None => None,
-        Some(cursor) => {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(cursor.trim_end_matches('='))
-                .map_err(|_| bad_cursor())?;
-            let (time, id): (i64, String) =
-                serde_json::from_slice(&bytes).map_err(|_| bad_cursor())?;
-            Some(time_key(&config_id, time, &id))
-        }
-    };
-    endpoint(&state, &caller, &config_id)?;
-    let filter = Filter {
-        status,
-        ..Filter::default()
-    };
-    let (data, last, has_more) = page(&log, &caller, &config_id, &filter, after, PAGE).await;
-    let mut answer = json!({ "data": data });
-    if has_more
-        && let Some(last) = last
-        && let Ok(bytes) = serde_json::to_vec(&last)
-    {
-        answer["cursor"] = Value::String(URL_SAFE_NO_PAD.encode(bytes));
-    }
-    Ok(HttpResponse::Ok().json(answer))
-}
-
-/// `GET /v1/webhooks/configs/{configId}/events/{eventId}`: one delivery with its attempts.
-pub async fn get(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (config_id, event_id) = path.into_inner();
-    let log = attempt_log(&state)?;
-    endpoint(&state, &caller, &config_id)?;
-    let row = found(&log, &caller, &config_id, &event_id)?;
-    let event = log.fetch_async(row.source.clone()).await;
-    Ok(HttpResponse::Ok().json(webhook_event(&row, event.as_deref(), true)))
-}
-
-fn found(
-    log: &AttemptLog,
-    caller: &Caller,
-    config_id: &str,
-    event_id: &str,
-) -> Result<Row, ApiError> {
-    log.row(config_id, event_id)
-        .filter(|row| row.org_id == caller.org_id)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "EVENT_NOT_FOUND",
-                format!("no delivery of event {event_id} to webhook config {config_id}"),
-            )
-        })
-}
-
 /// Writes a replay of `row` to the first retry tier. Why that tier: its records are due soonest
 /// (a replay due now waits at most one first-tier delay behind tasks already there), and the
 /// tier consumer already does everything a delivery needs, durably and with the endpoint's
 /// isolation, so no second delivery path exists.
 pub(crate) async fn enqueue_replay(
-    state: &ApiState,
+    producer: &FutureProducer,
+    topics: &Topics,
     log: &Arc<AttemptLog>,
     row: &Row,
     reapply_transform: bool,
@@ -755,67 +520,10 @@ pub(crate) async fn enqueue_replay(
     };
     let bytes = serde_json::to_vec(&task)
         .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
-    erp_runtime::kafka::send(
-        &state.producer,
-        &state.topics.retry(1),
-        &task.webhook_config_id,
-        &bytes,
-    )
-    .await
-    .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
+    erp_runtime::kafka::send(producer, &topics.retry(1), &task.webhook_config_id, &bytes)
+        .await
+        .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
     Ok(())
-}
-
-/// `POST /v1/webhooks/configs/{configId}/events/{eventId}/replay {reapply_transform?}` → 204.
-pub async fn replay(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let (config_id, event_id) = path.into_inner();
-    let log = attempt_log(&state)?;
-    let body = read_optional_json(body, state.body_limit)
-        .await?
-        .unwrap_or_else(|| json!({}));
-    let reapply =
-        opt_bool(object(&body, "request body")?, "", "reapply_transform")?.unwrap_or(false);
-    endpoint(&state, &caller, &config_id)?;
-    let row = found(&log, &caller, &config_id, &event_id)?;
-    enqueue_replay(&state, &log, &row, reapply).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// `POST /v1/webhooks/configs/{configId}/events/replay-batch {eventIds, reapply_transform?}`
-/// → 202 `{replayed_event_ids}` (ids without a delivery, or whose event left Kafka, are left
-/// out).
-pub async fn replay_batch(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<String>,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let config_id = path.into_inner();
-    let log = attempt_log(&state)?;
-    let body = read_optional_json(body, state.body_limit)
-        .await?
-        .unwrap_or_else(|| json!({}));
-    let fields = object(&body, "request body")?;
-    let ids = id_list(fields, "eventIds", MAX_REPLAY)?;
-    let reapply = opt_bool(fields, "", "reapply_transform")?.unwrap_or(false);
-    endpoint(&state, &caller, &config_id)?;
-    let mut replayed = Vec::new();
-    for id in ids {
-        let Ok(row) = found(&log, &caller, &config_id, &id) else {
-            continue;
-        };
-        match enqueue_replay(&state, &log, &row, reapply).await {
-            Ok(()) => replayed.push(id),
-            Err(error) if error.code == "KAFKA_UNAVAILABLE" => return Err(error),
-            Err(_) => {}
-        }
-    }
-    Ok(HttpResponse::Accepted().json(json!({"replayed_event_ids": replayed})))
 }
 
 #[cfg(test)]

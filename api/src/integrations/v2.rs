@@ -13,12 +13,12 @@ use erp_runtime::ConfigState;
 use erp_schemas::config::{ConfigChange, Integration, UseCase};
 use erp_schemas::timestamp::now_rfc3339;
 
-use crate::auth::Caller;
-use crate::body::{kind, object, opt_bool, opt_string, read_json, req_string};
-use crate::error::ApiError;
-use crate::integrations::{editable, not_found};
+use crate::integrations::use_cases::{check_configuration, check_record, check_slug, check_type};
+use crate::integrations::v1::editable;
 use crate::state::ApiState;
-use crate::use_cases::{check_configuration, check_record, check_slug, check_type};
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{kind, object, opt_bool, opt_string, read_json, req_string};
 
 /// The most use cases one integration may embed.
 const MAX_USE_CASES: usize = 200;
@@ -240,7 +240,7 @@ pub async fn get(
     let config = state.view().snapshot();
     let integration = config
         .integration(&caller.org_id, &id)
-        .ok_or_else(|| not_found(&id))?;
+        .ok_or_else(|| ApiError::integration_not_found(&id))?;
     Ok(HttpResponse::Ok().json(with_use_cases(&config, integration)))
 }
 
@@ -294,7 +294,7 @@ pub async fn update(
     let current_integration = config
         .integration(&caller.org_id, &id)
         .cloned()
-        .ok_or_else(|| not_found(&id))?;
+        .ok_or_else(|| ApiError::integration_not_found(&id))?;
     let current: Vec<UseCase> = config
         .use_cases(&caller.org_id, &id)
         .into_iter()
@@ -339,7 +339,7 @@ pub async fn delete(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::integrations::delete(state, caller, path).await
+    crate::integrations::v1::delete(state, caller, path).await
 }
 
 #[cfg(test)]
@@ -351,6 +351,6 @@ mod tests {
         assert_eq!(slug_of("Meter Readings (SAP)"), "meter-readings-sap");
         assert_eq!(slug_of("  Zählerstände!  "), "z-hlerst-nde");
         assert_eq!(slug_of("###"), "use-case");
-        assert!(crate::body::is_slug(&slug_of("-a-")));
+        assert!(erp_http::body::is_slug(&slug_of("-a-")));
     }
 }

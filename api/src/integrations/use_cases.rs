@@ -14,10 +14,10 @@ use erp_mapping::outbound::CompiledOutbound;
 use erp_schemas::config::{ConfigChange, USE_CASE_TYPES, UseCase};
 use erp_schemas::timestamp::now_rfc3339;
 
-use crate::auth::Caller;
-use crate::body::{is_slug, kind, object, opt_bool, opt_string, read_json, req_string};
-use crate::error::ApiError;
 use crate::state::ApiState;
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{is_slug, kind, object, opt_bool, opt_string, read_json, req_string};
 
 fn integration_missing(id: &str) -> ApiError {
     ApiError::not_found(
@@ -113,7 +113,7 @@ pub(crate) fn check_configuration(
             .map_err(|error| ApiError::unprocessable("INVALID_CONFIGURATION", error.to_string()));
     }
     if kind_of_use_case == "file_proxy" {
-        return crate::file_proxy::check(object);
+        return crate::integrations::file_proxy::check(object);
     }
     CompiledConfiguration::compile(configuration)
         .map(|_| ())

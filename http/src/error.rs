@@ -49,6 +49,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// `404 INTEGRATION_NOT_FOUND`: no integration `id` in the caller's organisation (ingest
+    /// and the control plane both look integrations up).
+    pub fn integration_not_found(id: &str) -> Self {
+        Self::not_found(
+            "INTEGRATION_NOT_FOUND",
+            format!("integration {id} not found"),
+        )
+    }
+
     /// 409.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)

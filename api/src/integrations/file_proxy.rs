@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use erp_mapping::jsonata::Expression;
 
-use crate::error::ApiError;
+use erp_http::ApiError;
 
 /// Fields only a download use case may carry (epilot: "rejected when `direction` is `upload`").
 const DOWNLOAD_ONLY: [&str; 4] = [

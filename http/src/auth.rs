@@ -70,9 +70,26 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 
+use erp_runtime::ConfigView;
+
 use crate::error::ApiError;
-use crate::rate_limit::RateLimited;
-use crate::state::ApiState;
+use crate::metrics::HttpMetrics;
+use crate::rate_limit::{RateLimited, RateLimiter};
+
+/// What authenticating a request needs, shared as app data by every service of a process (one
+/// rate budget per organisation, one counter of refusals).
+pub struct Access {
+    /// The deployment admin's organisation (the first one).
+    pub org_id: String,
+    /// The deployment admin token: owner of `org_id`, may create other organisations' tokens.
+    pub admin_token: String,
+    /// The per-organisation request budget.
+    pub rate_limit: RateLimiter,
+    /// Where access tokens are looked up.
+    pub view: ConfigView,
+    /// Refusals by code.
+    pub metrics: HttpMetrics,
+}
 
 /// What a caller may do: a set of permission bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -200,7 +217,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Who presents `token`, if anyone.
-fn authenticate(state: &ApiState, token: &str) -> Option<Caller> {
+fn authenticate(state: &Access, token: &str) -> Option<Caller> {
     if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
         return Some(Caller {
             org_id: state.org_id.clone(),
@@ -209,7 +226,7 @@ fn authenticate(state: &ApiState, token: &str) -> Option<Caller> {
             deployment_admin: true,
         });
     }
-    let config = state.view().snapshot();
+    let config = state.view.snapshot();
     let found = config.token_by_hash(&token_hash(token))?;
     Some(Caller {
         org_id: found.org_id.clone(),
@@ -222,7 +239,7 @@ fn authenticate(state: &ApiState, token: &str) -> Option<Caller> {
 /// Authenticates, takes a unit of the organisation's rate budget, checks the route's
 /// permission; counts refusals by code.
 fn admit(req: &HttpRequest) -> Result<Caller, actix_web::Error> {
-    let state = req.app_data::<web::Data<ApiState>>();
+    let state = req.app_data::<web::Data<Access>>();
     let outcome = check(req);
     if let (Err(refusal), Some(state)) = (&outcome, state) {
         let code = match refusal {
@@ -250,8 +267,8 @@ impl From<ApiError> for Refusal {
 }
 
 fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
-    let Some(state) = req.app_data::<web::Data<ApiState>>() else {
-        return Err(ApiError::internal("INTERNAL_ERROR", "API state missing").into());
+    let Some(state) = req.app_data::<web::Data<Access>>() else {
+        return Err(ApiError::internal("INTERNAL_ERROR", "API access state missing").into());
     };
     let header = req
         .headers()

@@ -1,150 +1,20 @@
-//! The inbound event log (spec §2.5): `POST /v1/integrations/{id}/events` queries accepted ERP
-//! events, `POST /v1/integrations/{id}/events/replay` re-queues them.
-//!
-//! Kafka holds the events (`erp.inbound.events`); this module keeps only an **index** of them in
-//! sled — per integration, newest first, with each event's coordinates (partition, offset) — and
-//! reads the events themselves from Kafka by those coordinates when answering. The index is
-//! built by reading the topic, resumes where it stopped after a restart, and can always be
-//! rebuilt by deleting it. An event whose record has left the topic (retention) is answered from
-//! the index with `payload_unavailable: true`.
+//! The inbound event log's routes: `POST /v1/integrations/{id}/events` (a query) and
+//! `…/events/replay`. The index they read is [`crate::events::log`].
 
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use rdkafka::message::Message;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
-use erp_runtime::Runtime;
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{id_list, object, opt_string, read_json};
 use erp_runtime::config_view::Route;
 use erp_schemas::inbound::InboundEventRecord;
 use erp_schemas::timestamp::{format_millis, now_millis, parse_rfc3339};
 
-use crate::auth::Caller;
-use crate::body::{id_list, object, opt_string, read_json};
-use crate::error::ApiError;
+use crate::events::log::*;
 use crate::state::ApiState;
-use crate::topic_index::{self, Fetcher};
-
-/// Most events per query page (epilot's maximum).
-const PAGE: usize = 25;
-/// Most ids per replay request.
-const MAX_REPLAY: usize = 100;
-
-/// What the index keeps of an event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
-    event_id: String,
-    org_id: String,
-    partition: i32,
-    offset: i64,
-    received_at: i64,
-    correlation_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    event_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    use_case_slug: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    event_type: Option<String>,
-}
-
-fn time_key(integration_id: &str, received_at: i64, event_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(integration_id.len() + event_id.len() + 11);
-    key.push(b't');
-    key.extend_from_slice(integration_id.as_bytes());
-    key.push(0);
-    // Newest first in key order.
-    key.extend_from_slice(&(i64::MAX - received_at.max(0)).to_be_bytes());
-    key.extend_from_slice(event_id.as_bytes());
-    key
-}
-
-fn id_key(event_id: &str) -> Vec<u8> {
-    let mut key = vec![b'i'];
-    key.extend_from_slice(event_id.as_bytes());
-    key
-}
-
-/// The index of `erp.inbound.events`, and a reader for fetching events by coordinates.
-pub struct EventLog {
-    tree: sled::Tree,
-    topic: String,
-    fetcher: Fetcher,
-}
-
-impl EventLog {
-    /// Opens the index in `dir` and starts following the topic from where the index stopped.
-    pub fn start(
-        runtime: &Runtime,
-        dir: &std::path::Path,
-    ) -> Result<(Arc<Self>, JoinHandle<()>), ApiError> {
-        let unavailable = |e: String| ApiError::unavailable("EVENT_LOG_UNAVAILABLE", e);
-        let tree = topic_index::open_tree(dir, "inbound").map_err(unavailable)?;
-        let topic = runtime.kafka.topics.inbound_events();
-        let consumer = topic_index::follower(runtime, &tree, &topic, "erp-toolkit-event-log")
-            .map_err(unavailable)?;
-        let fetcher = Fetcher::new(runtime, "erp-toolkit-event-fetch").map_err(unavailable)?;
-        let log = Arc::new(Self {
-            tree,
-            topic,
-            fetcher,
-        });
-        let task = {
-            let log = Arc::clone(&log);
-            tokio::spawn(async move {
-                topic_index::follow(consumer, &log.tree, "event log", |message, batch| {
-                    log.index(message, batch)
-                })
-                .await
-            })
-        };
-        Ok((log, task))
-    }
-
-    fn index(&self, message: &rdkafka::message::BorrowedMessage<'_>, batch: &mut sled::Batch) {
-        let Some(Ok(record)) = message
-            .payload()
-            .map(serde_json::from_slice::<InboundEventRecord>)
-        else {
-            return;
-        };
-        let entry = Entry {
-            event_id: record.event_id.clone(),
-            org_id: record.org_id.clone(),
-            partition: message.partition(),
-            offset: message.offset(),
-            received_at: record.received_at,
-            correlation_id: record.correlation_id.clone(),
-            event_name: record.event_name.clone(),
-            use_case_slug: record.use_case_slug.clone(),
-            event_type: record.event_type.clone(),
-        };
-        let key = time_key(&record.integration_id, record.received_at, &record.event_id);
-        if let Ok(value) = serde_json::to_vec(&entry) {
-            batch.insert(id_key(&record.event_id), key.clone());
-            batch.insert(key, value);
-        }
-    }
-
-    fn entry_by_id(&self, event_id: &str) -> Option<(Vec<u8>, Entry)> {
-        let key = self.tree.get(id_key(event_id)).ok().flatten()?;
-        let value = self.tree.get(&key).ok().flatten()?;
-        let entry = serde_json::from_slice(&value).ok()?;
-        Some((key.to_vec(), entry))
-    }
-
-    /// Reads the records at `coordinates` from Kafka (blocking; run off the async threads).
-    fn fetch(&self, coordinates: &[(i32, i64)]) -> Vec<Option<InboundEventRecord>> {
-        coordinates
-            .iter()
-            .map(|&(partition, offset)| {
-                let message = self.fetcher.fetch(&self.topic, partition, offset)?;
-                serde_json::from_slice(message.payload()?).ok()
-            })
-            .collect()
-    }
-}
 
 /// `POST /v1/integrations/{id}/events`
 pub async fn query(
@@ -216,7 +86,7 @@ pub async fn query(
         .integration(&caller.org_id, &integration_id)
         .is_none()
     {
-        return Err(crate::integrations::not_found(&integration_id));
+        return Err(ApiError::integration_not_found(&integration_id));
     }
 
     let mut prefix = vec![b't'];
@@ -340,7 +210,7 @@ pub async fn replay(
         .integration(&caller.org_id, &integration_id)
         .is_none()
     {
-        return Err(crate::integrations::not_found(&integration_id));
+        return Err(ApiError::integration_not_found(&integration_id));
     }
     let found: Vec<Option<Entry>> = ids
         .iter()

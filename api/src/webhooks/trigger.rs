@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::attempt_log::{attempt_log, endpoint, first_outcome};
-use crate::auth::Caller;
-use crate::body::read_json;
-use crate::error::ApiError;
 use crate::state::ApiState;
+use crate::webhooks::attempt_log::first_outcome;
+use crate::webhooks::attempt_routes::{attempt_log, endpoint};
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::read_json;
 use erp_schemas::timestamp::now_rfc3339;
 
 /// How long a synchronous trigger waits for the first attempt.

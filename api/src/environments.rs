@@ -20,10 +20,10 @@ use erp_schemas::config::valid_env_key;
 use erp_schemas::config::{ConfigChange, EnvValueType};
 use erp_schemas::timestamp::now_rfc3339;
 
-use crate::auth::Caller;
-use crate::body::{object, opt_string, read_json, req_string};
-use crate::error::ApiError;
 use crate::state::ApiState;
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{object, opt_string, read_json, req_string};
 
 /// What a secret reads as.
 pub const MASK: &str = "********";

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use erp_schemas::config::{AccessToken, ConfigChange};
 use erp_schemas::timestamp::now_rfc3339;
 
-use crate::auth::{Caller, Permissions, new_token, token_hash};
-use crate::body::{kind, object, only_fields, opt_string, read_json, req_string};
-use crate::error::ApiError;
 use crate::state::ApiState;
+use erp_http::ApiError;
+use erp_http::auth::{Caller, Permissions, new_token, token_hash};
+use erp_http::body::{kind, object, only_fields, opt_string, read_json, req_string};
 
 /// The API shape of a token: everything but the hash.
 fn shown(token: &AccessToken) -> Value {

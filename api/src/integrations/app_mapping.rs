@@ -7,30 +7,15 @@
 //! their integration when it is deleted.
 
 use actix_web::{HttpResponse, web};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use erp_schemas::config::{AppMapping, ConfigChange};
 use erp_schemas::timestamp::now_rfc3339;
 
-use crate::auth::Caller;
-use crate::body::{kind, object, opt_bool, read_json};
-use crate::error::ApiError;
-use crate::integrations::not_found;
 use crate::state::ApiState;
-
-/// A required UUID field, answered in canonical form (lower case, hyphenated).
-pub(crate) fn uuid_field(map: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
-    match map.get(key) {
-        Some(Value::String(text)) => uuid::Uuid::parse_str(text)
-            .map(|id| id.to_string())
-            .map_err(|_| ApiError::bad_request(format!("{key} must be a UUID, got {text:?}"))),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "{key} must be a string, not {}",
-            kind(other)
-        ))),
-        None => Err(ApiError::bad_request(format!("{key} is required"))),
-    }
-}
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{object, opt_bool, read_json, uuid_field};
 
 /// The app and component ids of a request body.
 fn pair(body: &Value) -> Result<(String, String), ApiError> {
@@ -66,7 +51,7 @@ pub async fn put(
         .integration(&caller.org_id, &integration_id)
         .is_none()
     {
-        return Err(not_found(&integration_id));
+        return Err(ApiError::integration_not_found(&integration_id));
     }
     let now = now_rfc3339();
     let created_at = match config.app_mapping(&caller.org_id, &app_id, &component_id) {
@@ -120,7 +105,7 @@ pub async fn delete(
         .integration(&caller.org_id, &integration_id)
         .is_none()
     {
-        return Err(not_found(&integration_id));
+        return Err(ApiError::integration_not_found(&integration_id));
     }
     match config.app_mapping(&caller.org_id, &app_id, &component_id) {
         Some(existing) if existing.integration_id == integration_id => {}

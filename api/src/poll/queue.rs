@@ -36,7 +36,7 @@ use erp_schemas::timestamp::{now_millis, now_rfc3339};
 use erp_schemas::topics::Topics;
 
 use super::stream::{Change, Effects, Stream, StreamState};
-use crate::error::ApiError;
+use erp_http::ApiError;
 
 /// How the poll queue behaves.
 #[derive(Debug, Clone)]

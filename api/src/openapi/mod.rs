@@ -11,8 +11,8 @@ use std::sync::{Mutex, OnceLock};
 use actix_web::HttpResponse;
 use serde_json::{Value, json};
 
-/// The OpenAPI 3 document, as generated into `ingest/openapi.json`.
-pub const DOCUMENT: &str = include_str!("../openapi.json");
+/// The OpenAPI 3 document, as generated into `api/src/openapi/openapi.json`.
+pub const DOCUMENT: &str = include_str!("openapi.json");
 
 /// `GET /openapi.json`: no token needed (it describes the API, it holds no data).
 pub async fn document() -> HttpResponse {
@@ -119,9 +119,14 @@ mod tests {
         format!("{} {out}", method.to_ascii_uppercase())
     }
 
-    /// The routes `lib.rs` registers, read from its source: each `.route("path", web::method()`.
+    /// The routes the control plane (`api/src/lib.rs`) and ingest (`ingest/src/lib.rs`)
+    /// register, read from their sources: each `.route("path", web::method()`.
     fn routes() -> BTreeSet<String> {
-        let source = include_str!("lib.rs");
+        let source = [
+            include_str!("../lib.rs"),
+            include_str!("../../../ingest/src/lib.rs"),
+        ]
+        .concat();
         let mut found = BTreeSet::new();
         for chunk in source.split(".route(").skip(1) {
             let path = chunk.split('"').nth(1);
@@ -166,7 +171,7 @@ mod tests {
         let unrouted: Vec<_> = documented.difference(&routes).collect();
         assert!(
             undocumented.is_empty() && unrouted.is_empty(),
-            "routes missing from ingest/openapi.json: {undocumented:?}; documented operations \
+            "routes missing from api/src/openapi/openapi.json: {undocumented:?}; documented operations \
              without a route: {unrouted:?} (edit scripts/gen-openapi.py and run it)"
         );
     }

@@ -156,6 +156,20 @@ pub fn id_list(map: &Map<String, Value>, key: &str, max: usize) -> Result<Vec<St
     }
 }
 
+/// A required UUID field, answered in canonical form (lower case, hyphenated).
+pub fn uuid_field(map: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    match map.get(key) {
+        Some(Value::String(text)) => uuid::Uuid::parse_str(text)
+            .map(|id| id.to_string())
+            .map_err(|_| ApiError::bad_request(format!("{key} must be a UUID, got {text:?}"))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{key} must be a string, not {}",
+            kind(other)
+        ))),
+        None => Err(ApiError::bad_request(format!("{key} is required"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,10 @@ use erp_schemas::timestamp::format_millis;
 
 use super::queue::PollQueue;
 use super::stream::PollLimits;
-use crate::auth::Caller;
-use crate::body::{kind, object, only_fields, opt_string, read_json, read_optional_json};
-use crate::error::ApiError;
 use crate::state::ApiState;
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{kind, object, only_fields, opt_string, read_json, read_optional_json};
 
 /// The queue, after checking that the integration exists.
 fn queue<'a>(

@@ -6,10 +6,10 @@ use serde_json::{Map, Value, json};
 use erp_schemas::config::{ConfigChange, Integration};
 use erp_schemas::timestamp::now_rfc3339;
 
-use crate::auth::Caller;
-use crate::body::{kind, object, opt_string, read_json};
-use crate::error::ApiError;
 use crate::state::ApiState;
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{kind, object, opt_string, read_json};
 
 /// The editable fields besides `name` and `description`, with the JSON type each must have.
 const EDITABLE: [(&str, &str); 8] = [
@@ -80,13 +80,6 @@ pub(crate) fn editable(body: &Value) -> Result<Editable, ApiError> {
     })
 }
 
-pub(crate) fn not_found(id: &str) -> ApiError {
-    ApiError::not_found(
-        "INTEGRATION_NOT_FOUND",
-        format!("integration {id} not found"),
-    )
-}
-
 /// `GET /v1/integrations`
 pub async fn list(state: web::Data<ApiState>, caller: Caller) -> HttpResponse {
     let config = state.view().snapshot();
@@ -135,7 +128,7 @@ pub async fn get(
     let config = state.view().snapshot();
     let integration = config
         .integration(&caller.org_id, &id)
-        .ok_or_else(|| not_found(&id))?;
+        .ok_or_else(|| ApiError::integration_not_found(&id))?;
     Ok(HttpResponse::Ok().json(integration))
 }
 
@@ -156,7 +149,7 @@ pub async fn update(
         .snapshot()
         .integration(&caller.org_id, &id)
         .cloned()
-        .ok_or_else(|| not_found(&id))?;
+        .ok_or_else(|| ApiError::integration_not_found(&id))?;
     if let Some(name) = fields.name {
         integration.name = name;
     }
@@ -191,7 +184,7 @@ pub async fn delete(
         .integration(&caller.org_id, &id)
         .is_none()
     {
-        return Err(not_found(&id));
+        return Err(ApiError::integration_not_found(&id));
     }
     state
         .record(

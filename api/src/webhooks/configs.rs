@@ -17,10 +17,10 @@ use erp_schemas::timestamp::now_rfc3339;
 use erp_webhooks::endpoint::{self, EndpointConfig};
 use erp_webhooks::signing;
 
-use crate::auth::Caller;
-use crate::body::{kind, object, opt_bool, opt_string, read_json, req_string};
-use crate::error::ApiError;
 use crate::state::ApiState;
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{kind, object, opt_bool, opt_string, read_json, req_string};
 
 /// `WebhookConfig` fields stored verbatim. `auth`, `filter`, `filterConditions`,
 /// `payloadConfiguration.custom_headers`, `jsonataExpression` and our extensions `ordering`,

@@ -13,39 +13,37 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::attempt_log::{AttemptLog, attempt_log, date, endpoint, enqueue_replay};
-use crate::auth::Caller;
-use crate::body::{object, read_optional_json};
-use crate::error::ApiError;
-use crate::state::ApiState;
+use erp_schemas::topics::Topics;
 
-const RUNNING: &str = "running";
+use crate::webhooks::attempt_log::{AttemptLog, enqueue_replay};
+
+pub(crate) const RUNNING: &str = "running";
 const DONE: &str = "done";
 
 /// One recovery as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Recovery {
-    task_id: String,
-    org_id: String,
-    webhook_config_id: String,
-    status: String,
+pub(crate) struct Recovery {
+    pub(crate) task_id: String,
+    pub(crate) org_id: String,
+    pub(crate) webhook_config_id: String,
+    pub(crate) status: String,
     /// The deliveries (core event ids) to re-send, in order.
-    event_ids: Vec<String>,
+    pub(crate) event_ids: Vec<String>,
     /// How many of `event_ids` have been handled.
-    next: usize,
-    sent: u64,
-    failed: u64,
+    pub(crate) next: usize,
+    pub(crate) sent: u64,
+    pub(crate) failed: u64,
 }
 
 impl Recovery {
     /// What the API shows.
-    fn progress(&self) -> Value {
+    pub(crate) fn progress(&self) -> Value {
         json!({
             "task_id": self.task_id,
             "status": self.status,
@@ -62,12 +60,12 @@ fn key(task_id: &str) -> Vec<u8> {
     key
 }
 
-fn load(log: &AttemptLog, task_id: &str) -> Option<Recovery> {
+pub(crate) fn load(log: &AttemptLog, task_id: &str) -> Option<Recovery> {
     let value = log.tree.get(key(task_id)).ok().flatten()?;
     serde_json::from_slice(&value).ok()
 }
 
-fn save(log: &AttemptLog, recovery: &Recovery) -> Result<(), String> {
+pub(crate) fn save(log: &AttemptLog, recovery: &Recovery) -> Result<(), String> {
     let value = serde_json::to_vec(recovery).map_err(|e| e.to_string())?;
     log.tree
         .insert(key(&recovery.task_id), value)
@@ -77,12 +75,19 @@ fn save(log: &AttemptLog, recovery: &Recovery) -> Result<(), String> {
 }
 
 /// Runs `recovery` from where it stands until it is done or the process stops.
-async fn run(state: web::Data<ApiState>, log: Arc<AttemptLog>, mut recovery: Recovery) {
+pub(crate) async fn run(
+    producer: FutureProducer,
+    topics: Topics,
+    log: Arc<AttemptLog>,
+    mut recovery: Recovery,
+) {
     let pause = Duration::from_secs(1) / log.settings.recover_rate.max(1);
     while let Some(event_id) = recovery.event_ids.get(recovery.next).cloned() {
         let row = log.row(&recovery.webhook_config_id, &event_id);
         let sent = match row {
-            Some(row) => enqueue_replay(&state, &log, &row, true).await.is_ok(),
+            Some(row) => enqueue_replay(&producer, &topics, &log, &row, true)
+                .await
+                .is_ok(),
             // Pruned since the recovery started.
             None => false,
         };
@@ -109,10 +114,11 @@ async fn run(state: web::Data<ApiState>, log: Arc<AttemptLog>, mut recovery: Rec
 }
 
 /// Resumes the recoveries this API instance had not finished when it stopped.
-pub fn resume(state: &web::Data<ApiState>) -> Vec<JoinHandle<()>> {
-    let Some(log) = state.attempt_log.clone() else {
-        return Vec::new();
-    };
+pub fn resume(
+    log: &Arc<AttemptLog>,
+    producer: &FutureProducer,
+    topics: &Topics,
+) -> Vec<JoinHandle<()>> {
     log.tree
         .scan_prefix([b'p'])
         .filter_map(Result::ok)
@@ -121,69 +127,12 @@ pub fn resume(state: &web::Data<ApiState>) -> Vec<JoinHandle<()>> {
         .map(|recovery| {
             info!(task_id = %recovery.task_id, next = recovery.next,
                 total = recovery.event_ids.len(), "resuming recovery");
-            tokio::spawn(run(state.clone(), Arc::clone(&log), recovery))
+            tokio::spawn(run(
+                producer.clone(),
+                topics.clone(),
+                Arc::clone(log),
+                recovery,
+            ))
         })
         .collect()
-}
-
-/// `POST /v1/webhooks/configs/{configId}/recover {since, until?}`: re-sends, in the background
-/// and at most `recover_rate` per second, every delivery of the endpoint created in the window
-/// whose latest status is `failed`, with the endpoint's current transform. Answers 202
-/// `{task_id}`.
-pub async fn recover(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<String>,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let config_id = path.into_inner();
-    let log = attempt_log(&state)?;
-    let body = read_optional_json(body, state.body_limit)
-        .await?
-        .unwrap_or_else(|| json!({}));
-    let fields = object(&body, "request body")?;
-    let since = date(fields, "", "since")?
-        .ok_or_else(|| ApiError::bad_request("since is required (a date-time)"))?;
-    let until = date(fields, "", "until")?.unwrap_or(i64::MAX);
-    endpoint(&state, &caller, &config_id)?;
-    let event_ids = log
-        .rows(&config_id, None)
-        .take_while(|row| row.created_at >= since)
-        .filter(|row| {
-            row.org_id == caller.org_id && row.created_at <= until && row.status == "failed"
-        })
-        .map(|row| row.event_id)
-        .collect();
-    let recovery = Recovery {
-        task_id: uuid::Uuid::new_v4().to_string(),
-        org_id: caller.org_id.clone(),
-        webhook_config_id: config_id,
-        status: RUNNING.into(),
-        event_ids,
-        next: 0,
-        sent: 0,
-        failed: 0,
-    };
-    save(&log, &recovery).map_err(|e| ApiError::unavailable("ATTEMPT_LOG_UNAVAILABLE", e))?;
-    let task_id = recovery.task_id.clone();
-    tokio::spawn(run(state, log, recovery));
-    Ok(HttpResponse::Accepted().json(json!({"task_id": task_id})))
-}
-
-/// `GET /v1/webhooks/configs/{configId}/recover/{taskId}`: `{task_id, status, total, sent,
-/// failed}`.
-pub async fn status(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (config_id, task_id) = path.into_inner();
-    let log = attempt_log(&state)?;
-    endpoint(&state, &caller, &config_id)?;
-    let recovery = load(&log, &task_id)
-        .filter(|r| r.org_id == caller.org_id && r.webhook_config_id == config_id)
-        .ok_or_else(|| {
-            ApiError::not_found("RECOVER_TASK_NOT_FOUND", format!("no recovery {task_id}"))
-        })?;
-    Ok(HttpResponse::Ok().json(recovery.progress()))
 }

@@ -10,11 +10,10 @@ use erp_runtime::config_view::ConfigState;
 use erp_schemas::config::{ConfigChange, DocumentationPage, GENERAL_PAGE};
 use erp_schemas::timestamp::now_rfc3339;
 
-use crate::auth::Caller;
-use crate::body::{object, only_fields, read_json, req_string};
-use crate::error::ApiError;
-use crate::integrations::not_found;
 use crate::state::ApiState;
+use erp_http::ApiError;
+use erp_http::auth::Caller;
+use erp_http::body::{object, only_fields, read_json, req_string};
 
 /// Longest title (epilot `UpsertDocumentationPageRequest.title`).
 pub const MAX_TITLE: usize = 150;
@@ -102,7 +101,7 @@ pub async fn list(
         .integration(&caller.org_id, &integration_id)
         .is_none()
     {
-        return Err(not_found(&integration_id));
+        return Err(ApiError::integration_not_found(&integration_id));
     }
     let pages: Vec<Value> = config
         .documentation_pages(&caller.org_id, &integration_id)
@@ -126,7 +125,7 @@ pub async fn get(
         .integration(&caller.org_id, &integration_id)
         .is_none()
     {
-        return Err(not_found(&integration_id));
+        return Err(ApiError::integration_not_found(&integration_id));
     }
     let page_id = doc_id.resolve(&config, &caller.org_id, &integration_id);
     let page = config
@@ -159,7 +158,7 @@ pub async fn put(
         .integration(&caller.org_id, &integration_id)
         .is_none()
     {
-        return Err(not_found(&integration_id));
+        return Err(ApiError::integration_not_found(&integration_id));
     }
     let page_id = doc_id.resolve(&config, &caller.org_id, &integration_id);
     let (scope, use_case_id) = match doc_id {
@@ -215,7 +214,7 @@ pub async fn delete(
         .integration(&caller.org_id, &integration_id)
         .is_none()
     {
-        return Err(not_found(&integration_id));
+        return Err(ApiError::integration_not_found(&integration_id));
     }
     let page_id = doc_id.resolve(&config, &caller.org_id, &integration_id);
     if config
