@@ -8,7 +8,7 @@ use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 
-use erp_runtime::config_view::WebhookEntry;
+use erp_runtime::config::WebhookEntry;
 use erp_webhooks::endpoint::{Auth, EndpointConfig};
 use erp_webhooks::org_key::OrgKey;
 use erp_webhooks::response::read_capped;

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use erp_runtime::ConfigView;
-use erp_runtime::config_view::WebhookEntry;
+use erp_runtime::config::WebhookEntry;
 use erp_runtime::environment::{EnvError, has_reference, render};
 
 use erp_webhooks::endpoint::SECRET_FIELDS;

@@ -11,7 +11,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value};
 
-use erp_runtime::config_view::Route;
+use erp_runtime::config::Route;
 use erp_schemas::ids::new_event_id;
 use erp_schemas::inbound::{InboundEventRecord, PayloadFormat};
 use erp_schemas::timestamp::{now_millis, parse_rfc3339};

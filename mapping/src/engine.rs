@@ -8,13 +8,14 @@ use serde_json::{Map, Value, json};
 
 use crate::compile::{
     CompiledConfiguration, CompiledEntity, CompiledField, CompiledMeterReading, Condition,
-    Producer, PruneScope, ReadingMode, RelationItem, RelationRefItem, UseCaseRef,
+    Producer, PruneScope, RelationItem, RelationRefItem, UseCaseRef,
 };
 use crate::context::MappingContext;
 use crate::error::MappingError;
 use crate::jsonata::{Evaluation, to_json, to_jvalue};
 use crate::readings;
 use crate::result::{EntityUpdate, MappingResult};
+use crate::run::{Run, items_of};
 use crate::source::{UniqueIds, is_empty_identifier, run, truthy};
 
 /// Maps a parsed payload.
@@ -46,22 +47,6 @@ pub fn map_document(
         run.meter_reading(reading, &mut result)?;
     }
     Ok(result)
-}
-
-/// One mapping run: the payload, its evaluation and the context.
-pub(super) struct Run<'a> {
-    pub(super) evaluation: Evaluation,
-    pub(super) context: &'a MappingContext,
-    pub(super) root: JValue,
-}
-
-/// The items a (pre-processed) value fans out to.
-pub(super) fn items_of(data: &JValue) -> Vec<JValue> {
-    match data {
-        JValue::Undefined => Vec::new(),
-        JValue::Array(items) => items.iter().cloned().collect(),
-        other => vec![other.clone()],
-    }
 }
 
 fn warning(schema: &str, field: &str, message: impl Into<String>) -> Value {
@@ -572,9 +557,4 @@ fn repeatable(key: &str, value: Value, tags: Option<&Value>) -> Value {
             Value::Array(vec![Value::Object(item)])
         }
     }
-}
-
-/// Used by the meter-reading mapping: whether the mode prunes.
-pub(super) fn prunes(mode: ReadingMode) -> bool {
-    mode == ReadingMode::UpsertPruneScope
 }

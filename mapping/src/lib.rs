@@ -28,6 +28,8 @@ pub mod payload;
 mod readings;
 /// What a mapping run produces.
 mod result;
+/// One mapping run: payload, evaluation, context.
+mod run;
 /// Field sources (`field`, `jsonataExpression`, `constant`) and unique identifiers.
 mod source;
 

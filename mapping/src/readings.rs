@@ -5,9 +5,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::compile::{CompiledMeterReading, ReadingMode};
-use crate::engine::{Run, items_of, prunes};
 use crate::error::MappingError;
 use crate::result::MappingResult;
+use crate::run::{Run, items_of, prunes};
 use crate::source::run;
 
 /// Allowed `source` values.

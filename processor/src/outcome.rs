@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use erp_runtime::config_view::UseCaseEntry;
+use erp_runtime::config::UseCaseEntry;
 use erp_schemas::ack::{AckRecord, AckState};
 use erp_schemas::core_event::{
     CoreEvent, Envelope, INBOUND_EVENT_MAPPED, INBOUND_EVENT_MAPPED_VERSION, InboundEventMapped,

@@ -5,8 +5,7 @@
 //! Roles (`ingest`, `processor`, `dispatcher`) take a [`Runtime`] and never build these pieces
 //! themselves, so one deployment setting means the same thing in every role.
 
-pub mod config_secrets;
-pub mod config_view;
+pub mod config;
 pub mod environment;
 pub mod error;
 pub mod event_schemas;
@@ -20,7 +19,7 @@ pub mod supervisor;
 pub mod telemetry;
 pub mod topics;
 
-pub use config_view::{ConfigState, ConfigView, ConfigWriter};
+pub use config::{ConfigState, ConfigView, ConfigWriter};
 pub use error::RuntimeError;
 pub use health::{Readiness, ReadyFlag};
 pub use kafka::KafkaSettings;

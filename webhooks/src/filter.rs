@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use erp_mapping::jsonata::{self, Expression};
 
-use crate::endpoint::ConfigError;
+use crate::error::ConfigError;
 
 /// Most conditions in `filterConditions` (epilot's limit).
 pub const MAX_CONDITIONS: usize = 10;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use erp_http::ApiError;
 use erp_http::auth::Caller;
 use erp_http::body::{id_list, object, opt_string, read_json};
-use erp_runtime::config_view::Route;
+use erp_runtime::config::Route;
 use erp_schemas::inbound::InboundEventRecord;
 use erp_schemas::timestamp::{format_millis, now_millis, parse_rfc3339};
 

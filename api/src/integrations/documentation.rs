@@ -6,7 +6,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use erp_runtime::config_view::ConfigState;
+use erp_runtime::config::ConfigState;
 use erp_schemas::config::{ConfigChange, DocumentationPage, GENERAL_PAGE};
 use erp_schemas::timestamp::now_rfc3339;
 

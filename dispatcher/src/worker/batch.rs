@@ -22,7 +22,8 @@ use erp_schemas::timestamp::now_rfc3339;
 
 use rdkafka::producer::DeliveryFuture;
 
-use super::{Core, Event, Job, Outcome, Ready, Sent, dead_letter};
+use super::pipeline::{Core, Event, Job, Outcome, Ready, Sent};
+use super::record::dead_letter;
 use crate::delivery::{Attempt, AttemptResult};
 use crate::error::DispatcherError;
 use erp_webhooks::endpoint::EndpointConfig;

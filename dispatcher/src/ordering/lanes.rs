@@ -1,38 +1,17 @@
-//! Strict per-key order for endpoints that opt in (`"ordering": "per_key"` on the
-//! `WebhookConfig`, our extension: epilot's API has no such field).
-//!
-//! The ordering key is the Kafka record key of the core event on `erp.core.events`, and one key
-//! lives in one input partition, so the owner of that partition is the single writer of every
-//! lane of its keys. For an ordered endpoint the main path does not attempt a delivery itself:
-//! it appends the event to the lane of (endpoint, key) in memory and persists it to the
-//! compacted topic `erp.dispatch.lanes` (same partition number as the input partition, record
-//! key `<endpoint>|<key>|<input offset>`), and commits the input offset once that write is
-//! acknowledged. One driver task per lane delivers the lane's head: on an answer that ends the
-//! delivery (delivered, dead letter, parked, filtered) the head's record is tombstoned and the
-//! next event goes; on a retryable failure the head's attempt count is persisted and the head is
-//! tried again after the endpoint's retry wait. A failing head therefore blocks only its own key
-//! on that endpoint; retries of ordered endpoints never use the shared retry tiers.
-//!
-//! On assignment the new owner of an input partition reads the lanes topic partition to its end
-//! and rebuilds that partition's lanes before the consumer returns any of its records, so no
-//! later event can overtake a held one. On revocation the lanes of the partition are dropped
-//! from memory (their records stay for the next owner).
+//! The lanes of ordered endpoints: one per (input partition, endpoint, key), persisted to
+//! `erp.dispatch.lanes`, each driven by one task that delivers its head.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::warn;
 
 use erp_runtime::KafkaSettings;
 use erp_schemas::dead_letter::SourceCoordinates;
@@ -68,7 +47,7 @@ pub struct LaneEntry {
 }
 
 impl LaneEntry {
-    fn lane(&self) -> LaneId {
+    pub(super) fn lane(&self) -> LaneId {
         (
             self.source.partition,
             self.webhook_config_id.clone(),
@@ -76,7 +55,7 @@ impl LaneEntry {
         )
     }
 
-    fn record_key(&self) -> String {
+    pub(super) fn record_key(&self) -> String {
         format!(
             "{}|{}|{:020}",
             self.webhook_config_id,
@@ -102,66 +81,66 @@ pub type DeliverFn =
     Arc<dyn Fn(LaneEntry) -> BoxFuture<'static, Result<Step, DispatcherError>> + Send + Sync>;
 
 /// (input partition, endpoint, key).
-type LaneId = (i32, String, String);
+pub(super) type LaneId = (i32, String, String);
 
-struct Held {
-    entry: LaneEntry,
+pub(super) struct Held {
+    pub(super) entry: LaneEntry,
     /// Whether the lanes topic has acknowledged the entry: only then may it be attempted, so its
     /// tombstone can never precede it.
-    persisted: bool,
+    pub(super) persisted: bool,
 }
 
-struct Lane {
+pub(super) struct Lane {
     /// Tells a driver that a revocation or restore replaced it.
-    generation: u64,
+    pub(super) generation: u64,
     /// By input offset.
-    entries: BTreeMap<i64, Held>,
-    wake: Arc<Notify>,
+    pub(super) entries: BTreeMap<i64, Held>,
+    pub(super) wake: Arc<Notify>,
 }
 
 /// A lane record to write before the input offset is committed.
 pub struct Put {
-    entry: LaneEntry,
-    key: String,
-    value: Vec<u8>,
+    pub(super) entry: LaneEntry,
+    pub(super) key: String,
+    pub(super) value: Vec<u8>,
 }
 
 /// The lanes in memory and the input partitions they may be kept for.
 #[derive(Default)]
-struct State {
-    lanes: HashMap<LaneId, Lane>,
-    owned: HashSet<i32>,
+pub(super) struct State {
+    pub(super) lanes: HashMap<LaneId, Lane>,
+    pub(super) owned: HashSet<i32>,
     /// Per owned input partition, the highest offset the main path has admitted (or the group
     /// had committed when the partition was assigned). A head above it waits: lane records of
     /// concurrent batches are acknowledged in no fixed order, so after a crash a restored event
     /// may lack an uncommitted predecessor that the main path is about to read again.
-    admitted: HashMap<i32, i64>,
+    pub(super) admitted: HashMap<i32, i64>,
     /// Per input partition, the highest restored offset above `admitted`: until the main path
     /// has read that far, reading on may release a waiting head.
-    gated: HashMap<i32, i64>,
+    pub(super) gated: HashMap<i32, i64>,
 }
 
 impl State {
-    fn admitted(&self, partition: i32) -> i64 {
+    pub(super) fn admitted(&self, partition: i32) -> i64 {
         self.admitted.get(&partition).copied().unwrap_or(-1)
     }
 }
 
 /// The lanes of the input partitions this dispatcher owns.
 pub struct Lanes {
-    topic: String,
-    group_id: String,
-    core_topic: String,
-    kafka: KafkaSettings,
-    producer: FutureProducer,
-    state: Mutex<State>,
-    deliver: OnceLock<DeliverFn>,
-    runtime: tokio::runtime::Handle,
-    shutdown: CancellationToken,
-    generation: AtomicU64,
+    pub(super) topic: String,
+    pub(super) group_id: String,
+    pub(super) core_topic: String,
+    pub(super) kafka: KafkaSettings,
+    pub(super) producer: FutureProducer,
+    pub(super) state: Mutex<State>,
+    pub(super) deliver: OnceLock<DeliverFn>,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) shutdown: CancellationToken,
+    pub(super) generation: AtomicU64,
     /// Set when the lanes of an assigned partition could not be restored: the dispatcher stops
     /// rather than deliver that partition's ordered events out of order.
-    failed: AtomicBool,
+    pub(super) failed: AtomicBool,
 }
 
 impl Lanes {
@@ -197,7 +176,7 @@ impl Lanes {
         self.failed.load(Ordering::SeqCst)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned state only means a panic elsewhere while it was held; it is consistent
         // between statements.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -257,7 +236,7 @@ impl Lanes {
     }
 
     /// The lane `id`, created with its driver when there is none.
-    fn lane<'a>(
+    pub(super) fn lane<'a>(
         self: &Arc<Self>,
         lanes: &'a mut HashMap<LaneId, Lane>,
         id: LaneId,
@@ -332,7 +311,7 @@ impl Lanes {
     }
 
     /// Hands one record to the producer, to the lanes partition of its input partition.
-    async fn enqueue(
+    pub(super) async fn enqueue(
         &self,
         partition: i32,
         key: &str,
@@ -358,7 +337,7 @@ impl Lanes {
     }
 
     /// Writes one lane record until it is acknowledged; false on shutdown.
-    async fn write(&self, partition: i32, key: &str, value: Option<&[u8]>) -> bool {
+    pub(super) async fn write(&self, partition: i32, key: &str, value: Option<&[u8]>) -> bool {
         let mut backoff = Duration::from_millis(200);
         loop {
             let written = match self.enqueue(partition, key, value).await {
@@ -382,7 +361,7 @@ impl Lanes {
     }
 
     /// Whether the lane is still the one this driver was started for.
-    fn current(&self, id: &LaneId, generation: u64) -> bool {
+    pub(super) fn current(&self, id: &LaneId, generation: u64) -> bool {
         self.lock()
             .lanes
             .get(id)
@@ -391,7 +370,7 @@ impl Lanes {
 
     /// Delivers a lane's events one at a time, head first, until the lane is empty, replaced
     /// (revoked or restored) or the dispatcher stops.
-    async fn drive(self: Arc<Self>, id: LaneId, generation: u64) {
+    pub(super) async fn drive(self: Arc<Self>, id: LaneId, generation: u64) {
         let mut backoff = Duration::from_millis(200);
         loop {
             let (head, wake) = {
@@ -489,185 +468,6 @@ impl Lanes {
             backoff = Duration::from_millis(200);
         }
     }
-
-    /// Drops the lanes of revoked input partitions (their records stay for the next owner) and
-    /// wakes their drivers so they end.
-    fn revoke(&self, partitions: &[i32]) {
-        let mut state = self.lock();
-        state.owned.retain(|p| !partitions.contains(p));
-        state.admitted.retain(|p, _| !partitions.contains(p));
-        state.gated.retain(|p, _| !partitions.contains(p));
-        state.lanes.retain(|id, lane| {
-            let keep = !partitions.contains(&id.0);
-            if !keep {
-                lane.wake.notify_one();
-            }
-            keep
-        });
-    }
-
-    /// Rebuilds the lanes of assigned input partitions from the lanes topic. Blocking: runs in
-    /// the rebalance callback, before the consumer returns records of these partitions.
-    fn restore(self: &Arc<Self>, partitions: &[i32]) -> Result<usize, DispatcherError> {
-        let started = Instant::now();
-        let consumer: BaseConsumer = self
-            .kafka
-            .reader_config("erp-toolkit-dispatcher-lanes")
-            .create()?;
-        let mut found: BTreeMap<String, LaneEntry> = BTreeMap::new();
-        for &partition in partitions {
-            let (low, high) =
-                consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(10))?;
-            if low >= high {
-                continue;
-            }
-            let mut assignment = TopicPartitionList::new();
-            assignment.add_partition_offset(&self.topic, partition, Offset::Offset(low))?;
-            consumer.assign(&assignment)?;
-            let mut next = low;
-            while next < high {
-                if started.elapsed() > Duration::from_secs(300) {
-                    return Err(DispatcherError::Task(format!(
-                        "restore of {}/{partition} stalled at {next} of {high}",
-                        self.topic
-                    )));
-                }
-                let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-                    continue;
-                };
-                let message = message?;
-                if message.partition() != partition {
-                    continue;
-                }
-                next = message.offset() + 1;
-                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                match message.payload() {
-                    None => {
-                        found.remove(&key);
-                    }
-                    Some(value) => match serde_json::from_slice::<LaneEntry>(value) {
-                        Ok(entry) => {
-                            found.insert(key, entry);
-                        }
-                        Err(error) => {
-                            // Written by this code: only a bug gets here, and the record stays.
-                            error!(%error, key, partition, "unreadable lane record skipped");
-                        }
-                    },
-                }
-            }
-            consumer.unassign()?;
-        }
-        let committed = self.committed(partitions);
-        let restored = found.len();
-        self.revoke(partitions);
-        let mut state = self.lock();
-        state.owned.extend(partitions.iter().copied());
-        state.admitted.extend(committed);
-        for entry in found.into_values() {
-            let partition = entry.source.partition;
-            if entry.source.offset > state.admitted(partition) {
-                let until = state.gated.entry(partition).or_insert(entry.source.offset);
-                *until = (*until).max(entry.source.offset);
-            }
-            let lane = self.lane(&mut state.lanes, entry.lane());
-            lane.entries.insert(
-                entry.source.offset,
-                Held {
-                    entry,
-                    persisted: true,
-                },
-            );
-        }
-        if restored > 0 {
-            info!(
-                ?partitions,
-                restored,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "restored held ordered deliveries"
-            );
-        }
-        Ok(restored)
-    }
-
-    /// The group's committed position minus one per input partition: every event before the
-    /// position was admitted, and its lane record acknowledged, before that commit. Unknown
-    /// (no commit, or the broker did not answer) leaves the partition out: its restored heads
-    /// then wait until the main path reads the partition again from where it starts.
-    fn committed(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
-        let consumer: Result<BaseConsumer, _> = self
-            .kafka
-            .reader_config("erp-toolkit-dispatcher-lanes-position")
-            .set("group.id", &self.group_id)
-            .create();
-        let mut list = TopicPartitionList::new();
-        for &partition in partitions {
-            list.add_partition(&self.core_topic, partition);
-        }
-        let answer = consumer.and_then(|c| c.committed_offsets(list, Duration::from_secs(10)));
-        match answer {
-            Ok(list) => list
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(next) => Some((e.partition(), next - 1)),
-                    _ => None,
-                })
-                .collect(),
-            Err(error) => {
-                warn!(%error, "cannot read the committed positions; held deliveries wait for the partitions to be read");
-                Vec::new()
-            }
-        }
-    }
-
-    fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
-        list.elements()
-            .iter()
-            .filter(|e| e.topic() == self.core_topic)
-            .map(|e| e.partition())
-            .collect()
-    }
-}
-
-/// The main consumer's context: restores lanes on assignment, drops them on revocation.
-pub struct LaneContext {
-    pub lanes: Arc<Lanes>,
-}
-
-impl ClientContext for LaneContext {}
-
-impl ConsumerContext for LaneContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(list) => {
-                let partitions = self.lanes.partitions(list);
-                let mut attempt = 0;
-                while let Err(error) = self.lanes.restore(&partitions) {
-                    attempt += 1;
-                    if attempt >= 5 {
-                        error!(%error, ?partitions, "cannot restore held ordered deliveries; stopping");
-                        self.lanes.failed.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    warn!(%error, attempt, "restoring held ordered deliveries failed; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-            Rebalance::Revoke(list) => {
-                let partitions = self.lanes.partitions(list);
-                self.lanes.revoke(&partitions);
-            }
-            Rebalance::Error(error) => {
-                warn!(%error, "rebalance error; dropping every lane");
-                let mut state = self.lanes.lock();
-                state.lanes.clear();
-                state.owned.clear();
-                state.admitted.clear();
-                state.gated.clear();
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -675,7 +475,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_keys_sort_by_offset_within_a_lane() {
+    pub(super) fn record_keys_sort_by_offset_within_a_lane() {
         let entry = |offset| LaneEntry {
             webhook_config_id: "wh".into(),
             org_id: "o".into(),
