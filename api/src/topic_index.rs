@@ -1,4 +1,4 @@
-//! What the API's topic indexes share (the inbound event log, the webhook attempt log): a sled
+//! The one topic-index mechanism of the API (the inbound event log, the webhook attempt log): a sled
 //! tree that follows a topic from where it stopped, recording the next offset of each partition
 //! under `p` + partition in the same batch as the index entries, and a reader that fetches single
 //! records by their coordinates, since the index keeps coordinates rather than copies.
@@ -27,6 +27,20 @@ pub fn open_tree(dir: &std::path::Path, name: &str) -> Result<sled::Tree, String
         .map_err(|e| e.to_string())
 }
 
+/// The partitions of `topic`, as the broker's metadata lists them (blocking).
+pub fn partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<Vec<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// A consumer of every partition of `topic`, each starting where `tree` says the index stopped
 /// (the beginning when it never started).
 pub fn follower(
@@ -36,14 +50,9 @@ pub fn follower(
     client_id: &str,
 ) -> Result<StreamConsumer, String> {
     let consumer: StreamConsumer = runtime.kafka.reader(client_id).map_err(|e| e.to_string())?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
     let mut assignment = TopicPartitionList::new();
-    for partition in metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+    for partition in
+        partitions(&consumer, topic, Duration::from_secs(10)).map_err(|e| e.to_string())?
     {
         let next = tree
             .get(position_key(partition))

@@ -2,17 +2,29 @@
 //! identifiers and timestamps they carry, and the topic names. Nothing here does I/O, so every
 //! role, test and tool agrees on one definition.
 
+/// ACK tracking rows on `erp.acks`.
 pub mod ack;
+/// Configuration objects and the changes recorded on `erp.config`.
 pub mod config;
+/// Core events: the envelope and `InboundEventMapped`.
 pub mod core_event;
+/// Dead letters with their source coordinates.
 pub mod dead_letter;
+/// Delivery tasks on the retry tiers.
 pub mod delivery_task;
+/// The crate's error type: encoding and decoding records.
 pub mod error;
+/// Event, span and derived ids.
 pub mod ids;
+/// Accepted ERP events on `erp.inbound.events`.
 pub mod inbound;
+/// Monitoring spans (epilot MonitoringEventV2).
 pub mod monitoring;
+/// Poll items and poll-stream state.
 pub mod poll;
+/// RFC 3339 and millisecond timestamps.
 pub mod timestamp;
+/// Topic names, with the deployment's prefix.
 pub mod topics;
 
 pub use error::SchemaError;

@@ -33,6 +33,8 @@ use erp_schemas::topics::Topics;
 
 use erp_http::ApiError;
 
+use crate::topic_index;
+
 /// How ACK tracking behaves.
 #[derive(Debug, Clone)]
 pub struct AckSettings {
@@ -99,14 +101,9 @@ impl AckTracker {
                 .reader("erp-toolkit-acks")
                 .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?,
         );
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
         let mut assignment = TopicPartitionList::new();
-        for partition in metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        for partition in topic_index::partitions(&*consumer, &topic, Duration::from_secs(10))
+            .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?
         {
             assignment
                 .add_partition_offset(&topic, partition, Offset::Beginning)
@@ -196,12 +193,9 @@ impl AckTracker {
             .map(|f| f.read.keys().copied().collect())
             .unwrap_or_default();
         let highs = tokio::task::spawn_blocking(move || {
-            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
             let mut highs = Vec::new();
-            for partition in metadata
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            for partition in topic_index::partitions(&*consumer, &topic, Duration::from_secs(5))?
+                .into_iter()
                 .chain(partitions)
             {
                 let (_, high) =

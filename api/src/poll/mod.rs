@@ -3,8 +3,11 @@
 //! acks, a poison policy, retention and a DLQ. `stream` is the state machine, `queue` folds the
 //! topics and makes changes durable, `http` is the API. `docs/poll-queue.md` is the user guide.
 
+/// The poll queue's routes: poll, ack, DLQ, redrive, unblock.
 pub mod http;
+/// The queue: folds its topics, makes every change durable before answering.
 pub mod queue;
+/// The pure state machine of one stream.
 pub mod stream;
 
 pub use queue::{PollQueue, PollSettings};

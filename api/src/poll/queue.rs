@@ -36,6 +36,7 @@ use erp_schemas::timestamp::{now_millis, now_rfc3339};
 use erp_schemas::topics::Topics;
 
 use super::stream::{Change, Effects, Stream, StreamState};
+use crate::topic_index;
 use erp_http::ApiError;
 
 /// How the poll queue behaves.
@@ -104,13 +105,8 @@ impl PollQueue {
         );
         let mut assignment = TopicPartitionList::new();
         for topic in [topics.outbound_poll(), topics.outbound_poll_state()] {
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .map_err(kafka_error)?;
-            for partition in metadata
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            for partition in topic_index::partitions(&*consumer, &topic, Duration::from_secs(10))
+                .map_err(kafka_error)?
             {
                 assignment
                     .add_partition_offset(&topic, partition, Offset::Beginning)
@@ -261,12 +257,8 @@ impl PollQueue {
         let highs = tokio::task::spawn_blocking(move || {
             let mut highs = Vec::new();
             for topic in topics {
-                let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
-                let partitions: Vec<i32> = metadata
-                    .topics()
-                    .iter()
-                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                    .collect();
+                let partitions =
+                    topic_index::partitions(&*consumer, &topic, Duration::from_secs(5))?;
                 for partition in partitions {
                     let (_, high) =
                         consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5))?;
