@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Deployment checks: the Helm chart (rendered by Helm's own engine: lint, values schema,
-# Kubernetes schemas, properties, golden files), the Grafana dashboard and alert rules against a
+# Kubernetes and CRD schemas, properties, golden files), the Grafana dashboard and alert rules against a
 # live /metrics, the Dockerfile (hadolint) and the production binary (`--no-default-features`).
 # Arguments go to pytest (e.g. `-k golden`; UPDATE_GOLDEN=1 rewrites the golden files).
 #
@@ -27,6 +27,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$requirements" ]; then
   echo "$requirements" >"$stamp"
 fi
 
+# Schemas of the custom resources the chart renders (ScaledObject, TriggerAuthentication,
+# ServiceMonitor, PrometheusRule), generated from their CRDs: npm packages, locked, cached.
+crd="$HOME/.cache/erp-toolkit/deploy-crd"
+if ! cmp -s "$root/deploy/tests/crd/package-lock.json" "$crd/package-lock.json"; then
+  rm -rf "$crd"
+  mkdir -p "$crd"
+  cp "$root/deploy/tests/crd/package.json" "$root/deploy/tests/crd/package-lock.json" "$crd/"
+  (cd "$crd" && npm ci --no-audit --no-fund --loglevel=error 2>&1 | grep -v EBADENGINE || true)
+fi
+cp "$root/deploy/tests/crd/validate.mjs" "$crd/"
+
 # The production image's binary: no embedded broker. Built into the same target directory (most
 # crates are shared with the default build), copied out, and the default binary restored.
 production="$target/production/erp-toolkit"
@@ -39,5 +50,5 @@ mv -f "$target/production/erp-toolkit.default" "$bin"
 trap - EXIT
 
 cd "$root/deploy/tests"
-ERP_TOOLKIT_BIN="$bin" ERP_TOOLKIT_PRODUCTION_BIN="$production" \
+ERP_TOOLKIT_BIN="$bin" ERP_TOOLKIT_PRODUCTION_BIN="$production" ERP_TOOLKIT_CRD_VALIDATOR="$crd/validate.mjs" \
   "$venv/bin/pytest" -p no:cacheprovider -q -rs "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,3 +47,15 @@ def chart_tool(name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def stop(process: subprocess.Popen | None, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

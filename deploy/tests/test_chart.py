@@ -1,7 +1,8 @@
 """The Helm chart, rendered by Helm's own engine (helm-python-sdk bundles Helm 4).
 
 For the default values and every value set in helm/erp-toolkit/ci/: Helm's lint, the values
-schema, every manifest against the Kubernetes schemas (kubernetes-validate, strict), the
+schema, every manifest against the Kubernetes schemas (kubernetes-validate, strict) or, for the
+custom resources, their CRDs' schemas (kubernetes-models, through deploy/tests/crd/), the
 properties a reviewer looks for, and golden files of the rendered output. Regenerate the golden
 files after a deliberate change with:
 
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 
 import helm_python as helm
 import kubernetes_validate
@@ -178,6 +180,22 @@ def test_manifests_match_the_kubernetes_schemas(case):
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as error:
                 failures.append(f"{doc['kind']}/{doc['metadata']['name']} (Kubernetes {version}): {error.message} at {list(error.path)}")
+    assert not failures, "\n".join(failures)
+
+
+def test_custom_resources_match_their_crd_schemas(case):
+    """ServiceMonitor, PrometheusRule, ScaledObject and TriggerAuthentication against the schemas
+    that kubernetes-models generates from their CRDs (types, required fields, enums)."""
+    name, _, _, docs = case
+    custom = [d for d in docs if d["kind"] in CRD_KINDS]
+    if not custom:
+        return
+    validator = os.environ.get("ERP_TOOLKIT_CRD_VALIDATOR")
+    if not validator:
+        pytest.skip("ERP_TOOLKIT_CRD_VALIDATOR unset (scripts/deploy-test.sh installs and sets it)")
+    done = subprocess.run(["node", validator], input=json.dumps(custom), capture_output=True, text=True, check=True)
+    failures = [f"{d['kind']}/{d['metadata']['name']}: {'; '.join(errors)}"
+                for d, errors in zip(custom, json.loads(done.stdout)) if errors]
     assert not failures, "\n".join(failures)
 
 

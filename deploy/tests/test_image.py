@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEPLOY, ROOT
+from conftest import DEPLOY, ROOT, stop
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 HADOLINT = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
@@ -154,13 +154,8 @@ def test_the_production_binary_runs_a_role_against_a_broker(binary, production_b
         with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/metrics", timeout=5) as answer:
             assert b"erp_processor_restored_records_total" in answer.read()
     finally:
-        for process in (processor, broker):
-            if process is not None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop(processor)
+        stop(broker)
         log.close()
     assert processor.returncode == 0, (tmp_path / "processor.log").read_text()
 

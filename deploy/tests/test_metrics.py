@@ -28,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import CHART, DEPLOY
+from conftest import CHART, DEPLOY, stop
 
 DASHBOARD = CHART / "files" / "grafana-dashboard.json"
 RULES = CHART / "files" / "prometheus-rules.yml"
@@ -263,11 +263,7 @@ def scrape(binary, tmp_path_factory) -> dict[str, list[dict[str, str]]]:
                 e[1] in s and e[2] in (None, s[e[1]]) for s in families().get(e[0], []))]
             raise AssertionError(f"series never appeared: {missing}; endpoint hits {Endpoints.hits}")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         receiver.shutdown()
         log.close()
 
