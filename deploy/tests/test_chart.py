@@ -97,7 +97,7 @@ def role_of(doc: dict) -> str:
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_lint(name):
-    report = helm.lint(str(CHART), VALUE_SETS[name][0], namespace=NAMESPACE)
+    report = helm.lint(str(CHART), VALUE_SETS[name][0], namespace=NAMESPACE, strict=True)
     serious = [m for m in report["messages"] if m["severity"] >= 2]
     assert not report["errors"] and not serious, report
 
@@ -367,6 +367,11 @@ def test_monitoring_objects_need_the_api_and_the_flag(case):
     wanted = values.get("metrics", {}).get("serviceMonitor", {}).get("enabled", False)
     assert bool(monitors) == wanted
     services = by_kind(docs, "Service")
+    for role in ("ingest", "api"):  # the Services that may be exposed carry no metrics port
+        assert [p["name"] for p in services[f"{NAME}-erp-toolkit-{role}"]["spec"]["ports"]] == ["http"]
+    scraped = [s for s in services.values() if s["metadata"]["labels"].get("erp-toolkit.io/metrics") == "true"]
+    assert sorted(role_of(s) for s in scraped) == sorted(ROLES)
+    assert all(s["spec"].get("clusterIP") == "None" for s in scraped)
     for monitor in monitors.values():
         selector = monitor["spec"]["selector"]["matchLabels"]
         selected = [s for s in services.values() if selector.items() <= s["metadata"]["labels"].items()]
