@@ -336,6 +336,10 @@ Soft spreading over zones and nodes unless the role sets its own constraints. Ar
   labelSelector:
     matchLabels:
       {{- include "erp-toolkit.selectorLabels" $ | nindent 6 }}
+  {{- if has $.role (list "ingest" "dispatcher") }}
+  # Spread each rollout's new pods on their own, not against the pods they replace.
+  matchLabelKeys: [pod-template-hash]
+  {{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
