@@ -17,6 +17,9 @@ pub enum SchemaError {
         #[source]
         source: serde_json::Error,
     },
+    /// An embedded schema file is broken (a build defect the crate's tests catch).
+    #[error("schema catalog: {0}")]
+    Catalog(String),
 }
 
 /// Decodes a JSON record, naming what was expected in the error.

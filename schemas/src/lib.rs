@@ -1,8 +1,10 @@
 //! The contracts of erp-toolkit: the records on every topic, the configuration objects, the
-//! identifiers and timestamps they carry, and the topic names. Nothing here does I/O, so every
-//! role, test and tool agrees on one definition.
+//! identifiers and timestamps they carry, the topic names, and the schema catalog (JSON Schemas of
+//! core entities and events). Nothing here does I/O, so every role, test and tool agrees on one
+//! definition.
 
 pub mod ack;
+pub mod catalog;
 pub mod config;
 pub mod core_event;
 pub mod dead_letter;
