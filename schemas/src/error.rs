@@ -20,6 +20,16 @@ pub enum SchemaError {
     /// An embedded schema file is broken (a build defect the crate's tests catch).
     #[error("schema catalog: {0}")]
     Catalog(String),
+    /// A record does not fit its Avro schema, or Avro bytes do not decode; `at` names the field.
+    #[error("{record}: {at}: {message}")]
+    Avro {
+        record: String,
+        at: String,
+        message: String,
+    },
+    /// The bytes are not in the expected wire format (JSON, or Confluent-framed Avro).
+    #[error("wire format: {0}")]
+    Wire(String),
 }
 
 /// Decodes a JSON record, naming what was expected in the error.

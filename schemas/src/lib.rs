@@ -1,9 +1,10 @@
 //! The contracts of erp-toolkit: the records on every topic, the configuration objects, the
-//! identifiers and timestamps they carry, the topic names, and the schema catalog (JSON Schemas of
-//! core entities and events). Nothing here does I/O, so every role, test and tool agrees on one
-//! definition.
+//! identifiers and timestamps they carry, the topic names, the schema catalog (JSON Schemas of
+//! core entities and events), and the Avro schemas and codec of our topics. Nothing here does
+//! I/O, so every role, test and tool agrees on one definition.
 
 pub mod ack;
+pub mod avro;
 pub mod catalog;
 pub mod config;
 pub mod core_event;
@@ -16,5 +17,6 @@ pub mod monitoring;
 pub mod poll;
 pub mod timestamp;
 pub mod topics;
+pub mod wire;
 
 pub use error::SchemaError;

@@ -256,3 +256,21 @@ fn every_field_epilot_types_in_an_event_has_a_compatible_type_in_ours() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[test]
+fn every_published_event_sample_round_trips_through_avro() {
+    use erp_schemas::avro::AvroRecord;
+    let Some(dir) = reference() else { return };
+    let record = AvroRecord::PlatformEvent;
+    let writer = record.schema().expect("parses");
+    for (name, path) in files(&dir.join("core-events"), ".sample.json") {
+        let sample = read(&path);
+        let datum = record
+            .encode_datum(&sample)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let back = record
+            .decode_datum(writer, &datum)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(back, sample, "{name}");
+    }
+}
