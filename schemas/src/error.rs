@@ -44,3 +44,16 @@ pub fn decode<T: serde::de::DeserializeOwned>(
 pub fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, SchemaError> {
     serde_json::to_vec(value).map_err(|source| SchemaError::Encode { what, source })
 }
+
+/// The JSON type of a value with its article (`a string`, `an object`, `null`), for messages.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,6 +1,8 @@
 //! The examples of the spec (§4.3–§4.14, §6) pass the catalog; each invalid variant is refused
 //! with the path of the offending value.
 
+mod common;
+
 use erp_schemas::catalog::{self, Checked, EventCheckError, EventVersion, check_mapping_output};
 use serde_json::{Map, Value, json};
 
@@ -411,54 +413,9 @@ fn versions_and_names_are_looked_up_precisely() {
 
 #[test]
 fn our_own_inbound_event_mapped_passes_its_schema() {
-    use erp_schemas::core_event::{
-        CoreEvent, Envelope, INBOUND_EVENT_MAPPED, INBOUND_EVENT_MAPPED_VERSION, InboundEventMapped,
-    };
-    let body = InboundEventMapped {
-        integration_id: "i".into(),
-        use_case_id: "u".into(),
-        use_case_slug: Some("contacts".into()),
-        inbound_event_id: "evt_1".into(),
-        correlation_id: "c".into(),
-        deduplication_id: None,
-        event_timestamp: "2025-01-15T10:00:00Z".into(),
-        entity_updates: vec![
-            json!({"entity_slug": "contact", "unique_identifiers": {"customer_number": "1"},
-                                    "attributes": {"customer_number": "1"}, "mode": "upsert"}),
-        ],
-        meter_readings_updates: vec![
-            json!({"meter": {"$entity_unique_ids": {"meter_number": "M"}},
-            "attributes": {"external_id": "R", "timestamp": "2025-01-15", "source": "ERP", "value": 1}, "mode": "upsert"}),
-        ],
-        prune_scope_updates: vec![
-            json!({"entity_slug": "billing_event", "scope": {"scope_mode": "relations", "schema": "billing_account",
-            "unique_ids": {"billing_account_number": "1"}}, "keep_unique_ids": [{"external_id": "a"}], "deletion_mode": "purge"}),
-        ],
-        meter_readings_prune_scope_updates: vec![
-            json!({"meter": {"$entity_unique_ids": {"meter_number": "M"}}, "keep_external_ids": ["R"], "source": "ERP"}),
-        ],
-        warnings: vec![json!({"entity_schema": "contact", "field": "email", "message": "m"})],
-    };
-    let event = CoreEvent {
-        envelope: Envelope {
-            _org_id: "o".into(),
-            _event_time: "2025-01-15T10:00:00.000Z".into(),
-            _event_id: "01JHG7Y8Q3Z6K2M4N5P6R7S8T9".into(),
-            _event_name: INBOUND_EVENT_MAPPED.into(),
-            _event_version: INBOUND_EVENT_MAPPED_VERSION.into(),
-            _event_source: Some("erp-toolkit.processor".into()),
-            _ack_id: "3fa85f64-5717-4562-b3fc-2c963f66afa6".into(),
-            _trigger_source_type: Some("api".into()),
-            _trigger_source: Some("i".into()),
-        },
-        body: serde_json::to_value(body)
-            .ok()
-            .and_then(|v| v.as_object().cloned())
-            .unwrap_or_default(),
-    };
-    let value = serde_json::to_value(&event).expect("serialises");
-    assert_eq!(refusal_paths(&value), Ok(vec![]));
-    let mut broken = value.clone();
+    let event = common::mapped_event();
+    assert_eq!(refusal_paths(&event), Ok(vec![]));
+    let mut broken = event.clone();
     broken["entity_updates"][0]["mode"] = json!("merge");
     assert_eq!(
         refusal_paths(&broken),

@@ -17,6 +17,7 @@ use apache_avro::types::Value as Avro;
 use serde_json::{Map, Number, Value};
 
 use crate::SchemaError;
+use crate::error::json_kind as kind;
 
 /// Named types of a schema, to follow `Schema::Ref`.
 pub(crate) type Names = HashMap<Name, Schema>;
@@ -319,17 +320,6 @@ impl Converter<'_> {
             }
         }
         Ok(Value::Object(members))
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
