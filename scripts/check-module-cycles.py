@@ -29,6 +29,12 @@ ALLOWED = {
 }
 
 
+# Circles known and left to their owners, reported but not failing; a new circle fails.
+# erp-schemas: `avro` frames with `wire`, and `wire` chooses a format per `avro::AvroRecord`
+# (from the schema-catalog work, merged after the layout move).
+KNOWN = {("erp-schemas", "avro -> wire -> avro")}
+
+
 def module_of(src: Path, file: Path) -> tuple:
     parts = list(file.relative_to(src).with_suffix("").parts)
     if parts[-1] in ("mod", "lib"):
@@ -114,10 +120,14 @@ def main() -> int:
             failed = True
         src = ROOT / member / "src"
         for circle in cycles(crate_edges(src)):
-            print(f"{name}: " + " -> ".join("::".join(m) or "crate" for m in circle))
+            text = " -> ".join("::".join(m) or "crate" for m in circle)
+            if (name, text) in KNOWN:
+                print(f"{name}: {text} (known, left to its owner)")
+                continue
+            print(f"{name}: {text}")
             failed = True
     if not failed:
-        print("no module circles, no upward crate dependencies")
+        print("no new module circles, no upward crate dependencies")
     return 1 if failed else 0
 
 

@@ -127,17 +127,8 @@ pub fn is_dedup_id(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-/// The JSON type of a value, for messages.
-pub fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+/// The JSON type of a value, for messages (`a string`, `an object`, `null`).
+pub use erp_schemas::error::json_kind as kind;
 
 /// A required array of 1 to `max` strings (the ids of a replay request).
 pub fn id_list(map: &Map<String, Value>, key: &str, max: usize) -> Result<Vec<String>, ApiError> {

@@ -1,9 +1,15 @@
 //! The contracts of erp-toolkit: the records on every topic, the configuration objects, the
-//! identifiers and timestamps they carry, and the topic names. Nothing here does I/O, so every
-//! role, test and tool agrees on one definition.
+//! identifiers and timestamps they carry, the topic names, the schema catalog (JSON Schemas of
+//! core entities and events), the Avro schemas and codec of our topics, and the pure logic of a
+//! Confluent-compatible schema registry. Nothing here does I/O, so every role, test and tool agrees
+//! on one definition.
 
 /// ACK tracking rows on `erp.acks`.
 pub mod ack;
+/// Avro schemas of our topics and the codec in Confluent's wire format.
+pub mod avro;
+/// The schema catalog: JSON Schemas of core entities and core events, with their checks.
+pub mod catalog;
 /// Configuration objects and the changes recorded on `erp.config`.
 pub mod config;
 /// Core events: the envelope and `InboundEventMapped`.
@@ -22,9 +28,15 @@ pub mod inbound;
 pub mod monitoring;
 /// Poll items and poll-stream state.
 pub mod poll;
+/// The pure logic of a Confluent-compatible schema registry.
+pub mod registry;
+/// Versioning rules checked against the snapshot of the last release.
+pub mod release;
 /// RFC 3339 and millisecond timestamps.
 pub mod timestamp;
 /// Topic names, with the deployment's prefix.
 pub mod topics;
+/// The wire formats of our topics: JSON and Avro (Confluent framing).
+pub mod wire;
 
 pub use error::SchemaError;
