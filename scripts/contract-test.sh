@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Contract test: drives every operation of ingest/openapi.json (epilot's own operation
+# Contract test: drives every operation of api/src/openapi/openapi.json (epilot's own operation
 # definitions for everything we share with epilot, see scripts/gen-openapi.py) with requests that
 # schemathesis generates from it, against the debug build of `erp-toolkit standalone` with the
 # admin token, and fails on any 5xx and on any response that violates the documented schema.
@@ -50,8 +50,8 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 curl -sf "$ERP/readyz" >/dev/null 2>&1 || { echo "standalone did not come up" >&2; cat "$work/standalone.log" >&2; exit 1; }
-cmp -s <(curl -sf "$ERP/openapi.json") "$root/ingest/openapi.json" \
-  || { echo "GET /openapi.json is not ingest/openapi.json" >&2; exit 1; }
+cmp -s <(curl -sf "$ERP/openapi.json") "$root/api/src/openapi/openapi.json" \
+  || { echo "GET /openapi.json is not api/src/openapi/openapi.json" >&2; exit 1; }
 TOKEN=$(cat "$work/data/admin-token")
 
 # Objects for the generated requests to find: without them nearly every request with a path id
@@ -107,7 +107,7 @@ status=0
 # One worker: with two, schemathesis 4.32.5 sometimes aborts an operation with an internal
 # KeyError while building its test cases (a race in its own caches, not an answer of ours).
 "$venv/bin/schemathesis" --config-file "$root/scripts/contract-test.toml" run \
-  "$root/ingest/openapi.json" --url "$ERP" \
+  "$root/api/src/openapi/openapi.json" --url "$ERP" \
   -H "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,response_schema_conformance \
   --phases examples,coverage,fuzzing \

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Generates ingest/openapi.json, the OpenAPI document served at GET /openapi.json.
+"""Generates api/src/openapi/openapi.json, the OpenAPI document served at GET /openapi.json.
 
 Every operation we share with epilot is copied verbatim from epilot's documents (path, method,
 parameters, request body, responses), together with the components it references, so the
 document cannot drift from epilot's contract by hand-editing. Our own extensions are described
 below by hand and marked `x-erp-toolkit-extension: true`.
 
-    scripts/gen-openapi.py           # writes ingest/openapi.json
-    scripts/gen-openapi.py --check   # fails when ingest/openapi.json is not up to date
+    scripts/gen-openapi.py           # writes api/src/openapi/openapi.json
+    scripts/gen-openapi.py --check   # fails when api/src/openapi/openapi.json is not up to date
 
 A unit test in ingest/src/openapi.rs fails when a route of ingest/src/lib.rs is missing from the
 document or the document has an operation without a route.
@@ -24,7 +24,7 @@ SOURCES = {
     "integration-toolkit": "integration-toolkit-client/openapi.json",
     "webhooks": "webhooks-client/openapi.json",
 }
-OUTPUT = ROOT / "ingest" / "openapi.json"
+OUTPUT = ROOT / "api" / "src" / "openapi" / "openapi.json"
 
 # The epilot operations we implement: (source, method, path as epilot spells it).
 SHARED = [

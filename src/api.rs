@@ -1,32 +1,57 @@
-//! The HTTP server of the API role: ingest, configuration and operational routes on one
-//! listener.
+//! The HTTP server of the roles that serve requests: `ingest`, `api` and `standalone` (both on
+//! one listener), each with the operational routes.
 
 use std::net::SocketAddr;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use rdkafka::producer::FutureProducer;
 
-use erp_ingest::ApiState;
-use erp_runtime::{Metrics, Readiness, health};
+use erp_api::{ApiSettings, ApiState};
+use erp_http::Access;
+use erp_ingest::IngestState;
+use erp_runtime::{ConfigView, Metrics, Readiness, Runtime, Supervisor, health};
 
-/// Binds the API to `listen`. Returns the bound address (useful with port 0) and the server to
-/// run.
+/// Which services a listener serves.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// Authentication and the rate budget, shared by both services.
+    pub access: Option<web::Data<Access>>,
+    /// The ingest service.
+    pub ingest: Option<web::Data<IngestState>>,
+    /// The control plane.
+    pub api: Option<web::Data<ApiState>>,
+}
+
+/// Binds `services` to `listen`. Returns the bound address (useful with port 0) and the server
+/// to run.
 pub fn server(
     listen: &str,
-    state: web::Data<ApiState>,
+    services: Services,
     metrics: Metrics,
     readiness: Readiness,
 ) -> std::io::Result<(SocketAddr, Server)> {
     let metrics = web::Data::new(metrics);
     let readiness = web::Data::new(readiness);
     let server = HttpServer::new(move || {
+        let services = services.clone();
         App::new()
-            .app_data(state.clone())
             .app_data(metrics.clone())
             .app_data(readiness.clone())
-            .configure(erp_ingest::routes)
+            .configure(move |cfg| {
+                if let Some(access) = services.access {
+                    cfg.app_data(access);
+                }
+                if let Some(ingest) = services.ingest {
+                    cfg.app_data(ingest).configure(erp_ingest::routes);
+                }
+                if let Some(api) = services.api {
+                    cfg.app_data(api).configure(erp_api::routes);
+                }
+            })
             .configure(health::routes)
-            .default_service(web::to(erp_ingest::not_found))
+            .default_service(web::to(erp_http::not_found))
     })
     .workers(2)
     .disable_signals()
@@ -38,4 +63,58 @@ pub fn server(
         .copied()
         .ok_or_else(|| std::io::Error::other("listener has no address"))?;
     Ok((address, server.run()))
+}
+
+/// Authentication for the services of one process.
+pub fn access(
+    runtime: &Runtime,
+    view: ConfigView,
+    org_id: &str,
+    admin_token: &str,
+    rate_limit_per_minute: u32,
+) -> web::Data<Access> {
+    web::Data::new(Access {
+        org_id: org_id.to_owned(),
+        admin_token: admin_token.to_owned(),
+        rate_limit: erp_http::rate_limit::RateLimiter::new(rate_limit_per_minute),
+        view,
+        metrics: erp_http::metrics::HttpMetrics::new(&runtime.metrics),
+    })
+}
+
+/// The ingest service's state.
+pub fn ingest(
+    runtime: &Runtime,
+    producer: FutureProducer,
+    view: ConfigView,
+    body_limit: usize,
+    mapping_timeout: std::time::Duration,
+    event_schemas: Option<std::sync::Arc<erp_runtime::event_schemas::EventSchemas>>,
+) -> web::Data<IngestState> {
+    web::Data::new(IngestState {
+        view,
+        producer,
+        topics: runtime.kafka.topics.clone(),
+        metrics: erp_ingest::metrics::IngestMetrics::new(&runtime.metrics),
+        body_limit,
+        mapping_timeout,
+        event_schemas,
+    })
+}
+
+/// The control plane's state, its background tasks handed to `tasks`.
+pub fn control_plane(
+    runtime: &Runtime,
+    producer: FutureProducer,
+    view: ConfigView,
+    settings: ApiSettings,
+    tasks: &mut Supervisor,
+) -> anyhow::Result<web::Data<ApiState>> {
+    let started = ApiState::start(runtime, producer, view, settings)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot start the control plane")?;
+    for (name, task) in started.tasks {
+        tasks.adopt(name, task);
+    }
+    Ok(started.state)
 }

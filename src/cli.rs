@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use erp_dispatcher::rate_limit::RateLimit;
-use erp_dispatcher::{Cidr, DestinationPolicy, DispatcherSettings, Schedule};
+use erp_dispatcher::{DispatcherSettings, Schedule};
 use erp_processor::ProcessorSettings;
 use erp_runtime::settings::{KafkaArgs, LogArgs};
+use erp_webhooks::settings::RateLimit;
+use erp_webhooks::{Cidr, DestinationPolicy};
 
 /// erp-toolkit: a self-hosted ERP integration toolkit for energy utilities.
 #[derive(Parser, Debug)]
@@ -31,8 +32,11 @@ pub enum Command {
     /// The embedded broker alone, for multi-process setups and tests.
     #[cfg(feature = "embedded-broker")]
     Broker(BrokerArgs),
-    /// The HTTP API (ingest and configuration) against a Kafka cluster.
+    /// The ingest service (ERP and platform events, mapping simulation) against a Kafka cluster.
     Ingest(IngestArgs),
+    /// The control plane API (configuration, webhooks, logs, replay, poll queue, ACKs) against
+    /// a Kafka cluster.
+    Api(IngestArgs),
     /// The processor against a Kafka cluster.
     Processor(ProcessorArgs),
     /// The dispatcher against a Kafka cluster.
@@ -168,7 +172,7 @@ impl ApiArgs {
         self.signing_key_file
             .as_deref()
             .map(|path| {
-                erp_dispatcher::org_key::OrgKey::load(path)
+                erp_webhooks::org_key::OrgKey::load(path)
                     .map(|key| key.public_key_pem())
                     .map_err(anyhow::Error::from)
             })
@@ -176,9 +180,9 @@ impl ApiArgs {
     }
 
     /// ACK tracking settings (the sweep runs every 30 s, or every timeout if shorter).
-    pub fn ack_settings(&self) -> erp_ingest::acks::AckSettings {
+    pub fn ack_settings(&self) -> erp_api::acks::AckSettings {
         let timeout = std::time::Duration::from_secs(self.ack_timeout_secs.max(1));
-        erp_ingest::acks::AckSettings {
+        erp_api::acks::AckSettings {
             timeout,
             retention: std::time::Duration::from_secs(self.ack_retention_days * 24 * 3600),
             sweep_every: timeout.min(std::time::Duration::from_secs(30)),
@@ -186,17 +190,17 @@ impl ApiArgs {
     }
 
     /// Attempt log and recovery settings.
-    pub fn attempt_log_settings(&self) -> erp_ingest::attempt_log::AttemptLogSettings {
-        erp_ingest::attempt_log::AttemptLogSettings {
+    pub fn attempt_log_settings(&self) -> erp_api::webhooks::attempt_log::AttemptLogSettings {
+        erp_api::webhooks::attempt_log::AttemptLogSettings {
             retention: std::time::Duration::from_secs(self.attempt_retention_days * 24 * 3600),
             recover_rate: self.recover_rate,
         }
     }
 
     /// Poll queue settings (the sweep runs every 30 s, or every visibility timeout if shorter).
-    pub fn poll_settings(&self) -> erp_ingest::poll::PollSettings {
+    pub fn poll_settings(&self) -> erp_api::poll::PollSettings {
         let visibility = std::time::Duration::from_secs(self.poll_visibility_timeout_secs.max(1));
-        erp_ingest::poll::PollSettings {
+        erp_api::poll::PollSettings {
             visibility_timeout: visibility,
             sweep_every: visibility.min(std::time::Duration::from_secs(30)),
             ..Default::default()
@@ -206,7 +210,7 @@ impl ApiArgs {
     /// The event schemas, if a directory is configured.
     pub fn event_schemas(
         &self,
-    ) -> anyhow::Result<Option<std::sync::Arc<erp_ingest::event_schemas::EventSchemas>>> {
+    ) -> anyhow::Result<Option<std::sync::Arc<erp_runtime::event_schemas::EventSchemas>>> {
         load_event_schemas(self.core_event_schemas.as_deref())
     }
 }
@@ -237,16 +241,17 @@ pub async fn check_secrets(view: &erp_runtime::ConfigView) -> anyhow::Result<()>
 /// Loads the core-event schemas of `dir`, if given.
 pub fn load_event_schemas(
     dir: Option<&std::path::Path>,
-) -> anyhow::Result<Option<std::sync::Arc<erp_ingest::event_schemas::EventSchemas>>> {
+) -> anyhow::Result<Option<std::sync::Arc<erp_runtime::event_schemas::EventSchemas>>> {
     dir.map(|dir| {
-        erp_ingest::event_schemas::EventSchemas::load(dir)
+        erp_runtime::event_schemas::EventSchemas::load(dir)
             .map(std::sync::Arc::new)
             .map_err(anyhow::Error::msg)
     })
     .transpose()
 }
 
-/// `ingest`
+/// `ingest` and `api`: the HTTP roles take the same flags, so one set of settings serves both
+/// (ingest ignores the control plane's: data directory, ACKs, poll queue, attempt log).
 #[derive(Args, Debug, Clone)]
 pub struct IngestArgs {
     #[command(flatten)]
@@ -267,6 +272,22 @@ pub struct IngestArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+impl IngestArgs {
+    /// The control plane's settings.
+    pub fn api_settings(&self) -> anyhow::Result<erp_api::ApiSettings> {
+        Ok(erp_api::ApiSettings {
+            org_id: self.api.org_id.clone(),
+            body_limit: self.api.body_limit,
+            acks: self.api.ack_settings(),
+            poll: self.api.poll_queue.then(|| self.api.poll_settings()),
+            data_dir: self.data_dir.clone(),
+            attempt_log: self.api.attempt_log_settings(),
+            signing_public_key: self.api.signing_public_key()?,
+            event_schemas: self.api.event_schemas()?,
+        })
+    }
 }
 
 /// Settings of the processor.

@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ingest(args) => roles::ingest(args, shutdown).await,
+        Command::Api(args) => roles::api(args, shutdown).await,
         Command::Processor(args) => roles::processor(args, shutdown).await,
         Command::Dispatcher(args) => roles::dispatcher(args, shutdown).await,
         Command::WebhookReceiver(args) => {

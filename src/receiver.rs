@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use tokio::sync::Notify;
 
-use erp_dispatcher::signing;
+use erp_webhooks::signing;
 
 /// One received request.
 #[derive(Debug, Clone)]

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::web;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,14 +14,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use erp_api::ApiSettings;
 use erp_dispatcher::DispatcherSettings;
-use erp_ingest::ApiState;
 use erp_processor::ProcessorSettings;
 use erp_runtime::topics::{ensure_topics, standard_topics};
-use erp_runtime::{ConfigView, ConfigWriter, KafkaSettings, Metrics, Readiness, Runtime};
+use erp_runtime::{ConfigView, KafkaSettings, Metrics, Readiness, Runtime, Supervisor};
+use erp_webhooks::org_key::OrgKey;
 
+use crate::api::Services;
 use crate::broker::EmbeddedBroker;
-use erp_dispatcher::org_key::OrgKey;
 
 /// How to run the standalone process.
 #[derive(Debug, Clone)]
@@ -49,11 +49,11 @@ pub struct StandaloneOptions {
     /// start).
     pub secrets_key_file: Option<PathBuf>,
     /// ACK tracking.
-    pub acks: erp_ingest::acks::AckSettings,
+    pub acks: erp_api::acks::AckSettings,
     /// The poll queue.
-    pub poll: erp_ingest::poll::PollSettings,
+    pub poll: erp_api::poll::PollSettings,
     /// The webhook attempt log: retention and the rate of recoveries.
-    pub attempt_log: erp_ingest::attempt_log::AttemptLogSettings,
+    pub attempt_log: erp_api::webhooks::attempt_log::AttemptLogSettings,
     /// Processor settings (its data directory is placed under `data_dir`).
     pub processor: ProcessorSettings,
     /// Dispatcher settings.
@@ -80,7 +80,7 @@ impl StandaloneOptions {
             processor: ProcessorSettings::default(),
             // Receivers of a standalone installation usually run on the same machine.
             dispatcher: DispatcherSettings {
-                destinations: erp_dispatcher::DestinationPolicy::loopback_allowed(),
+                destinations: erp_webhooks::DestinationPolicy::loopback_allowed(),
                 ..DispatcherSettings::default()
             },
         }
@@ -104,8 +104,8 @@ pub struct Standalone {
     serving: JoinHandle<std::io::Result<()>>,
     processor: JoinHandle<Result<(), erp_processor::ProcessorError>>,
     dispatcher: JoinHandle<Result<(), erp_dispatcher::DispatcherError>>,
-    view_task: JoinHandle<()>,
-    ack_tasks: Vec<JoinHandle<()>>,
+    /// The configuration fold and the control plane's background tasks.
+    tasks: Supervisor,
     broker: EmbeddedBroker,
 }
 
@@ -148,49 +148,48 @@ impl Standalone {
             broker.stop().await;
             return Err(error);
         }
+        let mut tasks = Supervisor::new();
+        tasks.adopt("configuration view", view_task);
         let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
-        let (acks, ack_tasks) =
-            erp_ingest::acks::AckTracker::start(&runtime, producer.clone(), options.acks.clone())
-                .map_err(|e| anyhow::anyhow!("ACK tracking: {e}"))?;
-        let (poll, poll_tasks) =
-            erp_ingest::poll::PollQueue::start(&runtime, producer.clone(), options.poll.clone())
-                .map_err(|e| anyhow::anyhow!("poll queue: {e}"))?;
-        let (event_log, event_log_task) =
-            erp_ingest::event_log::EventLog::start(&runtime, &data_dir.join("event-log"))
-                .map_err(|e| anyhow::anyhow!("event log: {e}"))?;
-        let (attempt_log, attempt_log_tasks) = erp_ingest::attempt_log::AttemptLog::start(
-            &runtime,
-            &data_dir.join("attempt-log"),
-            options.attempt_log.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("attempt log: {e}"))?;
-        let mut ack_tasks: Vec<JoinHandle<()>> = ack_tasks
-            .into_iter()
-            .chain(poll_tasks)
-            .chain(std::iter::once(event_log_task))
-            .chain(attempt_log_tasks)
-            .collect();
-        let state = web::Data::new(ApiState {
+        let event_schemas = crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?;
+        let settings = ApiSettings {
             org_id: options.org_id.clone(),
-            admin_token: admin_token.clone(),
-            rate_limit: erp_ingest::rate_limit::RateLimiter::new(options.rate_limit_per_minute),
-            config: ConfigWriter::new(&runtime, producer.clone(), view.clone()),
-            producer,
-            topics: runtime.kafka.topics.clone(),
-            metrics: ApiState::metrics_in(&runtime.metrics),
             body_limit: options.body_limit,
-            mapping_timeout: options.processor.mapping_timeout,
-            event_schemas: crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?,
-            acks: Some(acks),
-            event_log: Some(event_log),
-            attempt_log: Some(attempt_log),
+            acks: options.acks.clone(),
+            poll: Some(options.poll.clone()),
+            data_dir: Some(data_dir.clone()),
+            attempt_log: options.attempt_log.clone(),
             signing_public_key: Some(signing_key.public_key_pem()),
-            poll: Some(poll),
-        });
-        ack_tasks.extend(erp_ingest::recovery::resume(&state));
+            event_schemas: event_schemas.clone(),
+        };
+        let api = crate::api::control_plane(
+            &runtime,
+            producer.clone(),
+            view.clone(),
+            settings,
+            &mut tasks,
+        )?;
+        let services = Services {
+            access: Some(crate::api::access(
+                &runtime,
+                view.clone(),
+                &options.org_id,
+                &admin_token,
+                options.rate_limit_per_minute,
+            )),
+            ingest: Some(crate::api::ingest(
+                &runtime,
+                producer,
+                view.clone(),
+                options.body_limit,
+                options.processor.mapping_timeout,
+                event_schemas,
+            )),
+            api: Some(api),
+        };
         let (http_address, server) = crate::api::server(
             &options.listen,
-            state,
+            services,
             runtime.metrics.clone(),
             runtime.readiness.clone(),
         )
@@ -228,8 +227,7 @@ impl Standalone {
             serving,
             processor,
             dispatcher,
-            view_task,
-            ack_tasks,
+            tasks,
             broker,
         })
     }
@@ -254,12 +252,7 @@ impl Standalone {
         let _ = join_within("http", self.serving, Duration::from_secs(35)).await;
         let processed = join_within("processor", self.processor, Duration::from_secs(30)).await;
         let dispatched = join_within("dispatcher", self.dispatcher, Duration::from_secs(30)).await;
-        self.view_task.abort();
-        let _ = self.view_task.await;
-        for task in self.ack_tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        self.tasks.stop().await;
         self.broker.stop().await;
         if let Some(Err(error)) = processed {
             return Err(error.into());

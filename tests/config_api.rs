@@ -173,7 +173,7 @@ async fn deliveries_carry_v1a_and_both_secrets_during_a_rotation() {
     let public_key = key["public_key"].as_str().expect("public key").to_owned();
     let first = receiver.deliveries()[0].clone();
     assert!(first.signature.starts_with("v1a,"), "{}", first.signature);
-    assert!(erp_dispatcher::org_key::verify_v1a(
+    assert!(erp_webhooks::org_key::verify_v1a(
         &public_key,
         &first.webhook_id,
         first.timestamp,

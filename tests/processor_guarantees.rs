@@ -110,10 +110,14 @@ impl Drop for Process {
 struct Cluster {
     dir: PathBuf,
     brokers: String,
+    /// The ingest service: events.
+    ingest: String,
+    /// The control plane: integrations and use cases.
     api: String,
     client: reqwest::Client,
     _broker: Process,
     _ingest: Process,
+    _api: Process,
 }
 
 impl Cluster {
@@ -132,45 +136,53 @@ impl Cluster {
             &dir.join("broker.log"),
         );
         wait_tcp(&brokers).await;
-        let api_port = free_port();
-        let api = format!("127.0.0.1:{api_port}");
-        let ingest = Process::spawn(
-            "ingest",
-            &[
-                "ingest",
-                "--brokers",
-                &brokers,
-                "--admin-token",
-                TOKEN,
-                "--listen",
-                &api,
-                "--partitions",
-                "4",
-            ],
-            &dir.join("ingest.log"),
-        );
+        let ingest_address = format!("127.0.0.1:{}", free_port());
+        let api_address = format!("127.0.0.1:{}", free_port());
+        let http_role = |role: &str, listen: &str| {
+            Process::spawn(
+                role,
+                &[
+                    role,
+                    "--brokers",
+                    &brokers,
+                    "--admin-token",
+                    TOKEN,
+                    "--listen",
+                    listen,
+                    "--partitions",
+                    "4",
+                ],
+                &dir.join(format!("{role}.log")),
+            )
+        };
+        let ingest = http_role("ingest", &ingest_address);
+        let api = http_role("api", &api_address);
         let client = reqwest::Client::new();
-        let ready = format!("http://{api}/readyz");
-        let started = Instant::now();
-        while !client
-            .get(&ready)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "ingest not ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        for (role, address) in [("ingest", &ingest_address), ("api", &api_address)] {
+            let ready = format!("http://{address}/readyz");
+            let started = Instant::now();
+            while !client
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{role} not ready"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         Self {
             dir: dir.to_path_buf(),
             brokers,
-            api: format!("http://{api}"),
+            ingest: format!("http://{ingest_address}"),
+            api: format!("http://{api_address}"),
             client,
             _broker: broker,
             _ingest: ingest,
+            _api: api,
         }
     }
 
@@ -197,10 +209,16 @@ impl Cluster {
         )
     }
 
+    /// Posts to the service that serves `path`: events to ingest, the rest to the control plane.
     async fn post(&self, path: &str, body: Value) -> Value {
+        let service = if path.contains("/erp/updates/") {
+            &self.ingest
+        } else {
+            &self.api
+        };
         let response = self
             .client
-            .post(format!("{}{path}", self.api))
+            .post(format!("{service}{path}"))
             .bearer_auth(TOKEN)
             .json(&body)
             .send()

@@ -14,8 +14,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
-use erp_processor::mapping::{CompiledConfiguration, MappingContext, map_document, map_payload};
-use erp_processor::payload::parse_document;
+use erp_mapping::payload::parse_document;
+use erp_mapping::{CompiledConfiguration, MappingContext, map_document, map_payload};
 use erp_schemas::inbound::PayloadFormat;
 
 fn bench_data(name: &str) -> String {

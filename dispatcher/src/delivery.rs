@@ -8,11 +8,12 @@ use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 
-use crate::endpoint::{Auth, EndpointConfig};
-use crate::org_key::OrgKey;
-use crate::safety::{self, DestinationPolicy, GuardedResolver};
-use crate::signing;
-use erp_runtime::config_view::WebhookEntry;
+use erp_runtime::config::WebhookEntry;
+use erp_webhooks::endpoint::{Auth, EndpointConfig};
+use erp_webhooks::org_key::OrgKey;
+use erp_webhooks::response::read_capped;
+use erp_webhooks::safety::{self, DestinationPolicy, GuardedResolver};
+use erp_webhooks::signing;
 
 /// What an attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,24 +378,6 @@ pub fn retry_after(headers: &HeaderMap, now_millis: i64) -> Option<Duration> {
         time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
     let millis = erp_schemas::timestamp::millis_of(at) - now_millis;
     Some(Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
-}
-
-/// The start of a response body, read no further than `cap` bytes: a huge or endless body
-/// costs neither memory nor time beyond that.
-pub(crate) async fn read_capped(mut response: reqwest::Response, cap: usize) -> (String, bool) {
-    let mut kept = Vec::new();
-    let mut truncated = false;
-    // A body that breaks off is still an answer: the status decides.
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = cap.saturating_sub(kept.len());
-        if chunk.len() > room {
-            kept.extend_from_slice(&chunk[..room]);
-            truncated = true;
-            break;
-        }
-        kept.extend_from_slice(&chunk);
-    }
-    (String::from_utf8_lossy(&kept).into_owned(), truncated)
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use erp_runtime::ConfigView;
-use erp_runtime::config_view::WebhookEntry;
+use erp_runtime::config::WebhookEntry;
 use erp_runtime::environment::{EnvError, has_reference, render};
 
-use crate::endpoint::SECRET_FIELDS;
+use erp_webhooks::endpoint::SECRET_FIELDS;
 
 /// The flag naming a variable for each secret field (`password` → `passwordIsEnvVar`).
 fn flag_of(field: &str) -> String {

@@ -4,23 +4,25 @@
 //! concurrency cap and a circuit breaker; what cannot be delivered becomes a dead letter, and
 //! every attempt a monitoring span.
 
+/// One HTTP attempt: signing, auth, the destination check, the answer classified.
 pub mod delivery;
-pub mod endpoint;
+/// `{{env.*}}` references of an endpoint resolved at send time.
 pub mod environment;
+/// The crate's error type.
 pub mod error;
-pub mod filter;
+/// Per-endpoint concurrency caps and circuit breakers.
 pub mod isolation;
+/// The dispatcher's metrics.
 pub mod metrics;
-pub mod oauth;
+/// Per-key ordering: lanes of held deliveries, persisted and restored.
 pub mod ordering;
-pub mod org_key;
+/// Per-endpoint token buckets.
 pub mod rate_limit;
-pub mod safety;
+/// The retry schedule and its tiers.
 pub mod schedule;
-pub mod signing;
+/// The delivery stages: consume → route → prepare → admit → send → record.
 pub mod worker;
 
 pub use error::DispatcherError;
-pub use safety::{Cidr, DestinationPolicy};
 pub use schedule::Schedule;
 pub use worker::{DispatcherSettings, run};

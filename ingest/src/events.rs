@@ -11,17 +11,17 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value};
 
-use erp_runtime::config_view::Route;
+use erp_runtime::config::Route;
 use erp_schemas::ids::new_event_id;
 use erp_schemas::inbound::{InboundEventRecord, PayloadFormat};
 use erp_schemas::timestamp::{now_millis, parse_rfc3339};
 
-use crate::app_mapping::uuid_field;
-use crate::auth::Caller;
-use crate::body::{is_dedup_id, is_slug, kind, object, opt_string, read_json};
-use crate::error::ApiError;
 use crate::queue::{self, Queued};
-use crate::state::ApiState;
+use crate::state::IngestState;
+use erp_http::ApiError;
+use erp_http::Caller;
+use erp_http::body::uuid_field;
+use erp_http::body::{is_dedup_id, is_slug, kind, object, opt_string, read_json};
 
 /// Most events per request (epilot's documented limit).
 pub const MAX_EVENTS: usize = 100;
@@ -47,7 +47,7 @@ impl Version {
 
 /// `POST /v3/erp/updates/events`
 pub async fn post_v3(
-    state: web::Data<ApiState>,
+    state: web::Data<IngestState>,
     caller: Caller,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -56,7 +56,7 @@ pub async fn post_v3(
 
 /// `POST /v1/erp/updates/events` (deprecated by epilot, kept for legacy middleware)
 pub async fn post_v1(
-    state: web::Data<ApiState>,
+    state: web::Data<IngestState>,
     caller: Caller,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -65,7 +65,7 @@ pub async fn post_v1(
 
 /// `POST /v2/erp/updates/events`
 pub async fn post_v2(
-    state: web::Data<ApiState>,
+    state: web::Data<IngestState>,
     caller: Caller,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -109,7 +109,7 @@ pub struct RequestInput {
 }
 
 async fn ingest(
-    state: web::Data<ApiState>,
+    state: web::Data<IngestState>,
     caller: Caller,
     body: web::Payload,
     version: Version,
@@ -126,7 +126,7 @@ async fn ingest(
 }
 
 async fn accept(
-    state: &ApiState,
+    state: &IngestState,
     caller: &Caller,
     body: web::Payload,
     version: Version,
@@ -138,7 +138,7 @@ async fn accept(
         Target::Integration(id) => config
             .integration(&caller.org_id, id)
             .map(|integration| integration.id.clone())
-            .ok_or_else(|| crate::integrations::not_found(id))?,
+            .ok_or_else(|| ApiError::integration_not_found(id))?,
         Target::App {
             app_id,
             component_id,

@@ -1,4 +1,4 @@
-//! The API's metrics.
+//! The ingest service's metrics.
 
 use prometheus::{IntCounterVec, Opts};
 
@@ -11,9 +11,6 @@ pub struct IngestMetrics {
     pub events: IntCounterVec,
     /// Requests rejected as a whole, by error code.
     pub rejected: IntCounterVec,
-    /// API requests refused before their handler, by code (`UNAUTHORIZED`, `FORBIDDEN`,
-    /// `RATE_LIMITED`).
-    pub denied: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -35,21 +32,8 @@ impl IngestMetrics {
             &["code"],
         )
         .expect("static metric definition");
-        let denied = IntCounterVec::new(
-            Opts::new(
-                "erp_api_denied_requests_total",
-                "API requests refused by authentication, permission or rate limit, by code",
-            ),
-            &["code"],
-        )
-        .expect("static metric definition");
         metrics.register(&events);
         metrics.register(&rejected);
-        metrics.register(&denied);
-        Self {
-            events,
-            rejected,
-            denied,
-        }
+        Self { events, rejected }
     }
 }

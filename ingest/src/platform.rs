@@ -8,16 +8,16 @@ use serde_json::{Value, json};
 
 use erp_schemas::timestamp::parse_rfc3339;
 
-use crate::auth::Caller;
-use crate::body::{kind, read_json};
-use crate::error::ApiError;
 use crate::events::MAX_EVENTS;
 use crate::queue::{self, Queued};
-use crate::state::ApiState;
+use crate::state::IngestState;
+use erp_http::ApiError;
+use erp_http::Caller;
+use erp_http::body::{kind, read_json};
 
 /// `POST /v1/events`: `{"events": [...]}` or a bare array of core events.
 pub async fn post(
-    state: web::Data<ApiState>,
+    state: web::Data<IngestState>,
     caller: Caller,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use erp_runtime::kafka;
 
-use crate::error::ApiError;
-use crate::state::ApiState;
+use crate::state::IngestState;
+use erp_http::ApiError;
 
 /// One event to write, with the result to answer once Kafka has it.
 pub struct Queued {
@@ -23,7 +23,7 @@ pub struct Queued {
 
 /// Writes `events` to `topic` and answers `{"results": [...]}`. `on_result` sees every result.
 pub async fn queue(
-    state: &ApiState,
+    state: &IngestState,
     topic: &str,
     events: Vec<Queued>,
     mut on_result: impl FnMut(&Value),

@@ -9,18 +9,18 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde_json::Value;
 
-use erp_processor::mapping::{CompiledConfiguration, MappingContext, legacy, map_payload};
-use erp_processor::payload;
+use erp_mapping::payload;
+use erp_mapping::{CompiledConfiguration, MappingContext, legacy, map_payload};
 use erp_schemas::inbound::PayloadFormat;
 
-use crate::auth::Caller;
-use crate::body::{kind, object, read_json};
-use crate::error::ApiError;
-use crate::state::ApiState;
+use crate::state::IngestState;
+use erp_http::ApiError;
+use erp_http::Caller;
+use erp_http::body::{kind, object, read_json};
 
 /// `POST /v2/erp/updates/mapping_simulation`
 pub async fn simulate_v2(
-    state: web::Data<ApiState>,
+    state: web::Data<IngestState>,
     _caller: Caller,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -43,7 +43,7 @@ pub async fn simulate_v2(
 /// `POST /v1/erp/updates/mapping_simulation`: the legacy v1.0 object mapping or the wrapped
 /// v2.0 format, picked by `object_type`.
 pub async fn simulate_v1(
-    state: web::Data<ApiState>,
+    state: web::Data<IngestState>,
     _caller: Caller,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {

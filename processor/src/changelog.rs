@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::error::ProcessorError;
-use crate::state::{DedupEntry, StateStore};
+use crate::state::{ChangelogContent, DedupEntry, StateStore};
 use erp_runtime::KafkaSettings;
 use erp_schemas::timestamp::now_millis;
 
@@ -85,17 +85,6 @@ pub fn position_record(topic: &str, next_offset: i64) -> (Vec<u8>, Vec<u8>) {
     key.extend_from_slice(topic.as_bytes());
     let value = serde_json::to_vec(&PositionValue { next_offset }).unwrap_or_default();
     (key, value)
-}
-
-/// What one changelog partition holds, read for a restore.
-#[derive(Debug, Default)]
-pub struct ChangelogContent {
-    /// Dedup keys to set (`Some`) or remove (`None`), in changelog order.
-    pub dedup: Vec<(Vec<u8>, Option<DedupEntry>)>,
-    /// Batch records (key, newest entry) to track for expiry, or forget (`None`).
-    pub batches: Vec<(Vec<u8>, Option<i64>)>,
-    /// Position markers (input topic, next offset).
-    pub positions: Vec<(String, i64)>,
 }
 
 impl ChangelogContent {

@@ -3,16 +3,19 @@
 //! Anything that cannot be processed becomes a monitoring span and a dead letter; nothing stops
 //! a partition.
 
+/// The dedup store's changelog on `erp.processor.state`: records, restore.
 pub mod changelog;
+/// The crate's error type.
 pub mod error;
-pub mod jsonata;
-pub mod mapping;
+/// The processor's metrics.
 pub mod metrics;
-pub mod outbound;
+/// What each record becomes: core events, poll items, spans, dead letters.
 pub mod outcome;
-pub mod payload;
+/// Partition assignment: restore before consuming, positions of batches in flight.
 pub mod rebalance;
+/// The dedup store and input positions (sled), committed once per batch.
 pub mod state;
+/// The processing stages: consume → plan → map → emit → commit.
 pub mod worker;
 
 pub use error::ProcessorError;

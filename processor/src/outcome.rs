@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use erp_runtime::config_view::UseCaseEntry;
+use erp_runtime::config::UseCaseEntry;
 use erp_schemas::ack::{AckRecord, AckState};
 use erp_schemas::core_event::{
     CoreEvent, Envelope, INBOUND_EVENT_MAPPED, INBOUND_EVENT_MAPPED_VERSION, InboundEventMapped,
@@ -17,8 +17,8 @@ use erp_schemas::poll::{
 };
 use erp_schemas::timestamp::{format_millis, millis_of, now_millis, now_rfc3339, parse_rfc3339};
 
-use crate::mapping::{MappingError, MappingResult};
-use crate::outbound::OutboundOutcome;
+use erp_mapping::outbound::OutboundOutcome;
+use erp_mapping::{MappingError, MappingResult};
 
 /// The fate of one record.
 #[derive(Debug)]

@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::changelog::ChangelogContent;
 use crate::error::ProcessorError;
 
 /// What the store says about an event's dedup id.
@@ -42,6 +41,18 @@ pub enum Verdict {
         first_event_id: String,
         first_seen_at: i64,
     },
+}
+
+/// What one changelog partition holds, read for a restore (decoded from the changelog's
+/// records by [`crate::changelog`]).
+#[derive(Debug, Default)]
+pub struct ChangelogContent {
+    /// Dedup keys to set (`Some`) or remove (`None`), in changelog order.
+    pub dedup: Vec<(Vec<u8>, Option<DedupEntry>)>,
+    /// Batch records (key, newest entry) to track for expiry, or forget (`None`).
+    pub batches: Vec<(Vec<u8>, Option<i64>)>,
+    /// Position markers (input topic, next offset).
+    pub positions: Vec<(String, i64)>,
 }
 
 /// A dedup entry.

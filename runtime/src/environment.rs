@@ -4,15 +4,7 @@
 //! at send time), with the deployment's [`Keyring`].
 
 use crate::secrets::{Keyring, SecretsError};
-use erp_schemas::config::EnvValueType;
-
-/// The pattern every key follows (epilot's): `^[a-z0-9][a-z0-9_.\-]{0,127}$`.
-pub fn valid_key(key: &str) -> bool {
-    let mut bytes = key.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
-        && key.len() <= 128
-        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
-}
+use erp_schemas::config::{EnvValueType, valid_env_key};
 
 /// One stored environment value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +88,7 @@ pub fn render(
         let inner = rest[start + 2..start + 2 + len].trim();
         out.push_str(&rest[..start]);
         match inner.strip_prefix("env.") {
-            Some(key) if valid_key(key) => out.push_str(&lookup(key)?),
+            Some(key) if valid_env_key(key) => out.push_str(&lookup(key)?),
             _ => out.push_str(&rest[start..start + 2 + len + 2]),
         }
         rest = &rest[start + 2 + len + 2..];
@@ -108,18 +100,6 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_follow_the_pattern() {
-        assert!(valid_key("erp_host"));
-        assert!(valid_key("erp.token-url"));
-        assert!(valid_key("0abc"));
-        assert!(!valid_key(""));
-        assert!(!valid_key("_x"));
-        assert!(!valid_key("Upper"));
-        assert!(!valid_key(&"a".repeat(129)));
-        assert!(valid_key(&"a".repeat(128)));
-    }
 
     #[test]
     fn renders_env_references_only() {

@@ -2,27 +2,42 @@
 //! variables, Kafka clients and topics, the metrics registry, tracing, health and readiness, the
 //! shutdown signal, and the in-memory view of the configuration log.
 //!
-//! Roles (`ingest`, `processor`, `dispatcher`) take a [`Runtime`] and never build these pieces
-//! themselves, so one deployment setting means the same thing in every role.
+//! Roles (`ingest`, `api`, `processor`, `dispatcher`) take a [`Runtime`] and never build these
+//! pieces themselves, so one deployment setting means the same thing in every role.
 
-pub mod config_secrets;
-pub mod config_view;
+/// The configuration log: pure fold, follower (the view), writer, secret sealing.
+pub mod config;
+/// Organisation environments: entries, `{{env.*}}` rendering, secret values.
 pub mod environment;
+/// The crate's error type.
 pub mod error;
+/// The catalog's core-event JSON Schemas, loaded from a directory.
+pub mod event_schemas;
+/// `/healthz`, `/readyz`, `/metrics` and readiness flags.
 pub mod health;
+/// Kafka client settings, producers, consumers, batch helpers.
 pub mod kafka;
+/// The Prometheus registry every role registers in.
 pub mod metrics;
+/// The deployment's secrets keys: AES-256-GCM sealing.
 pub mod secrets;
+/// Flags and `ERP_TOOLKIT_*` variables shared by every role.
 pub mod settings;
+/// The shutdown signal (SIGINT, SIGTERM).
 pub mod shutdown;
+/// One supervisor for a role's background tasks.
+pub mod supervisor;
+/// Tracing: text or JSON logs.
 pub mod telemetry;
+/// Topic creation with the retention each topic needs.
 pub mod topics;
 
-pub use config_view::{ConfigState, ConfigView, ConfigWriter};
+pub use config::{ConfigState, ConfigView, ConfigWriter};
 pub use error::RuntimeError;
 pub use health::{Readiness, ReadyFlag};
 pub use kafka::KafkaSettings;
 pub use metrics::Metrics;
+pub use supervisor::Supervisor;
 
 use tokio_util::sync::CancellationToken;
 

@@ -181,6 +181,16 @@ pub enum EnvValueType {
     SecretString,
 }
 
+/// Whether `key` follows the pattern of environment keys (epilot's):
+/// `^[a-z0-9][a-z0-9_.\-]{0,127}$`. A contract: the API validates keys with it, the mapping and
+/// endpoint templates resolve only references that match it.
+pub fn valid_env_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && key.len() <= 128
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
+}
+
 /// A legacy app/component pair routed to an integration (epilot `IntegrationAppMapping`): how
 /// `POST /v1/erp/updates/events`, which names no integration, finds one. Ids are stored in
 /// canonical (lower-case, hyphenated) UUID form so a lookup does not depend on the caller's
@@ -355,6 +365,18 @@ impl ConfigRecord {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn env_keys_follow_the_pattern() {
+        assert!(valid_env_key("erp_host"));
+        assert!(valid_env_key("erp.token-url"));
+        assert!(valid_env_key("0abc"));
+        assert!(!valid_env_key(""));
+        assert!(!valid_env_key("_x"));
+        assert!(!valid_env_key("Upper"));
+        assert!(!valid_env_key(&"a".repeat(129)));
+        assert!(valid_env_key(&"a".repeat(128)));
+    }
 
     #[test]
     fn integration_keeps_unknown_editable_fields() {

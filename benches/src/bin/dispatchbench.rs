@@ -20,12 +20,13 @@ use clap::Parser;
 use futures::StreamExt;
 use serde_json::json;
 
-use erp_dispatcher::{DestinationPolicy, DispatcherSettings};
+use erp_dispatcher::DispatcherSettings;
 use erp_runtime::topics::{ensure_topics, standard_topics};
 use erp_runtime::{ConfigView, KafkaSettings, Metrics, Readiness, Runtime, kafka};
 use erp_schemas::config::{ConfigChange, ConfigRecord};
 use erp_toolkit::broker::EmbeddedBroker;
 use erp_toolkit::receiver::Receiver;
+use erp_webhooks::DestinationPolicy;
 
 #[derive(Parser, Debug)]
 #[command(about = "Dispatcher throughput against a plain HTTP loop")]

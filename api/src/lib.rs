@@ -1,0 +1,217 @@
+//! The control plane of erp-toolkit, following epilot's ERP/Integration Toolkit API path for
+//! path: integrations and use cases, webhook endpoints and their attempt log, the inbound event
+//! log, replay and recovery, the outbound poll queue, ACKs, environments and access tokens.
+//! Organised by resource; each resource keeps its service (index, queue, tracker) apart from its
+//! routes, and only routes see [`ApiState`].
+
+/// ACK tracking of outbound messages and the acknowledgement route.
+pub mod acks;
+/// Organisation environments (`/v1/environments`): values and secrets for `{{env.*}}`.
+pub mod environments;
+/// The inbound event log and its replay.
+pub mod events;
+/// Integrations v1 and v2, use cases, app mappings, documentation pages, file proxy checks.
+pub mod integrations;
+/// The OpenAPI document we serve, and checks of bodies against its schemas.
+pub mod openapi;
+/// The outbound poll queue: streams, leases, DLQ.
+pub mod poll;
+/// What the handlers can reach, and the one place that builds it.
+pub mod state;
+/// Access tokens (`/v1/access-tokens`).
+pub mod tokens;
+/// The one topic-index mechanism: a sled index that follows a topic, and reads records back.
+pub mod topic_index;
+/// Webhook configurations, test triggers, the attempt log, replay and recovery.
+pub mod webhooks;
+
+use actix_web::web;
+
+pub use state::{ApiSettings, ApiState, Started};
+
+/// Adds the control plane's routes. Needs `web::Data<ApiState>` and `web::Data<erp_http::Access>`
+/// as app data.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(openapi::document))
+        .route(
+            "/v1/erp/tracking/acknowledgement",
+            web::post().to(acks::routes::acknowledge),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/poll",
+            web::post().to(poll::http::poll),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/ack",
+            web::post().to(poll::http::ack),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/dlq",
+            web::get().to(poll::http::dlq),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/dlq/redrive",
+            web::post().to(poll::http::redrive),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound/messages/unblock",
+            web::post().to(poll::http::unblock),
+        )
+        .route("/v1/integrations", web::get().to(integrations::v1::list))
+        .route("/v1/integrations", web::post().to(integrations::v1::create))
+        .route(
+            "/v1/integrations/{id}",
+            web::get().to(integrations::v1::get),
+        )
+        .route(
+            "/v1/integrations/{id}",
+            web::put().to(integrations::v1::update),
+        )
+        .route(
+            "/v1/integrations/{id}",
+            web::delete().to(integrations::v1::delete),
+        )
+        .route(
+            "/v1/integrations/{id}/events",
+            web::post().to(events::routes::query),
+        )
+        .route(
+            "/v1/integrations/{id}/events/replay",
+            web::post().to(events::routes::replay),
+        )
+        .route(
+            "/v1/integrations/{id}/app-mapping",
+            web::put().to(integrations::app_mapping::put),
+        )
+        .route(
+            "/v1/integrations/{id}/app-mapping",
+            web::delete().to(integrations::app_mapping::delete),
+        )
+        .route(
+            "/v1/integrations/{id}/documentation",
+            web::get().to(integrations::documentation::list),
+        )
+        .route(
+            "/v1/integrations/{id}/documentation/{doc_id}",
+            web::get().to(integrations::documentation::get),
+        )
+        .route(
+            "/v1/integrations/{id}/documentation/{doc_id}",
+            web::put().to(integrations::documentation::put),
+        )
+        .route(
+            "/v1/integrations/{id}/documentation/{doc_id}",
+            web::delete().to(integrations::documentation::delete),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases",
+            web::get().to(integrations::use_cases::list),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases",
+            web::post().to(integrations::use_cases::create),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/{use_case_id}",
+            web::get().to(integrations::use_cases::get),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/{use_case_id}",
+            web::put().to(integrations::use_cases::update),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/{use_case_id}",
+            web::delete().to(integrations::use_cases::delete),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/{use_case_id}/history",
+            web::get().to(integrations::use_cases::history),
+        )
+        .route("/v2/integrations", web::get().to(integrations::v2::list))
+        .route("/v2/integrations", web::post().to(integrations::v2::create))
+        .route(
+            "/v2/integrations/{id}",
+            web::get().to(integrations::v2::get),
+        )
+        .route(
+            "/v2/integrations/{id}",
+            web::put().to(integrations::v2::update),
+        )
+        .route(
+            "/v2/integrations/{id}",
+            web::delete().to(integrations::v2::delete),
+        )
+        .route("/v1/environments", web::get().to(environments::list))
+        .route("/v1/environments/{key}", web::put().to(environments::put))
+        .route(
+            "/v1/environments/{key}",
+            web::delete().to(environments::delete),
+        )
+        .route("/v1/access-tokens", web::get().to(tokens::list))
+        .route("/v1/access-tokens", web::post().to(tokens::create))
+        .route("/v1/access-tokens/{id}", web::delete().to(tokens::revoke))
+        .route(
+            "/v1/webhooks/.well-known/public-key",
+            web::get().to(webhooks::configs::public_key),
+        )
+        .route(
+            "/v1/webhooks/configs",
+            web::get().to(webhooks::configs::list),
+        )
+        .route(
+            "/v1/webhooks/configs",
+            web::post().to(webhooks::configs::create),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}",
+            web::get().to(webhooks::configs::get),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/rotate-secret",
+            web::post().to(webhooks::configs::rotate_secret),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}",
+            web::put().to(webhooks::configs::update),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}",
+            web::delete().to(webhooks::configs::delete),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/events",
+            web::get().to(webhooks::attempt_routes::list_v1),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/trigger",
+            web::post().to(webhooks::trigger::trigger),
+        )
+        .route(
+            "/v1/webhooks/configured-events",
+            web::get().to(webhooks::configs::configured_events),
+        )
+        .route(
+            "/v2/webhooks/configs/{id}/events",
+            web::post().to(webhooks::attempt_routes::list),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/events/replay-batch",
+            web::post().to(webhooks::attempt_routes::replay_batch),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/events/{event_id}",
+            web::get().to(webhooks::attempt_routes::get),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/events/{event_id}/replay",
+            web::post().to(webhooks::attempt_routes::replay),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/recover",
+            web::post().to(webhooks::recovery_routes::recover),
+        )
+        .route(
+            "/v1/webhooks/configs/{id}/recover/{task_id}",
+            web::get().to(webhooks::recovery_routes::status),
+        );
+}

@@ -1,0 +1,163 @@
+//! What the control plane's handlers can reach, and the one place that builds it from settings
+//! (used by the `api` role and by `standalone`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::web;
+use rdkafka::producer::FutureProducer;
+use tokio::task::JoinHandle;
+
+use erp_http::{ApiError, Caller};
+use erp_runtime::event_schemas::EventSchemas;
+use erp_runtime::{ConfigView, ConfigWriter, Runtime};
+use erp_schemas::topics::Topics;
+
+use crate::acks::{AckSettings, AckTracker};
+use crate::events::log::EventLog;
+use crate::poll::{PollQueue, PollSettings};
+use crate::webhooks::attempt_log::{AttemptLog, AttemptLogSettings};
+
+/// Shared state of the control plane.
+pub struct ApiState {
+    /// The deployment admin's organisation (the first one).
+    pub org_id: String,
+    /// Appends configuration changes and reads them back.
+    pub config: ConfigWriter,
+    /// Producer for replays, triggers and ACK records.
+    pub producer: FutureProducer,
+    /// Topic names.
+    pub topics: Topics,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Schemas of the catalog's platform events (listed by `configured-events`).
+    pub event_schemas: Option<Arc<EventSchemas>>,
+    /// The inbound event log's index (`None`: the event log routes answer 503).
+    pub event_log: Option<Arc<EventLog>>,
+    /// The webhook attempt log's index (`None`: its routes answer 503).
+    pub attempt_log: Option<Arc<AttemptLog>>,
+    /// ACK tracking (`None`: every acknowledgement is unknown).
+    pub acks: Option<Arc<AckTracker>>,
+    /// The PEM public key of the organisation's webhook signing key (`v1a`), if any.
+    pub signing_public_key: Option<String>,
+    /// The poll queue (`None`: poll endpoints answer 503).
+    pub poll: Option<Arc<PollQueue>>,
+}
+
+/// How to build the control plane's state.
+#[derive(Clone)]
+pub struct ApiSettings {
+    /// The deployment admin's organisation.
+    pub org_id: String,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// ACK tracking.
+    pub acks: AckSettings,
+    /// The poll queue (`None`: not served).
+    pub poll: Option<PollSettings>,
+    /// Where the event log and the attempt log keep their indexes (`None`: not kept).
+    pub data_dir: Option<PathBuf>,
+    /// The attempt log's retention and recovery rate.
+    pub attempt_log: AttemptLogSettings,
+    /// The PEM public key of the organisation's signing key.
+    pub signing_public_key: Option<String>,
+    /// The catalog's platform event schemas.
+    pub event_schemas: Option<Arc<EventSchemas>>,
+}
+
+/// The state and the background tasks that keep it (index followers, ACK timeouts, poll
+/// streams, resumed recoveries).
+pub struct Started {
+    pub state: web::Data<ApiState>,
+    pub tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl ApiState {
+    /// Starts every part of the control plane that `settings` asks for and builds the state.
+    pub fn start(
+        runtime: &Runtime,
+        producer: FutureProducer,
+        view: ConfigView,
+        settings: ApiSettings,
+    ) -> Result<Started, ApiError> {
+        let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
+        let named = |name: &'static str, handles: Vec<JoinHandle<()>>| {
+            handles.into_iter().map(move |handle| (name, handle))
+        };
+        let (acks, ack_tasks) = AckTracker::start(runtime, producer.clone(), settings.acks)?;
+        tasks.extend(named("ack tracking", ack_tasks));
+        let poll = match settings.poll {
+            Some(poll_settings) => {
+                let (queue, poll_tasks) =
+                    PollQueue::start(runtime, producer.clone(), poll_settings)?;
+                tasks.extend(named("poll queue", poll_tasks));
+                Some(queue)
+            }
+            None => None,
+        };
+        let (event_log, attempt_log) = match &settings.data_dir {
+            Some(dir) => {
+                let (event_log, task) = EventLog::start(runtime, &dir.join("event-log"))?;
+                tasks.push(("event log", task));
+                let (attempt_log, log_tasks) =
+                    AttemptLog::start(runtime, &dir.join("attempt-log"), settings.attempt_log)?;
+                tasks.extend(named("attempt log", log_tasks));
+                (Some(event_log), Some(attempt_log))
+            }
+            None => (None, None),
+        };
+        let topics = runtime.kafka.topics.clone();
+        if let Some(log) = &attempt_log {
+            let resumed = crate::webhooks::recovery::resume(log, &producer, &topics);
+            tasks.extend(named("recovery", resumed));
+        }
+        let state = web::Data::new(ApiState {
+            org_id: settings.org_id,
+            config: ConfigWriter::new(runtime, producer.clone(), view),
+            producer,
+            topics,
+            body_limit: settings.body_limit,
+            event_schemas: settings.event_schemas,
+            event_log,
+            attempt_log,
+            acks: Some(acks),
+            signing_public_key: settings.signing_public_key,
+            poll,
+        });
+        Ok(Started { state, tasks })
+    }
+
+    /// Appends a configuration change made by `caller`, stamped now, and waits until this
+    /// process's view has applied it.
+    pub async fn record(
+        &self,
+        caller: &Caller,
+        change: erp_schemas::config::ConfigChange,
+    ) -> Result<(), ApiError> {
+        self.record_in(&caller.org_id, caller, change).await
+    }
+
+    /// Like [`Self::record`], for an object of organisation `org_id` (the deployment admin
+    /// creating another organisation's token).
+    pub async fn record_in(
+        &self,
+        org_id: &str,
+        caller: &Caller,
+        change: erp_schemas::config::ConfigChange,
+    ) -> Result<(), ApiError> {
+        self.config
+            .append(&erp_schemas::config::ConfigRecord {
+                org_id: org_id.to_owned(),
+                at: erp_schemas::timestamp::now_rfc3339(),
+                actor: Some(caller.actor.clone()),
+                change,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The configuration view.
+    pub fn view(&self) -> &ConfigView {
+        self.config.view()
+    }
+}

@@ -1,0 +1,107 @@
+//! Prepare: an endpoint's parsed configuration (cached per revision), its `{{env.*}}`
+//! references resolved, and the request body after filters and transform.
+
+use std::sync::Arc;
+
+use rdkafka::producer::DeliveryFuture;
+
+use erp_runtime::config::WebhookEntry;
+
+use crate::error::DispatcherError;
+use erp_webhooks::endpoint::{EndpointConfig, Prepared};
+
+use super::pipeline::*;
+
+impl Core {
+    /// The parsed configuration of an endpoint revision, from the cache or parsed now. Only for
+    /// entries that went through `environment::resolve`: the cache key is the revision, which
+    /// does not tell a resolved entry from the stored one.
+    pub(super) fn endpoint_config(&self, entry: &WebhookEntry) -> ParsedConfig {
+        let Ok(mut configs) = self.configs.lock() else {
+            // A poisoned cache only means a panic elsewhere; parse without caching.
+            return (
+                entry.revision,
+                EndpointConfig::parse(&entry.webhook.extra).map(Arc::new),
+            );
+        };
+        if let Some(cached) = configs.get(&entry.webhook.id)
+            && cached.0 == entry.revision
+        {
+            return cached.clone();
+        }
+        let parsed = (
+            entry.revision,
+            EndpointConfig::parse(&entry.webhook.extra).map(Arc::new),
+        );
+        configs.insert(entry.webhook.id.clone(), parsed.clone());
+        parsed
+    }
+
+    /// The endpoint's environment, configuration, filters and transform applied to a job: ready
+    /// to send, or ended (skipped, or failed without a request).
+    pub(super) async fn prepare(
+        &self,
+        mut job: Job,
+        out: &mut Vec<DeliveryFuture>,
+    ) -> Result<Ready, DispatcherError> {
+        // Secrets this process cannot decrypt (a key file without the key they were sealed
+        // with) would sign with ciphertext: dead-lettered, recoverable once the key is given.
+        if let Some(error) = &job.endpoint.unreadable {
+            let message = error.to_string();
+            return Ok(Ready::Ended(
+                self.fail_unsent(job, "WEBHOOK_SECRET_UNREADABLE", message, out)
+                    .await?,
+            ));
+        }
+        // Integration environments: `{{env.*}}` references resolved at send time; a missing
+        // variable fails the delivery, naming it (spec §8.2).
+        match crate::environment::resolve(&self.view, &job.endpoint) {
+            Ok(std::borrow::Cow::Owned(resolved)) => job.endpoint = resolved,
+            Ok(std::borrow::Cow::Borrowed(_)) => {}
+            Err(error) => {
+                let code = error.code();
+                return Ok(Ready::Ended(
+                    self.fail_unsent(job, code, error.to_string(), out).await?,
+                ));
+            }
+        }
+        let config = match self.endpoint_config(&job.endpoint).1 {
+            Ok(config) => config,
+            // Stored before the API validated it: nothing can be sent until it is fixed.
+            Err(error) => {
+                return Ok(Ready::Ended(
+                    self.fail_unsent(job, "WEBHOOK_CONFIG_INVALID", error.to_string(), out)
+                        .await?,
+                ));
+            }
+        };
+        let verbatim = job.replay.as_ref().is_some_and(|r| r.body.is_some());
+        if config.inspects_payload() && !verbatim {
+            let body = Arc::clone(&job.body);
+            let timeout = self.settings.jsonata_timeout;
+            let prepare = Arc::clone(&config);
+            // JSONata is CPU work bounded only by its time limit: off the async threads.
+            let prepared =
+                tokio::task::spawn_blocking(move || prepare.prepare(&body, timeout)).await;
+            match prepared {
+                Ok(Prepared::Send(body)) => {
+                    job.transformed = body != job.body;
+                    job.body = body;
+                }
+                Ok(Prepared::Filtered) => return Ok(Ready::Ended(self.skip(&job, out).await?)),
+                Ok(Prepared::Failed { code, message }) => {
+                    return Ok(Ready::Ended(
+                        self.fail_unsent(job, code, message, out).await?,
+                    ));
+                }
+                Err(error) => {
+                    return Ok(Ready::Ended(
+                        self.fail_unsent(job, "TRANSFORM_FAILED", error.to_string(), out)
+                            .await?,
+                    ));
+                }
+            }
+        }
+        Ok(Ready::Send(Box::new(job), config))
+    }
+}

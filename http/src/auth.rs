@@ -1,0 +1,372 @@
+//! Bearer-token authentication, permissions and the per-organisation rate limit.
+//!
+//! Two kinds of token authenticate:
+//!
+//! - the **deployment admin token** (`--admin-token`, or the standalone `admin-token` file): the
+//!   owner of the deployment's first organisation (`--org-id`), with every permission, and the
+//!   only caller that may create tokens for another organisation (which is how organisations
+//!   come into being);
+//! - **access tokens** (`erpt_…`), created with `POST /v1/access-tokens`, each of one
+//!   organisation and with roles. Only the SHA-256 of a token is stored, in the configuration
+//!   log; a request's token is hashed and looked up in the configuration view.
+//!
+//! Why a plain SHA-256 and not a password hash (argon2, bcrypt): a token carries 256 random
+//! bits, so no dictionary or brute force applies to its hash and a slow, salted hash would only
+//! cost CPU on every request. An unsalted hash also makes the lookup an index hit, so no token is
+//! compared byte by byte against a secret (no timing side channel on the stored values).
+//!
+//! # Roles
+//!
+//! | role | grants |
+//! |---|---|
+//! | `integration:view`, `erp:read`, `erp:monitoring` | view |
+//! | `integration:consume` | consume |
+//! | `erp:events` | events |
+//! | `integration:manage`, `erp:write` | manage, view, consume, events |
+//! | `integration:*`, `erp:*` | manage, view, consume, events |
+//! | `owner` | all of the above and token management |
+//!
+//! `erp:*` are the permission names of epilot's configuration docs, `integration:*` those of its
+//! grant reference (spec C5: implement `integration:*`, alias `erp:*`). `erp:events` is kept as
+//! its own permission rather than folded into manage: the middleware that pushes ERP events is
+//! the most widely deployed credential, and it should not be able to reconfigure integrations or
+//! webhooks if it leaks.
+//!
+//! # Route → permission
+//!
+//! Every route that takes a [`Caller`] is checked here, before its handler runs; a route not in
+//! the table falls back to its method (GET needs view, any other method manage), so a new route
+//! is never open by accident.
+//!
+//! | route | needs |
+//! |---|---|
+//! | `GET` `/v1/integrations[/{id}]`, `…/use-cases[/{id}]`, `…/history`, `…/documentation[/{docId}]`, `/v2/integrations[/{id}]`, `/v1/webhooks/configs[/{id}]` | view |
+//! | `POST/PUT/DELETE` of the same, `PUT/DELETE …/app-mapping`, `…/rotate-secret` | manage |
+//! | `POST /v1/erp/updates/mapping_simulation`, `/v2/…/mapping_simulation`, `POST /v1/integrations/{id}/events` (a query; they change nothing) | view |
+//! | `POST /v1/integrations/{id}/events/replay` | manage |
+//! | `POST /v2/webhooks/configs/{id}/events` (the attempt log: a query), `GET /v1/webhooks/configs/{id}/events/{event_id}`, `GET …/recover/{task_id}` | view |
+//! | `POST /v1/webhooks/configs/{id}/events/{event_id}/replay`, `…/events/replay-batch`, `…/recover` | manage |
+//! | `POST /v3/erp/updates/events`, `/v2/erp/updates/events`, `/v1/erp/updates/events`, `/v1/events` | events |
+//! | `POST /v1/erp/tracking/acknowledgement` | events or consume |
+//! | `POST /v1/integrations/{id}/outbound/messages/poll`, `…/ack` | consume |
+//! | `GET …/outbound/messages/dlq`, `POST …/dlq/redrive`, `POST …/unblock` | manage |
+//! | `GET /v1/environments` (secrets masked) | view |
+//! | `PUT`, `DELETE /v1/environments/{key}` | manage |
+//! | `GET`, `POST /v1/access-tokens`, `DELETE /v1/access-tokens/{id}` | owner |
+//! | `/healthz`, `/readyz`, `/metrics`, `GET /v1/webhooks/.well-known/public-key`, `GET /openapi.json` | none (no token, no rate limit) |
+//!
+//! Answers: no, an unknown or a revoked token is 401; a known token without the permission is
+//! 403; an object of another organisation is 404 (handlers look objects up by the caller's
+//! organisation only). A request that authenticates takes one unit of its organisation's rate
+//! budget (also when it then gets 403), and is answered 429 `RATE_LIMITED` with `Retry-After`
+//! once the budget is spent.
+
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::{FromRequest, HttpRequest, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::future::{Ready, ready};
+
+use erp_runtime::ConfigView;
+
+use crate::error::ApiError;
+use crate::metrics::HttpMetrics;
+use crate::rate_limit::{RateLimited, RateLimiter};
+
+/// What authenticating a request needs, shared as app data by every service of a process (one
+/// rate budget per organisation, one counter of refusals).
+pub struct Access {
+    /// The deployment admin's organisation (the first one).
+    pub org_id: String,
+    /// The deployment admin token: owner of `org_id`, may create other organisations' tokens.
+    pub admin_token: String,
+    /// The per-organisation request budget.
+    pub rate_limit: RateLimiter,
+    /// Where access tokens are looked up.
+    pub view: ConfigView,
+    /// Refusals by code.
+    pub metrics: HttpMetrics,
+}
+
+/// What a caller may do: a set of permission bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Permissions(u8);
+
+impl Permissions {
+    /// Read configuration.
+    pub const VIEW: Self = Self(1);
+    /// Change configuration; operate the poll queue (DLQ, redrive, unblock).
+    pub const MANAGE: Self = Self(2);
+    /// Poll and acknowledge the outbound poll queue.
+    pub const CONSUME: Self = Self(4);
+    /// Send ERP and platform events.
+    pub const EVENTS: Self = Self(8);
+    /// Manage the organisation's access tokens.
+    pub const OWNER: Self = Self(16);
+    /// Everything but token management.
+    pub const INTEGRATION_ALL: Self = Self(1 | 2 | 4 | 8);
+    /// Everything.
+    pub const ALL: Self = Self(1 | 2 | 4 | 8 | 16);
+
+    /// Both sets.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether any permission of `needed` is held (a route lists the alternatives it accepts).
+    pub const fn allows(self, needed: Self) -> bool {
+        self.0 & needed.0 != 0
+    }
+
+    /// The permissions of a role name, `None` for an unknown one.
+    pub fn of_role(role: &str) -> Option<Self> {
+        Some(match role {
+            "integration:view" | "erp:read" | "erp:monitoring" => Self::VIEW,
+            "integration:consume" => Self::CONSUME,
+            "erp:events" => Self::EVENTS,
+            "integration:manage" | "erp:write" | "integration:*" | "erp:*" => Self::INTEGRATION_ALL,
+            "owner" => Self::ALL,
+            _ => return None,
+        })
+    }
+
+    /// The union of the permissions of known roles (unknown ones grant nothing: the API refuses
+    /// them at creation, so they only appear in hand-written log records).
+    pub fn of_roles<'a>(roles: impl IntoIterator<Item = &'a str>) -> Self {
+        roles
+            .into_iter()
+            .filter_map(Self::of_role)
+            .fold(Self::default(), Self::union)
+    }
+}
+
+/// The permission a route needs (any one of the returned bits). See the module table.
+pub fn required(method: &Method, pattern: &str) -> Permissions {
+    let post = method == Method::POST;
+    match pattern {
+        "/v3/erp/updates/events"
+        | "/v2/erp/updates/events"
+        | "/v1/erp/updates/events"
+        | "/v1/events"
+            if post =>
+        {
+            Permissions::EVENTS
+        }
+        "/v1/erp/tracking/acknowledgement" if post => {
+            Permissions::EVENTS.union(Permissions::CONSUME)
+        }
+        "/v1/erp/updates/mapping_simulation"
+        | "/v2/erp/updates/mapping_simulation"
+        | "/v1/integrations/{id}/events"
+        | "/v2/webhooks/configs/{id}/events"
+            if post =>
+        {
+            Permissions::VIEW
+        }
+        "/v1/integrations/{id}/outbound/messages/poll"
+        | "/v1/integrations/{id}/outbound/messages/ack"
+            if post =>
+        {
+            Permissions::CONSUME
+        }
+        "/v1/access-tokens" | "/v1/access-tokens/{id}" => Permissions::OWNER,
+        "/v1/environments" if method == Method::GET => Permissions::VIEW,
+        "/v1/environments/{key}" => Permissions::MANAGE,
+        _ if method == Method::GET || method == Method::HEAD => Permissions::VIEW,
+        _ => Permissions::MANAGE,
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The organisation the caller acts for.
+    pub org_id: String,
+    /// How the caller is recorded in the configuration log.
+    pub actor: String,
+    /// What the caller may do.
+    pub permissions: Permissions,
+    /// Whether this is the deployment admin token (may create tokens for other organisations).
+    pub deployment_admin: bool,
+}
+
+/// A new random access token: `erpt_` and 32 random bytes, URL-safe base64.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("erpt_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The stored form of a token: hex SHA-256 (why not a password hash: see the module docs).
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Who presents `token`, if anyone.
+fn authenticate(state: &Access, token: &str) -> Option<Caller> {
+    if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+        return Some(Caller {
+            org_id: state.org_id.clone(),
+            actor: "admin-token".into(),
+            permissions: Permissions::ALL,
+            deployment_admin: true,
+        });
+    }
+    let config = state.view.snapshot();
+    let found = config.token_by_hash(&token_hash(token))?;
+    Some(Caller {
+        org_id: found.org_id.clone(),
+        actor: format!("token:{}", found.id),
+        permissions: Permissions::of_roles(found.roles.iter().map(String::as_str)),
+        deployment_admin: false,
+    })
+}
+
+/// Authenticates, takes a unit of the organisation's rate budget, checks the route's
+/// permission; counts refusals by code.
+fn admit(req: &HttpRequest) -> Result<Caller, actix_web::Error> {
+    let state = req.app_data::<web::Data<Access>>();
+    let outcome = check(req);
+    if let (Err(refusal), Some(state)) = (&outcome, state) {
+        let code = match refusal {
+            Refusal::Api(error) => error.code,
+            Refusal::RateLimited(_) => "RATE_LIMITED",
+        };
+        state.metrics.denied.with_label_values(&[code]).inc();
+    }
+    outcome.map_err(|refusal| match refusal {
+        Refusal::Api(error) => error.into(),
+        Refusal::RateLimited(limited) => limited.into(),
+    })
+}
+
+/// Why a request was refused before its handler.
+enum Refusal {
+    Api(ApiError),
+    RateLimited(RateLimited),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal::Api(error)
+    }
+}
+
+fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
+    let Some(state) = req.app_data::<web::Data<Access>>() else {
+        return Err(ApiError::internal("INTERNAL_ERROR", "API access state missing").into());
+    };
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let Some(token) = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+    else {
+        return Err(
+            ApiError::unauthorized("missing `Authorization: Bearer <token>` header").into(),
+        );
+    };
+    let caller = authenticate(state, token)
+        .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+    state
+        .rate_limit
+        .check(&caller.org_id)
+        .map_err(Refusal::RateLimited)?;
+    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let needed = required(req.method(), &pattern);
+    if !caller.permissions.allows(needed) {
+        return Err(ApiError::forbidden(format!(
+            "the token lacks the permission for {} {pattern}",
+            req.method()
+        ))
+        .into());
+    }
+    Ok(caller)
+}
+
+impl FromRequest for Caller {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(admit(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn roles_grant_their_permissions() {
+        let view = Permissions::of_roles(["integration:view"]);
+        assert!(view.allows(Permissions::VIEW));
+        assert!(!view.allows(Permissions::MANAGE));
+        assert_eq!(Permissions::of_roles(["erp:read"]), view);
+        let manage = Permissions::of_roles(["erp:write"]);
+        assert!(manage.allows(Permissions::VIEW) && manage.allows(Permissions::CONSUME));
+        assert!(!manage.allows(Permissions::OWNER));
+        assert_eq!(
+            Permissions::of_roles(["erp:*"]),
+            Permissions::INTEGRATION_ALL
+        );
+        assert_eq!(Permissions::of_roles(["nope"]), Permissions::default());
+        assert!(Permissions::of_role("owner").is_some_and(|p| p.allows(Permissions::OWNER)));
+    }
+
+    #[test]
+    fn routes_need_their_permission() {
+        let consume = Permissions::CONSUME;
+        let poll = "/v1/integrations/{id}/outbound/messages/poll";
+        assert!(consume.allows(required(&Method::POST, poll)));
+        let dlq = "/v1/integrations/{id}/outbound/messages/dlq";
+        assert!(!consume.allows(required(&Method::GET, dlq)));
+        assert!(!consume.allows(required(&Method::POST, "/v1/integrations/{id}/use-cases")));
+        assert!(consume.allows(required(&Method::POST, "/v1/erp/tracking/acknowledgement")));
+        let view = Permissions::VIEW;
+        assert!(view.allows(required(&Method::GET, "/v1/integrations")));
+        assert!(!view.allows(required(&Method::PUT, "/v1/integrations/{id}")));
+        assert!(!view.allows(required(&Method::POST, "/v3/erp/updates/events")));
+        assert!(Permissions::EVENTS.allows(required(&Method::POST, "/v3/erp/updates/events")));
+        assert!(!Permissions::INTEGRATION_ALL.allows(required(&Method::GET, "/v1/access-tokens")));
+        assert!(view.allows(required(&Method::GET, "/v1/environments")));
+        assert!(!view.allows(required(&Method::PUT, "/v1/environments/{key}")));
+        assert!(!view.allows(required(&Method::DELETE, "/v1/environments/{key}")));
+        // Unknown routes fall back to the method, never to "open".
+        assert_eq!(required(&Method::DELETE, "/v9/new"), Permissions::MANAGE);
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, b) = (new_token(), new_token());
+        assert!(a.starts_with("erpt_") && a.len() > 40);
+        assert_ne!(a, b);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), token_hash(&b));
+    }
+}

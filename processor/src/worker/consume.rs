@@ -1,0 +1,288 @@
+//! Consume: the loop that polls a batch, sends it through the stages (plan → map → emit →
+//! commit) while the previous batch completes, and redoes failed batches alone, in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use erp_runtime::{ConfigView, Runtime, kafka};
+use erp_schemas::dead_letter::SourceCoordinates;
+
+use crate::error::ProcessorError;
+use crate::metrics::ProcessorMetrics;
+use crate::rebalance::{InFlightPositions, Owned, ProcessorContext};
+use crate::state::{DedupOverlay, StateStore};
+
+use super::map::MappingCache;
+use super::pipeline::*;
+use super::settings::ProcessorSettings;
+
+/// Runs the processor until the runtime's shutdown token is cancelled.
+pub async fn run(
+    runtime: Runtime,
+    view: ConfigView,
+    settings: ProcessorSettings,
+) -> Result<(), ProcessorError> {
+    // Deciding records against a partly loaded configuration would ignore events of
+    // integrations not read yet (and record their dedup keys): wait for the whole log first.
+    tokio::select! {
+        _ = runtime.shutdown.cancelled() => return Ok(()),
+        loaded = view.wait_loaded(Duration::from_secs(300)) => loaded?,
+    }
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let store = Arc::new(StateStore::open(
+        &settings.data_dir.join("state"),
+        settings.dedup_window,
+    )?);
+    let metrics = ProcessorMetrics::new(&runtime.metrics);
+    metrics.dedup_keys.set(store.dedup_len() as i64);
+    let topics = runtime.kafka.topics.clone();
+    let producer = runtime.kafka.producer("erp-toolkit-processor")?;
+    let owned: Owned = Arc::default();
+    let in_flight_positions: InFlightPositions = Arc::default();
+    let failed = Arc::new(AtomicBool::new(false));
+    let context = ProcessorContext {
+        store: Arc::clone(&store),
+        kafka: runtime.kafka.clone(),
+        owned: Arc::clone(&owned),
+        in_flight: Arc::clone(&in_flight_positions),
+        failed: Arc::clone(&failed),
+        restored_records: metrics.restored_records.clone(),
+    };
+    let consumer: Arc<StreamConsumer<ProcessorContext>> = Arc::new(
+        runtime
+            .kafka
+            .group_consumer_config("erp-toolkit-processor", &settings.group_id)
+            .create_with_context(context)?,
+    );
+    consumer.subscribe(&[&topics.inbound_events(), &topics.platform_events()])?;
+    runtime.readiness.flag("processor").set(true);
+    info!(
+        topic = topics.inbound_events(),
+        group = settings.group_id,
+        "processor started"
+    );
+
+    let mut cache = MappingCache::default();
+    let mut expiry = tokio::time::interval(Duration::from_secs(600));
+    let shutdown = runtime.shutdown.clone();
+    let worker = Arc::new(Worker {
+        producer,
+        markers: Default::default(),
+        store: Arc::clone(&store),
+        metrics: metrics.clone(),
+        settings,
+        topics,
+    });
+    // One batch is completing (acknowledgements, sled commit) while the next is decided,
+    // mapped and written: the broker's latency and the mapping's CPU time overlap.
+    let mut in_flight: Option<InFlight> = None;
+    loop {
+        if failed.load(Ordering::SeqCst) {
+            if let Some(previous) = in_flight.take() {
+                let _ = finish(previous, &consumer, &metrics, &in_flight_positions).await;
+            }
+            store.flush().await?;
+            return Err(ProcessorError::Task(
+                "state restore from the changelog failed; stopping rather than processing without dedup state".into(),
+            ));
+        }
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = expiry.tick() => {
+                if let Err(error) = worker.expire(&owned).await {
+                    warn!(%error, "dedup expiry failed");
+                }
+                metrics.dedup_keys.set(store.dedup_len() as i64);
+                continue;
+            }
+            batch = next_batch(&consumer, worker.settings.max_batch, &owned) => batch,
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let written = worker
+            .write_batch(
+                &view,
+                &mut cache,
+                &batch,
+                in_flight.as_ref().map(|f| &f.overlay),
+            )
+            .await;
+        let previous = match in_flight.take() {
+            Some(previous) => finish(previous, &consumer, &metrics, &in_flight_positions).await,
+            None => Ok(()),
+        };
+        match (previous, written) {
+            (Ok(()), Ok(written)) => {
+                let overlay = Arc::new(written.pending.overlay_of_batch());
+                if let Ok(mut positions) = in_flight_positions.lock() {
+                    positions.clone_from(written.pending.offsets());
+                }
+                let task = {
+                    let worker = Arc::clone(&worker);
+                    tokio::spawn(async move { worker.complete(written).await })
+                };
+                in_flight = Some(InFlight {
+                    task,
+                    overlay,
+                    batch,
+                    started: Instant::now(),
+                });
+            }
+            (previous, written) => {
+                // Something failed, so what was decided on top of it cannot be trusted. Redo
+                // the failed batch and this one alone, in order, each until it is done; outputs
+                // already handed to the producer may be written twice, with the same ids.
+                if let Err(error) = written {
+                    metrics.batch_retries.inc();
+                    error!(%error, records = batch.len(), "writing a batch failed; retrying it");
+                }
+                let mut redo = Vec::new();
+                if let Err(failed) = previous {
+                    redo.push(owned_only(failed, &owned));
+                }
+                redo.push(owned_only(batch, &owned));
+                for batch in redo {
+                    let started = Instant::now();
+                    if !worker
+                        .process_alone(&view, &mut cache, &batch, &shutdown)
+                        .await
+                    {
+                        info!("stopping with an unfinished batch left uncommitted");
+                        store.flush().await?;
+                        return Ok(());
+                    }
+                    done(batch, started, &consumer, &metrics).await;
+                }
+            }
+        }
+    }
+    if let Some(previous) = in_flight.take() {
+        // A failure here leaves the batch uncommitted: its next owner processes it again.
+        let _ = finish(previous, &consumer, &metrics, &in_flight_positions).await;
+    }
+    worker.finish_markers().await;
+    store.flush().await?;
+    info!("processor stopped");
+    Ok(())
+}
+
+/// A batch whose outputs are handed to the producer and whose completion runs in a task.
+pub(super) struct InFlight {
+    pub(super) task: tokio::task::JoinHandle<Result<(), ProcessorError>>,
+    /// Its dedup decisions, for the batch decided meanwhile.
+    pub(super) overlay: Arc<DedupOverlay>,
+    pub(super) batch: Vec<Input>,
+    pub(super) started: Instant,
+}
+
+/// Waits for the batch in flight. Done: the advisory group commit and the batch metrics. Failed:
+/// the batch back, for a retry.
+pub(super) async fn finish(
+    in_flight: InFlight,
+    consumer: &Arc<StreamConsumer<ProcessorContext>>,
+    metrics: &ProcessorMetrics,
+    positions: &InFlightPositions,
+) -> Result<(), Vec<Input>> {
+    let result = in_flight
+        .task
+        .await
+        .map_err(|e| ProcessorError::Task(e.to_string()))
+        .and_then(|r| r);
+    if let Ok(mut positions) = positions.lock() {
+        positions.clear();
+    }
+    match result {
+        Ok(()) => {
+            done(in_flight.batch, in_flight.started, consumer, metrics).await;
+            Ok(())
+        }
+        Err(error) => {
+            metrics.batch_retries.inc();
+            error!(%error, records = in_flight.batch.len(), "batch failed; retrying it");
+            Err(in_flight.batch)
+        }
+    }
+}
+
+/// After a batch is committed: the advisory group commit (the stored position is what counts;
+/// the group offset feeds lag metrics) and the batch metrics.
+pub(super) async fn done(
+    batch: Vec<Input>,
+    started: Instant,
+    consumer: &Arc<StreamConsumer<ProcessorContext>>,
+    metrics: &ProcessorMetrics,
+) {
+    let messages: Vec<OwnedMessage> = batch.into_iter().map(|input| input.message).collect();
+    kafka::commit_batch_with(consumer, &messages, false).await;
+    metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_records.observe(messages.len() as f64);
+}
+
+/// The records of `batch` from partitions this instance still owns.
+pub(super) fn owned_only(batch: Vec<Input>, owned: &Owned) -> Vec<Input> {
+    let owned = owned.lock().map(|o| o.clone()).unwrap_or_default();
+    batch
+        .into_iter()
+        .filter(|i| owned.contains(&(i.source.topic.clone(), i.source.partition)))
+        .collect()
+}
+
+/// Polls a batch and notes where each record came from. Records of partitions revoked while
+/// the batch was being collected are left to their new owner.
+pub(super) async fn next_batch(
+    consumer: &Arc<StreamConsumer<ProcessorContext>>,
+    max: usize,
+    owned: &Owned,
+) -> Vec<Input> {
+    let messages = kafka::poll_batch(consumer, max).await;
+    let owned = owned.lock().map(|o| o.clone()).unwrap_or_default();
+    messages
+        .into_iter()
+        .filter(|m| owned.contains(&(m.topic().to_owned(), m.partition())))
+        .map(|message| Input {
+            source: SourceCoordinates {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+            },
+            message,
+        })
+        .collect()
+}
+
+impl Worker {
+    /// Writes and completes a batch on its own (no other batch in flight), retrying with
+    /// backoff until it is done. `false` when shutdown interrupted it, uncommitted.
+    pub(super) async fn process_alone(
+        &self,
+        view: &ConfigView,
+        cache: &mut MappingCache,
+        batch: &[Input],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let result = match self.write_batch(view, cache, batch, None).await {
+                Ok(written) => self.complete(written).await,
+                Err(error) => Err(error),
+            };
+            let Err(error) = result else { return true };
+            self.metrics.batch_retries.inc();
+            error!(%error, records = batch.len(), ?backoff, "batch failed; retrying it");
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}

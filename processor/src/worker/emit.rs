@@ -1,0 +1,331 @@
+//! Emit: a batch through plan and map, then every output written in record order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use erp_runtime::{ConfigView, kafka};
+use erp_schemas::inbound::InboundEventRecord;
+
+use crate::error::ProcessorError;
+use crate::outcome::{self, Outcome, PlatformHead};
+use crate::state::{DedupOverlay, PendingState};
+use erp_mapping::payload;
+use erp_mapping::{FileProxyContext, MappingContext, map_document};
+
+use super::map::*;
+use super::pipeline::*;
+use super::plan::*;
+
+impl Worker {
+    /// Decides, maps and hands to the producer everything a batch writes (outputs, then the
+    /// changelog batch records), taking the dedup keys of the batch still in flight into account.
+    pub(super) async fn write_batch(
+        &self,
+        view: &ConfigView,
+        cache: &mut MappingCache,
+        batch: &[Input],
+        in_flight: Option<&Arc<DedupOverlay>>,
+    ) -> Result<Written, ProcessorError> {
+        let config = view.snapshot();
+        let mut pending = PendingState::with_overlay(in_flight.cloned());
+        let mut plans = Vec::with_capacity(batch.len());
+        let platform_topic = self.topics.platform_events();
+        for input in batch {
+            if input.source.topic == platform_topic {
+                let head = serde_json::from_slice::<serde_json::Value>(
+                    input.message.payload().unwrap_or_default(),
+                )
+                .ok()
+                .and_then(PlatformHead::read);
+                plans.push(match head {
+                    Some(head) => plan_outbound(&config, cache, head, self.settings.mapping_timeout),
+                    None => Plan::Done(Outcome::Poison {
+                        reason: "not a core event: JSON with _event_id, _event_name and _org_id expected".into(),
+                    }),
+                });
+                continue;
+            }
+            let record: InboundEventRecord = match erp_schemas::error::decode(
+                "inbound event",
+                input.message.payload().unwrap_or_default(),
+            ) {
+                Ok(record) => record,
+                Err(error) => {
+                    plans.push(Plan::Done(Outcome::Poison {
+                        reason: error.to_string(),
+                    }));
+                    continue;
+                }
+            };
+            plans.push(self.plan(&config, cache, &mut pending, record, input.source.partition)?);
+        }
+
+        // Mapping is CPU work: run it off the async threads, all of the batch in one task.
+        let mut work = Vec::new();
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(plans.len());
+        for (index, plan) in plans.into_iter().enumerate() {
+            match plan {
+                Plan::Done(outcome) => outcomes.push(Some(outcome)),
+                Plan::Map {
+                    record,
+                    use_case,
+                    compiled,
+                } => {
+                    work.push((index, Work::Inbound(record, use_case, compiled)));
+                    outcomes.push(None);
+                }
+                Plan::Outbound { head, use_cases } => {
+                    work.push((index, Work::Outbound(Box::new(head), use_cases)));
+                    outcomes.push(None);
+                }
+            }
+        }
+        let timeout = self.settings.mapping_timeout;
+        let file_proxy_base_url = self.settings.file_proxy_base_url.clone();
+        let environments = Arc::clone(&config);
+        let mapped = tokio::task::spawn_blocking(move || {
+            work.into_iter()
+                .map(|(index, work)| {
+                    let (record, use_case, compiled) = match work {
+                        Work::Inbound(record, use_case, compiled) => (record, use_case, compiled),
+                        Work::Outbound(head, use_cases) => {
+                            let results = use_cases
+                                .into_iter()
+                                .map(|(use_case, compiled)| {
+                                    let result = compiled.apply(&head.event, timeout);
+                                    (use_case, result)
+                                })
+                                .collect();
+                            return (
+                                index,
+                                Outcome::Outbound {
+                                    head: *head,
+                                    results,
+                                },
+                            );
+                        }
+                    };
+                    let file_proxy =
+                        file_proxy_base_url
+                            .as_ref()
+                            .map(|base_url| FileProxyContext {
+                                base_url: base_url.clone(),
+                                org_id: record.org_id.clone(),
+                                integration_id: record.integration_id.clone(),
+                                streaming_use_cases: Default::default(),
+                            });
+                    let mut context = MappingContext::processing(timeout, file_proxy);
+                    context.environment = Some(mapping_environment(&environments, &record.org_id));
+                    let result = payload::parse_document(record.format, &record.payload)
+                        .and_then(|document| map_document(&compiled, document, &context));
+                    let outcome = match result {
+                        Ok(result) => Outcome::Mapped {
+                            record,
+                            use_case,
+                            result,
+                        },
+                        Err(error) => Outcome::Failed {
+                            record,
+                            use_case,
+                            error,
+                        },
+                    };
+                    (index, outcome)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| ProcessorError::Task(e.to_string()))?;
+        for (index, outcome) in mapped {
+            if let Some(slot) = outcomes.get_mut(index) {
+                *slot = Some(outcome);
+            }
+        }
+
+        // Write every output in record order, then wait for all acknowledgements.
+        let mut deliveries = Vec::new();
+        let mut counts: Vec<&'static str> = Vec::with_capacity(outcomes.len());
+        for (input, outcome) in batch.iter().zip(outcomes.iter()) {
+            let Some(outcome) = outcome else { continue };
+            counts.push(outcome.label());
+            self.write(input, outcome, &mut deliveries).await?;
+        }
+        let mut firsts: HashMap<i32, i64> = HashMap::new();
+        for input in batch {
+            pending.advance(
+                &input.source.topic,
+                input.source.partition,
+                input.source.offset + 1,
+            );
+            if input.source.topic != platform_topic {
+                let first = firsts
+                    .entry(input.source.partition)
+                    .or_insert(input.source.offset);
+                *first = (*first).min(input.source.offset);
+            }
+        }
+        let changelog = self.write_changelog(&mut pending, &firsts).await?;
+        Ok(Written {
+            deliveries,
+            changelog,
+            pending,
+            counts,
+        })
+    }
+
+    /// Encodes `value` as JSON and hands it to the producer; its delivery is awaited with the
+    /// rest of the batch.
+    pub(super) async fn enqueue<T: serde::Serialize>(
+        &self,
+        what: &'static str,
+        topic: &str,
+        key: &str,
+        value: &T,
+        deliveries: &mut Vec<rdkafka::producer::DeliveryFuture>,
+    ) -> Result<(), ProcessorError> {
+        let bytes = erp_schemas::error::encode(what, value)?;
+        deliveries.push(kafka::enqueue(&self.producer, topic, key, &bytes).await?);
+        Ok(())
+    }
+
+    /// Writes one record's outputs: its core events, poll items, ACK rows, span and dead letter.
+    pub(super) async fn write(
+        &self,
+        input: &Input,
+        outcome: &Outcome,
+        deliveries: &mut Vec<rdkafka::producer::DeliveryFuture>,
+    ) -> Result<(), ProcessorError> {
+        let key = input
+            .message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        if let Outcome::Mapped {
+            record,
+            use_case,
+            result,
+        } = outcome
+        {
+            let event = outcome::core_event(record, use_case, result, &input.source);
+            self.enqueue(
+                "core event",
+                &self.topics.core_events(),
+                &record.key(),
+                &event,
+                deliveries,
+            )
+            .await?;
+        }
+        if let Outcome::Outbound { head, results } = outcome {
+            let value = String::from_utf8_lossy(input.message.payload().unwrap_or_default());
+            let outcome::OutboundRecords {
+                events,
+                poll_items,
+                spans,
+                letters,
+                ack,
+            } = outcome::outbound_records(head, results, &input.source, key.as_deref(), &value);
+            if let Some(ack) = ack {
+                self.enqueue(
+                    "ACK tracking record",
+                    &self.topics.acks(),
+                    &ack.ack_id,
+                    &ack,
+                    deliveries,
+                )
+                .await?;
+            }
+            // Keyed like the platform event (its trigger entity), so per-entity order holds.
+            let event_key = key.clone().unwrap_or_else(|| head.event_id.clone());
+            for event in events {
+                self.enqueue(
+                    "core event",
+                    &self.topics.core_events(),
+                    &event_key,
+                    &event,
+                    deliveries,
+                )
+                .await?;
+            }
+            // Keyed by integration: one integration's stream is one ordered partition.
+            for item in poll_items {
+                self.enqueue(
+                    "poll item",
+                    &self.topics.outbound_poll(),
+                    &item.integration_id,
+                    &item,
+                    deliveries,
+                )
+                .await?;
+            }
+            for span in spans {
+                self.enqueue(
+                    "monitoring span",
+                    &self.topics.monitoring(),
+                    &span.integration_id,
+                    &span,
+                    deliveries,
+                )
+                .await?;
+            }
+            for letter in letters {
+                self.enqueue(
+                    "dead letter",
+                    &self.topics.dlq(),
+                    &event_key,
+                    &letter,
+                    deliveries,
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let wanted = self.settings.success_spans || !matches!(outcome, Outcome::Mapped { .. });
+        if let Some(span) = outcome::span(outcome, &input.source).filter(|_| wanted) {
+            self.enqueue(
+                "monitoring span",
+                &self.topics.monitoring(),
+                &span.integration_id,
+                &span,
+                deliveries,
+            )
+            .await?;
+        }
+        let value =
+            String::from_utf8_lossy(input.message.payload().unwrap_or_default()).into_owned();
+        if let Some(letter) =
+            outcome::dead_letter(outcome, input.source.clone(), key.clone(), value)
+        {
+            self.enqueue(
+                "dead letter",
+                &self.topics.dlq(),
+                key.as_deref().unwrap_or_default(),
+                &letter,
+                deliveries,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Hands a record to the producer, waiting while its queue is full.
+pub(super) async fn send_now<'a>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, [u8], [u8]>,
+) -> Result<rdkafka::producer::DeliveryFuture, ProcessorError> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((error, _)) => return Err(ProcessorError::Kafka(error)),
+        }
+    }
+}

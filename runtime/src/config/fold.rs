@@ -1,0 +1,701 @@
+//! The pure fold of the configuration log: [`ConfigState`] and how one `erp.config` record
+//! changes it. No Kafka here: the follower feeds records in, lookups read the result.
+
+use std::collections::BTreeMap;
+
+use crate::config::secrets::Unreadable;
+use crate::environment::{EnvEntry, EnvError};
+use crate::secrets::{Keyring, SecretsError};
+use erp_schemas::config::{
+    AccessToken, AppMapping, ConfigChange, ConfigRecord, DocumentationPage, GENERAL_PAGE,
+    Integration, UseCase, WebhookEndpoint,
+};
+
+/// A use case with what the view knows about it beyond its API shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UseCaseEntry {
+    pub use_case: UseCase,
+    pub org_id: String,
+    /// The log offset of the change that produced this version: changes whenever the use case
+    /// does, so caches of compiled mappings can key on it.
+    pub revision: i64,
+}
+
+/// A webhook endpoint with its signing secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEntry {
+    pub webhook: WebhookEndpoint,
+    pub org_id: String,
+    pub signing_secret: String,
+    /// Secrets of a rotation still in its grace period.
+    pub previous_secrets: Vec<erp_schemas::config::PreviousSecret>,
+    pub revision: i64,
+    /// Why this process could not decrypt the endpoint's secrets (they are still sealed), if
+    /// it could not: such an endpoint must not be used to sign or authenticate.
+    pub unreadable: Option<SecretsError>,
+}
+
+impl WebhookEntry {
+    /// The secrets to sign with at `now_ms`: the current one, then those of a rotation whose
+    /// grace period has not ended.
+    pub fn signing_secrets(&self, now_ms: i64) -> impl Iterator<Item = &str> {
+        std::iter::once(self.signing_secret.as_str()).chain(
+            self.previous_secrets
+                .iter()
+                .filter(move |p| p.valid_until > now_ms)
+                .map(|p| p.secret.as_str()),
+        )
+    }
+}
+
+/// Where an inbound event goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Route<'a> {
+    /// An enabled inbound use case matches.
+    Matched(&'a UseCaseEntry),
+    /// A use case matches but is disabled.
+    Disabled(&'a UseCaseEntry),
+    /// No inbound use case matches.
+    NotFound,
+}
+
+/// A use case as it was before a change: an entry of its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UseCaseVersion {
+    pub use_case: UseCase,
+    /// When it was replaced (the time of the change that replaced it).
+    pub replaced_at: String,
+    /// The log offset of the replacing change (unique per version).
+    pub revision: i64,
+}
+
+/// The configuration at one position of the log.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigState {
+    integrations: BTreeMap<String, Integration>,
+    use_cases: BTreeMap<String, UseCaseEntry>,
+    webhooks: BTreeMap<String, WebhookEntry>,
+    /// Earlier versions per use case id, oldest first.
+    history: BTreeMap<String, Vec<UseCaseVersion>>,
+    /// Live (not revoked) access tokens by id.
+    tokens: BTreeMap<String, AccessToken>,
+    /// Token id by token hash: every authenticated request looks a token up by its hash.
+    token_hashes: BTreeMap<String, String>,
+    /// Environment values by organisation, then key.
+    environments: BTreeMap<String, BTreeMap<String, EnvEntry>>,
+    /// The log offset of the last environment change per organisation.
+    environment_revisions: BTreeMap<String, i64>,
+    /// App/component mappings by (organisation, app id, component id).
+    app_mappings: BTreeMap<(String, String, String), AppMapping>,
+    /// Documentation pages by (integration id, page id); the organisation is the integration's.
+    documentation: BTreeMap<(String, String), DocumentationPage>,
+}
+
+impl ConfigState {
+    /// Applies one record read at `offset`.
+    pub fn apply(&mut self, record: ConfigRecord, offset: i64) {
+        self.apply_change(&record.org_id, &record.at, record.change, offset);
+    }
+
+    /// Applies one record as read from the log at `offset`: its webhook secrets decrypted with
+    /// `keyring`. Endpoints whose secrets do not decrypt are marked (see
+    /// [`WebhookEntry::unreadable`]) and returned.
+    pub fn apply_read(
+        &mut self,
+        mut record: ConfigRecord,
+        offset: i64,
+        keyring: Option<&Keyring>,
+    ) -> Vec<Unreadable> {
+        let unreadable = crate::config::secrets::reveal(&mut record, keyring);
+        self.apply(record, offset);
+        for u in &unreadable {
+            if let Some(entry) = self.webhooks.get_mut(&u.webhook_id) {
+                entry.unreadable = Some(u.error.clone());
+            }
+        }
+        unreadable
+    }
+
+    fn apply_change(&mut self, org_id: &str, at: &str, change: ConfigChange, offset: i64) {
+        let org_id = org_id.to_owned();
+        match change {
+            ConfigChange::Batch { changes } => {
+                for change in changes {
+                    self.apply_change(&org_id, at, change, offset);
+                }
+            }
+            ConfigChange::IntegrationUpserted { integration } => {
+                self.integrations
+                    .insert(integration.id.clone(), integration);
+            }
+            ConfigChange::IntegrationDeleted { integration_id } => {
+                self.integrations.remove(&integration_id);
+                self.app_mappings
+                    .retain(|_, mapping| mapping.integration_id != integration_id);
+                self.documentation
+                    .retain(|(integration, _), _| *integration != integration_id);
+                let history = &mut self.history;
+                self.use_cases.retain(|id, entry| {
+                    let keep = entry.use_case.integration_id != integration_id;
+                    if !keep {
+                        history.remove(id);
+                    }
+                    keep
+                });
+            }
+            ConfigChange::UseCaseUpserted { use_case } => {
+                let entry = UseCaseEntry {
+                    use_case,
+                    org_id,
+                    revision: offset,
+                };
+                if let Some(previous) = self.use_cases.insert(entry.use_case.id.clone(), entry) {
+                    self.history
+                        .entry(previous.use_case.id.clone())
+                        .or_default()
+                        .push(UseCaseVersion {
+                            use_case: previous.use_case,
+                            replaced_at: at.to_owned(),
+                            revision: offset,
+                        });
+                }
+            }
+            ConfigChange::UseCaseDeleted {
+                integration_id,
+                use_case_id,
+            } => {
+                self.use_cases.remove(&use_case_id);
+                self.history.remove(&use_case_id);
+                // A use-case page documents nothing once its use case is gone (epilot: "for use
+                // case pages the use case must exist").
+                self.documentation.remove(&(integration_id, use_case_id));
+            }
+            ConfigChange::AppMappingSet { mapping } => {
+                self.app_mappings.insert(
+                    (org_id, mapping.app_id.clone(), mapping.component_id.clone()),
+                    mapping,
+                );
+            }
+            ConfigChange::AppMappingDeleted {
+                app_id,
+                component_id,
+            } => {
+                self.app_mappings.remove(&(org_id, app_id, component_id));
+            }
+            ConfigChange::DocumentationPageUpserted { page } => {
+                self.documentation
+                    .insert((page.integration_id.clone(), page.id.clone()), page);
+            }
+            ConfigChange::DocumentationPageDeleted {
+                integration_id,
+                page_id,
+            } => {
+                self.documentation.remove(&(integration_id, page_id));
+            }
+            ConfigChange::WebhookUpserted {
+                webhook,
+                signing_secret,
+                previous_secrets,
+            } => {
+                let entry = WebhookEntry {
+                    webhook,
+                    org_id,
+                    signing_secret,
+                    previous_secrets,
+                    revision: offset,
+                    unreadable: None,
+                };
+                self.webhooks.insert(entry.webhook.id.clone(), entry);
+            }
+            ConfigChange::WebhookDeleted { webhook_id } => {
+                self.webhooks.remove(&webhook_id);
+            }
+            ConfigChange::TokenCreated { token } => {
+                // A second record for the same id (not produced by the API) replaces the
+                // first: its old value must stop working.
+                if let Some(replaced) = self.tokens.get(&token.id) {
+                    self.token_hashes.remove(&replaced.hash);
+                }
+                self.token_hashes
+                    .insert(token.hash.clone(), token.id.clone());
+                self.tokens.insert(token.id.clone(), token);
+            }
+            ConfigChange::TokenRevoked { token_id } => {
+                if let Some(token) = self.tokens.remove(&token_id) {
+                    self.token_hashes.remove(&token.hash);
+                }
+            }
+            ConfigChange::EnvironmentValueSet {
+                key,
+                value_type,
+                value,
+                updated_at,
+            } => {
+                self.environments.entry(org_id.clone()).or_default().insert(
+                    key,
+                    EnvEntry {
+                        value_type,
+                        stored: value,
+                        updated_at,
+                    },
+                );
+                self.environment_revisions.insert(org_id, offset);
+            }
+            ConfigChange::EnvironmentValueDeleted { key } => {
+                if let Some(values) = self.environments.get_mut(&org_id) {
+                    values.remove(&key);
+                }
+                self.environment_revisions.insert(org_id, offset);
+            }
+        }
+    }
+
+    /// The integration an app/component pair of the organisation is mapped to.
+    pub fn app_mapping(
+        &self,
+        org_id: &str,
+        app_id: &str,
+        component_id: &str,
+    ) -> Option<&AppMapping> {
+        self.app_mappings.get(&(
+            org_id.to_owned(),
+            app_id.to_owned(),
+            component_id.to_owned(),
+        ))
+    }
+
+    /// The documentation pages of an integration of the organisation: the general page first,
+    /// then use-case pages, oldest first.
+    pub fn documentation_pages(
+        &self,
+        org_id: &str,
+        integration_id: &str,
+    ) -> Vec<&DocumentationPage> {
+        if self.integration(org_id, integration_id).is_none() {
+            return Vec::new();
+        }
+        let mut pages: Vec<_> = self
+            .documentation
+            .values()
+            .filter(|page| page.integration_id == integration_id)
+            .collect();
+        pages.sort_by(|a, b| {
+            (a.id != GENERAL_PAGE, &a.created_at, &a.id).cmp(&(
+                b.id != GENERAL_PAGE,
+                &b.created_at,
+                &b.id,
+            ))
+        });
+        pages
+    }
+
+    /// One documentation page of an integration of the organisation.
+    pub fn documentation_page(
+        &self,
+        org_id: &str,
+        integration_id: &str,
+        page_id: &str,
+    ) -> Option<&DocumentationPage> {
+        self.integration(org_id, integration_id)?;
+        self.documentation
+            .get(&(integration_id.to_owned(), page_id.to_owned()))
+    }
+
+    /// The organisation's environment values, by key.
+    pub fn environment(&self, org_id: &str) -> Option<&BTreeMap<String, EnvEntry>> {
+        self.environments.get(org_id)
+    }
+
+    /// Every stored environment value, as (organisation, key, entry).
+    pub fn all_environment_values(&self) -> impl Iterator<Item = (&str, &str, &EnvEntry)> {
+        self.environments.iter().flat_map(|(org, values)| {
+            values
+                .iter()
+                .map(move |(key, entry)| (org.as_str(), key.as_str(), entry))
+        })
+    }
+
+    /// The log offset of the organisation's last environment change (-1: none).
+    pub fn environment_revision(&self, org_id: &str) -> i64 {
+        self.environment_revisions
+            .get(org_id)
+            .copied()
+            .unwrap_or(-1)
+    }
+
+    /// The clear value of the organisation's variable `key` (secrets decrypted with `keyring`).
+    pub fn env_value(
+        &self,
+        org_id: &str,
+        key: &str,
+        keyring: Option<&Keyring>,
+    ) -> Result<String, EnvError> {
+        let entry = self
+            .environments
+            .get(org_id)
+            .and_then(|values| values.get(key))
+            .ok_or_else(|| EnvError::Unknown(key.to_owned()))?;
+        crate::environment::reveal(org_id, key, entry, keyring)
+    }
+
+    /// Checks that `keyring` holds the key of every encrypted value, so a deployment started
+    /// with the wrong key file fails at start, naming the key, rather than on each delivery.
+    pub fn check_secrets(&self, keyring: Option<&Keyring>) -> Result<(), SecretsError> {
+        if let Some(error) = self.webhooks.values().find_map(|w| w.unreadable.clone()) {
+            return Err(error);
+        }
+        for (_, _, entry) in self.all_environment_values() {
+            if entry.value_type != erp_schemas::config::EnvValueType::SecretString {
+                continue;
+            }
+            match keyring {
+                Some(keyring) => keyring.check(&entry.stored)?,
+                None => {
+                    return Err(SecretsError::KeyFile {
+                        path: "(none)".into(),
+                        message: "the configuration holds encrypted secrets; give this process \
+                                  the deployment's --secrets-key-file"
+                            .into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The live token whose value hashes to `hash`.
+    pub fn token_by_hash(&self, hash: &str) -> Option<&AccessToken> {
+        self.token_hashes
+            .get(hash)
+            .and_then(|id| self.tokens.get(id))
+    }
+
+    /// The organisation's live tokens, oldest first.
+    pub fn tokens(&self, org_id: &str) -> Vec<&AccessToken> {
+        let mut all: Vec<_> = self
+            .tokens
+            .values()
+            .filter(|t| t.org_id == org_id)
+            .collect();
+        all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        all
+    }
+
+    /// A live token by id, of any organisation.
+    pub fn token(&self, id: &str) -> Option<&AccessToken> {
+        self.tokens.get(id)
+    }
+
+    /// The earlier versions of a use case, newest first.
+    pub fn use_case_history(&self, use_case_id: &str) -> Vec<&UseCaseVersion> {
+        self.history
+            .get(use_case_id)
+            .map(|versions| versions.iter().rev().collect())
+            .unwrap_or_default()
+    }
+
+    /// An integration of the organisation.
+    pub fn integration(&self, org_id: &str, id: &str) -> Option<&Integration> {
+        self.integrations.get(id).filter(|i| i.org_id == org_id)
+    }
+
+    /// The organisation's integrations, oldest first.
+    pub fn integrations(&self, org_id: &str) -> Vec<&Integration> {
+        let mut all: Vec<_> = self
+            .integrations
+            .values()
+            .filter(|i| i.org_id == org_id)
+            .collect();
+        all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        all
+    }
+
+    /// The use cases of an integration, oldest first.
+    pub fn use_cases(&self, org_id: &str, integration_id: &str) -> Vec<&UseCaseEntry> {
+        let mut all: Vec<_> = self
+            .use_cases
+            .values()
+            .filter(|e| e.org_id == org_id && e.use_case.integration_id == integration_id)
+            .collect();
+        all.sort_by(|a, b| {
+            (&a.use_case.created_at, &a.use_case.id).cmp(&(&b.use_case.created_at, &b.use_case.id))
+        });
+        all
+    }
+
+    /// One use case of an integration.
+    pub fn use_case(&self, org_id: &str, integration_id: &str, id: &str) -> Option<&UseCaseEntry> {
+        self.use_cases
+            .get(id)
+            .filter(|e| e.org_id == org_id && e.use_case.integration_id == integration_id)
+    }
+
+    /// The organisation's enabled use cases of one type, oldest first.
+    pub fn enabled_use_cases(&self, org_id: &str, kind: &str) -> Vec<&UseCaseEntry> {
+        let mut all: Vec<_> = self
+            .use_cases
+            .values()
+            .filter(|e| e.org_id == org_id && e.use_case.enabled && e.use_case.kind == kind)
+            .collect();
+        all.sort_by(|a, b| {
+            (&a.use_case.created_at, &a.use_case.id).cmp(&(&b.use_case.created_at, &b.use_case.id))
+        });
+        all
+    }
+
+    /// Routes an inbound event by its slug or event name to an inbound use case. When several
+    /// match, an enabled one wins, then the oldest.
+    pub fn route(
+        &self,
+        org_id: &str,
+        integration_id: &str,
+        use_case_slug: Option<&str>,
+        event_name: Option<&str>,
+    ) -> Route<'_> {
+        let mut disabled = None;
+        for entry in self.use_cases(org_id, integration_id) {
+            if entry.use_case.kind != "inbound"
+                || !entry.use_case.matches_route(use_case_slug, event_name)
+            {
+                continue;
+            }
+            if entry.use_case.enabled {
+                return Route::Matched(entry);
+            }
+            disabled.get_or_insert(entry);
+        }
+        disabled.map_or(Route::NotFound, Route::Disabled)
+    }
+
+    /// The organisation's webhook endpoints, oldest first.
+    pub fn webhooks(&self, org_id: &str) -> Vec<&WebhookEntry> {
+        let mut all: Vec<_> = self
+            .webhooks
+            .values()
+            .filter(|e| e.org_id == org_id)
+            .collect();
+        all.sort_by(|a, b| {
+            (&a.webhook.creation_time, &a.webhook.id)
+                .cmp(&(&b.webhook.creation_time, &b.webhook.id))
+        });
+        all
+    }
+
+    /// Whether any endpoint of any organisation satisfies `test`.
+    pub fn any_webhook(&self, test: impl Fn(&WebhookEntry) -> bool) -> bool {
+        self.webhooks.values().any(test)
+    }
+
+    /// One webhook endpoint of the organisation.
+    pub fn webhook(&self, org_id: &str, id: &str) -> Option<&WebhookEntry> {
+        self.webhooks.get(id).filter(|e| e.org_id == org_id)
+    }
+
+    /// The enabled endpoints of the organisation subscribed to an event name.
+    pub fn subscribers(&self, org_id: &str, event_name: &str) -> Vec<&WebhookEntry> {
+        self.webhooks(org_id)
+            .into_iter()
+            .filter(|e| e.webhook.enabled && e.webhook.subscribes_to(event_name))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn use_case(id: &str, name: &str, slug: Option<&str>, enabled: bool) -> ConfigRecord {
+        ConfigRecord {
+            org_id: "org".into(),
+            at: "t".into(),
+            actor: None,
+            change: ConfigChange::UseCaseUpserted {
+                use_case: UseCase {
+                    id: id.into(),
+                    integration_id: "int".into(),
+                    name: name.into(),
+                    slug: slug.map(Into::into),
+                    kind: "inbound".into(),
+                    enabled,
+                    configuration: None,
+                    change_description: None,
+                    changed_by: None,
+                    created_at: format!("t{id}"),
+                    updated_at: "t".into(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn routes_to_the_enabled_match_and_reports_disabled_ones() {
+        let mut state = ConfigState::default();
+        state.apply(use_case("1", "Customer", Some("customer"), false), 0);
+        assert!(matches!(
+            state.route("org", "int", Some("customer"), None),
+            Route::Disabled(_)
+        ));
+        state.apply(use_case("2", "Customer", Some("customer-v2"), true), 1);
+        match state.route("org", "int", None, Some("Customer")) {
+            Route::Matched(entry) => assert_eq!(entry.use_case.id, "2"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            state.route("other-org", "int", Some("customer"), None),
+            Route::NotFound
+        );
+        assert_eq!(
+            state.route("org", "int", Some("nope"), None),
+            Route::NotFound
+        );
+    }
+
+    #[test]
+    fn tokens_are_found_by_hash_until_revoked() {
+        let token = AccessToken {
+            id: "t1".into(),
+            org_id: "org".into(),
+            name: "ci".into(),
+            roles: vec!["integration:view".into()],
+            hash: "abc".into(),
+            created_at: "t".into(),
+            created_by: None,
+        };
+        let record = |change| ConfigRecord {
+            org_id: "org".into(),
+            at: "t".into(),
+            actor: None,
+            change,
+        };
+        let mut state = ConfigState::default();
+        state.apply(record(ConfigChange::TokenCreated { token }), 0);
+        assert_eq!(
+            state.token_by_hash("abc").map(|t| t.id.as_str()),
+            Some("t1")
+        );
+        assert_eq!(state.tokens("org").len(), 1);
+        assert!(state.tokens("other").is_empty());
+        state.apply(
+            record(ConfigChange::TokenRevoked {
+                token_id: "t1".into(),
+            }),
+            1,
+        );
+        assert!(state.token_by_hash("abc").is_none());
+        assert!(state.tokens("org").is_empty());
+    }
+
+    #[test]
+    fn mappings_and_pages_go_with_their_integration_and_use_case() {
+        let record = |change| ConfigRecord {
+            org_id: "org".into(),
+            at: "t".into(),
+            actor: None,
+            change,
+        };
+        let integration = Integration {
+            id: "int".into(),
+            org_id: "org".into(),
+            name: "SAP".into(),
+            description: None,
+            extra: Default::default(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        };
+        let page = |id: &str| DocumentationPage {
+            id: id.into(),
+            integration_id: "int".into(),
+            scope: if id == GENERAL_PAGE {
+                "integration"
+            } else {
+                "use_case"
+            }
+            .into(),
+            use_case_id: (id != GENERAL_PAGE).then(|| id.to_owned()),
+            title: "t".into(),
+            content: "c".into(),
+            created_at: "t".into(),
+            created_by: None,
+            updated_at: "t".into(),
+            updated_by: None,
+        };
+        let mut state = ConfigState::default();
+        state.apply(record(ConfigChange::IntegrationUpserted { integration }), 0);
+        state.apply(use_case("1", "A", Some("a"), true), 1);
+        state.apply(
+            record(ConfigChange::AppMappingSet {
+                mapping: AppMapping {
+                    app_id: "app".into(),
+                    component_id: "comp".into(),
+                    integration_id: "int".into(),
+                    created_at: "t".into(),
+                    updated_at: "t".into(),
+                },
+            }),
+            2,
+        );
+        state.apply(
+            record(ConfigChange::DocumentationPageUpserted { page: page("1") }),
+            3,
+        );
+        state.apply(
+            record(ConfigChange::DocumentationPageUpserted {
+                page: page(GENERAL_PAGE),
+            }),
+            4,
+        );
+        let ids: Vec<_> = state
+            .documentation_pages("org", "int")
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(ids, [GENERAL_PAGE, "1"], "general page first");
+        assert!(state.app_mapping("org", "app", "comp").is_some());
+        assert!(state.app_mapping("other", "app", "comp").is_none());
+        assert!(
+            state
+                .documentation_page("other", "int", GENERAL_PAGE)
+                .is_none()
+        );
+
+        state.apply(
+            record(ConfigChange::UseCaseDeleted {
+                integration_id: "int".into(),
+                use_case_id: "1".into(),
+            }),
+            5,
+        );
+        assert!(state.documentation_page("org", "int", "1").is_none());
+        assert!(
+            state
+                .documentation_page("org", "int", GENERAL_PAGE)
+                .is_some()
+        );
+        state.apply(
+            record(ConfigChange::IntegrationDeleted {
+                integration_id: "int".into(),
+            }),
+            6,
+        );
+        assert!(state.app_mapping("org", "app", "comp").is_none());
+        assert!(state.documentation.is_empty());
+    }
+
+    #[test]
+    fn deleting_an_integration_removes_its_use_cases() {
+        let mut state = ConfigState::default();
+        state.apply(use_case("1", "A", Some("a"), true), 0);
+        state.apply(
+            ConfigRecord {
+                org_id: "org".into(),
+                at: "t".into(),
+                actor: None,
+                change: ConfigChange::IntegrationDeleted {
+                    integration_id: "int".into(),
+                },
+            },
+            1,
+        );
+        assert!(state.use_cases("org", "int").is_empty());
+    }
+}
