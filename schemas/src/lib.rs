@@ -12,6 +12,7 @@ pub mod ids;
 pub mod inbound;
 pub mod monitoring;
 pub mod poll;
+pub mod templates;
 pub mod timestamp;
 pub mod topics;
 
