@@ -567,11 +567,7 @@ async fn mapping_simulation_and_xml_meter_readings_through_the_pipeline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_platform_events_are_filtered_mapped_and_delivered_to_their_webhook() {
     let dir = tempfile::tempdir().expect("temp dir");
-    // epilot's catalog schemas, when the shared reference is next to the repository.
-    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("shared/reference/epilot/core-events"))
-        .find(|d| d.is_dir());
+    let schemas = common::core_event_schemas();
     let mut options = common::options(dir.path());
     options.core_event_schemas = schemas.clone();
     let h = Harness::start_with(options).await;

@@ -32,6 +32,8 @@ pub mod poll;
 pub mod registry;
 /// Versioning rules checked against the snapshot of the last release.
 pub mod release;
+/// Standard use cases as templates: documents with placeholders, samples and expected output.
+pub mod templates;
 /// RFC 3339 and millisecond timestamps.
 pub mod timestamp;
 /// Topic names, with the deployment's prefix.
