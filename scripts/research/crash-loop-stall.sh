@@ -8,7 +8,8 @@
 # Env:   EVENTS=2000 BATCH=50 KILLS=3 GAP=4 WATCH=420 HTTP_PORT=28180 BROKER_PORT=28192
 #        CLEAN_RESTART=1: after a stall, stop with SIGTERM, start again and watch once more
 #        RUST_LOG (default: info plus tansu's group coordinator at debug)
-# Exit:  0 when everything was processed, 1 when the backlog did not drain within WATCH s.
+# Exit:  1 when the defect reproduced (the run after the last SIGKILL did not drain within WATCH s),
+#        0 when it drained.
 # Leaves the logs (standalone-N.log), the persisted group rows (group-*.json), the processor
 # group's request trace (trace-N.txt, from group-trace.py) and the poster's log in the work dir.
 # A single SIGKILL (KILLS=1) is enough; so is a plain librdkafka consumer (docs/embedded-broker.md).
@@ -144,13 +145,13 @@ summarise() {
     assignments: ((.state[] | .assignments // {}) | keys), members: (.members | keys)}'
 }
 
-watch_backlog "$WATCH"; drained=$?
+watch_backlog "$WATCH"; stalled=$?
 summarise
-if [ $drained != 0 ] && [ "${CLEAN_RESTART:-0}" = 1 ]; then
+if [ $stalled != 0 ] && [ "${CLEAN_RESTART:-0}" = 1 ]; then
   echo "$(date +%T) clean restart (SIGTERM) of run $run"
   kill -TERM "$pid"; wait "$pid" 2>/dev/null
   start
-  watch_backlog 120; drained=$?
+  watch_backlog 120
   summarise
 fi
-exit $drained
+exit $stalled
