@@ -2,7 +2,8 @@
 # Defect A of the embedded broker (docs/embedded-broker.md): a broker restart (or pause) under a
 # live idempotent producer panics tansu's storage task.
 #
-# Runs `erp-toolkit broker` and `erp-toolkit ingest` as separate processes, posts an event, stops
+# Runs `erp-toolkit broker` and `erp-toolkit ingest` (plus `erp-toolkit api` for the configuration
+# where the binary has that role) as separate processes, posts an event, stops
 # the broker, posts an event while it is down (its record outlives message.timeout.ms, so
 # librdkafka bumps the producer epoch locally), starts the broker again on the same data and
 # posts once more: tansu's storage thread panics in idempotent_message_check ("more or less than
@@ -16,7 +17,7 @@
 #                             (e.g. 'enable.idempotence=false' is the control: no panic)
 #        KAFKA_DEBUG=eos      librdkafka debug context for the ingest (one context: the
 #                             --kafka-option flag splits values on ',')
-#        HTTP_PORT=28380 BROKER_PORT=28392
+#        HTTP_PORT=28380 BROKER_PORT=28392 (the api role, if any, listens on HTTP_PORT + 1)
 # Exit:  0 when the panic was reproduced, 1 when it was not, 2 on a setup failure.
 set -uo pipefail
 
@@ -36,11 +37,11 @@ TOKEN=erpt_research_$(date +%s)
 export NO_COLOR=1
 echo "work dir: $work (mode $MODE, message.timeout.ms $TIMEOUT_MS)"
 
-broker_pid=""; ingest_pid=""; broker_run=0; ingest_run=0
+broker_pid=""; ingest_pid=""; api_pid=""; broker_run=0; ingest_run=0
 cleanup() {
   [ -n "$broker_pid" ] && kill -CONT "$broker_pid" 2>/dev/null
-  for p in $ingest_pid $broker_pid; do kill -TERM "$p" 2>/dev/null; done
-  for p in $ingest_pid $broker_pid; do wait "$p" 2>/dev/null; done
+  for p in $api_pid $ingest_pid $broker_pid; do kill -TERM "$p" 2>/dev/null; done
+  for p in $api_pid $ingest_pid $broker_pid; do wait "$p" 2>/dev/null; done
 }
 trap cleanup EXIT
 
@@ -76,8 +77,24 @@ start_ingest() {
   echo "ingest run $ingest_run did not become ready" >&2; tail "ingest-$ingest_run.log" >&2; exit 2
 }
 
+# The configuration routes: on the ingest itself, or on a separate `api` role when there is one
+# (the restructured layout); it gets the ingest's Kafka settings so its producer is alike.
+CONFIG=$ERP
+start_api() {
+  "$bin" api --help >/dev/null 2>&1 || return 0
+  CONFIG=http://127.0.0.1:$((HTTP_PORT + 1))
+  RUST_LOG=info "$bin" api --brokers 127.0.0.1:$BROKER_PORT --admin-token "$TOKEN" \
+    --listen 127.0.0.1:$((HTTP_PORT + 1)) >api.log 2>&1 &
+  api_pid=$!
+  for _ in $(seq 300); do
+    curl -sf "$CONFIG/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "api did not become ready" >&2; tail api.log >&2; exit 2
+}
+
 n=0
-post() { # posts one event; prints the status and the time taken
+post() { # posts one event; prints the status and the time taken, leaves the status in $code
   n=$((n + 1))
   local result
   result=$(curl -s -m 60 -o /dev/null -w '%{http_code} %{time_total}s' -X POST \
@@ -86,6 +103,8 @@ post() { # posts one event; prints the status and the time taken
     -d '{"integration_id": "'"$INTEGRATION"'", "events": [{"use_case_slug": "customer-sync",
          "timestamp": "2024-01-15T10:35:00Z", "format": "json",
          "payload": "{\"customerId\":\"C'$n'\"}", "deduplication_id": "restart-'$n'"}]}')
+  code=${result%% *}
+  [ "${2:-}" = quiet ] && [ "$code" != 200 ] && return
   echo "$(date +%T) post $n ($1): $result"
 }
 
@@ -93,10 +112,16 @@ panicked() { grep -l "more or less than one row" broker-*.log 2>/dev/null | head
 
 start_broker
 start_ingest
-INTEGRATION=$(create_integration "$ERP" "$TOKEN" "restart") \
+start_api
+INTEGRATION=$(create_integration "$CONFIG" "$TOKEN" "restart") \
   || { echo "integration not created" >&2; exit 2; }
-
-post "broker up"
+# A separate ingest learns of the integration from erp.config: wait until it accepts the event.
+for _ in $(seq 50); do
+  post "broker up" quiet
+  [ "$code" = 200 ] && break
+  sleep 0.2
+done
+[ "$code" = 200 ] || { echo "the ingest does not accept events (status $code)" >&2; exit 2; }
 if [ "$MODE" = pause ]; then
   echo "$(date +%T) SIGSTOP broker"; kill -STOP "$broker_pid"
   post "broker paused"
@@ -133,6 +158,7 @@ grep -q "more or less than one row" "broker-$broker_run.log" \
 
 echo "--- restarting broker and ingest: a new producer id"
 kill -TERM "$ingest_pid"; wait "$ingest_pid"
+[ -n "$api_pid" ] && { kill -TERM "$api_pid"; wait "$api_pid"; api_pid=""; }
 kill -TERM "$broker_pid"; wait "$broker_pid"; start_broker; start_ingest
 post "both restarted"; sleep 1
 grep -q "more or less than one row" "broker-$broker_run.log" \
