@@ -393,7 +393,7 @@ pub async fn history(
     {
         return Err(use_case_missing(&use_case_id));
     }
-    let versions = config.use_case_history(&use_case_id);
+    let versions = config.use_case_history(&caller.org_id, &use_case_id);
     let history: Vec<Value> = versions
         .iter()
         .skip(skip)
