@@ -339,7 +339,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Who presents `token`, if anyone.
 fn authenticate(state: &Access, token: &str) -> Option<Caller> {
-    if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+    // An empty admin token never matches (the CLI refuses one; this keeps an empty bearer
+    // value from ever being the deployment admin).
+    if !state.admin_token.is_empty()
+        && constant_time_eq(token.as_bytes(), state.admin_token.as_bytes())
+    {
         return Some(Caller {
             org_id: state.org_id.clone(),
             actor: "admin-token".into(),
