@@ -469,5 +469,21 @@ async fn a_foreign_use_case_id_on_create_is_refused_and_a_keeps_working() {
         .await;
     assert!(status.is_success(), "{answer}");
     assert_ne!(answer["results"][0]["status"], "ignored", "{answer}");
+
+    // Issue 10 item 7 (not isolation, but found with it): an outbound mapping with
+    // `file_proxy` delivery was stored, reported as success and never delivered; it is refused
+    // on save until a file proxy runtime exists.
+    let (status, answer) = h
+        .post(
+            &format!("/v1/integrations/{}/use-cases", a.integration),
+            json!({"name": "Files out", "slug": "files-out", "type": "outbound", "enabled": true,
+                   "configuration": {"event_catalog_event": "ContractUpdated",
+                       "mappings": [{"name": "to files", "enabled": true,
+                                     "delivery": {"type": "file_proxy",
+                                                  "use_case_slug": "documents"}}]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["code"], "DELIVERY_TYPE_NOT_SUPPORTED", "{answer}");
     let _ = LONG;
 }
