@@ -487,8 +487,24 @@ pub struct DispatcherArgs {
     pub delivery: DeliveryArgs,
 }
 
+/// `--admin-token`: refused when empty or only whitespace.
+fn non_blank_token(value: &str) -> Result<String, String> {
+    let token = value.trim();
+    if token.is_empty() {
+        return Err("the admin token must not be empty".into());
+    }
+    Ok(token.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_empty_admin_token_is_refused() {
+        assert!(super::non_blank_token("").is_err());
+        assert!(super::non_blank_token("   ").is_err());
+        assert_eq!(super::non_blank_token(" t0k ").as_deref(), Ok("t0k"));
+    }
+
     use super::*;
 
     #[test]
@@ -530,13 +546,4 @@ mod tests {
             "waits must not get shorter"
         );
     }
-}
-
-/// `--admin-token`: refused when empty or only whitespace.
-fn non_blank_token(value: &str) -> Result<String, String> {
-    let token = value.trim();
-    if token.is_empty() {
-        return Err("the admin token must not be empty".into());
-    }
-    Ok(token.to_owned())
 }
