@@ -260,8 +260,9 @@ pub struct IngestArgs {
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// The deployment admin token: owner of `--org-id`, and the only token that may create
-    /// tokens for other organisations.
-    #[arg(long, env = "ERP_TOOLKIT_ADMIN_TOKEN", hide_env_values = true)]
+    /// tokens for other organisations. An empty (or blank) value is refused: it would make
+    /// every request that sends `Bearer ` with nothing after it the deployment admin.
+    #[arg(long, env = "ERP_TOOLKIT_ADMIN_TOKEN", hide_env_values = true, value_parser = non_blank_token)]
     pub admin_token: String,
     /// Time limit of one JSONata evaluation in mapping simulations, in milliseconds.
     #[arg(long, env = "ERP_TOOLKIT_MAPPING_TIMEOUT_MS", default_value_t = 1000)]
@@ -486,8 +487,24 @@ pub struct DispatcherArgs {
     pub delivery: DeliveryArgs,
 }
 
+/// `--admin-token`: refused when empty or only whitespace.
+fn non_blank_token(value: &str) -> Result<String, String> {
+    let token = value.trim();
+    if token.is_empty() {
+        return Err("the admin token must not be empty".into());
+    }
+    Ok(token.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_empty_admin_token_is_refused() {
+        assert!(super::non_blank_token("").is_err());
+        assert!(super::non_blank_token("   ").is_err());
+        assert_eq!(super::non_blank_token(" t0k ").as_deref(), Ok("t0k"));
+    }
+
     use super::*;
 
     #[test]

@@ -173,14 +173,14 @@ impl Sender {
         &self,
         config: &EndpointConfig,
         rejected: Option<&HeaderValue>,
-    ) -> Result<Option<(HeaderName, HeaderValue, bool)>, String> {
+    ) -> Result<Option<(HeaderName, HeaderValue, bool)>, erp_webhooks::oauth::TokenError> {
         Ok(match &config.auth {
             Auth::None => None,
             Auth::Basic(value) => Some((AUTHORIZATION, value.clone(), false)),
             Auth::ApiKey(name, value) => Some((name.clone(), value.clone(), false)),
             Auth::OAuth(client) => {
                 let (value, fresh) = client
-                    .authorization(&self.client, self.body_cap, rejected)
+                    .authorization(&self.client, &self.policy, self.body_cap, rejected)
                     .await?;
                 Some((AUTHORIZATION, value, fresh))
             }
@@ -232,8 +232,13 @@ impl Sender {
             Ok(signature) => signature,
             Err(error) => return terminal("WEBHOOK_SECRET_INVALID", error.to_string()),
         };
-        let token_failure = |message: String| {
-            (
+        let token_failure = |error: erp_webhooks::oauth::TokenError| match error {
+            // The same policy as deliveries, and as terminal: the token URL will not change
+            // its address by waiting.
+            erp_webhooks::oauth::TokenError::Forbidden(message) => {
+                terminal("OAUTH_DESTINATION_FORBIDDEN", message)
+            }
+            erp_webhooks::oauth::TokenError::Failed(message) => (
                 AttemptResult::Retryable {
                     code: "OAuthTokenExchangeError".into(),
                     message,
@@ -242,7 +247,7 @@ impl Sender {
                 },
                 String::new(),
                 false,
-            )
+            ),
         };
         let mut credentials = match self.credentials(config, None).await {
             Ok(credentials) => credentials,
@@ -305,6 +310,9 @@ impl Sender {
         let response = match response {
             Ok(response) => response,
             Err(error) => {
+                // reqwest's message names the URL, which is the resolved one: its query, user
+                // info or path may hold `{{env.X}}` secrets. The attempt log names the endpoint.
+                let error = error.without_url();
                 if safety::is_forbidden(&error) {
                     return terminal("DESTINATION_FORBIDDEN", error_chain(&error));
                 }

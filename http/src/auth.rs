@@ -34,9 +34,10 @@
 //!
 //! # Route → permission
 //!
-//! Every route that takes a [`Caller`] is checked here, before its handler runs; a route not in
-//! the table falls back to its method (GET needs view, any other method manage), so a new route
-//! is never open by accident.
+//! Every route that takes a [`Caller`] is checked here, before its handler runs, against the one
+//! table [`ROUTES`] (the summary below is its digest); a route not in the table needs manage
+//! whatever its method, so a new route is never open by accident. (It used to fall back to
+//! "GET needs view", which opened the poll queue's DLQ listing to view tokens.)
 //!
 //! | route | needs |
 //! |---|---|
@@ -143,40 +144,160 @@ impl Permissions {
     }
 }
 
-/// The permission a route needs (any one of the returned bits). See the module table.
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// No token, no rate limit (health, metrics, the public key, the OpenAPI document).
+    Public,
+    /// A token holding any one of these permissions.
+    Any(Permissions),
+}
+
+/// One row of the route table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRule {
+    /// The HTTP method.
+    pub method: &'static str,
+    /// The route pattern as registered (`{id}` for path parameters).
+    pub pattern: &'static str,
+    /// What a caller needs.
+    pub need: Need,
+}
+
+const fn rule(method: &'static str, pattern: &'static str, need: Permissions) -> RouteRule {
+    RouteRule {
+        method,
+        pattern,
+        need: Need::Any(need),
+    }
+}
+
+const fn public(method: &'static str, pattern: &'static str) -> RouteRule {
+    RouteRule {
+        method,
+        pattern,
+        need: Need::Public,
+    }
+}
+
+const V: Permissions = Permissions::VIEW;
+const M: Permissions = Permissions::MANAGE;
+const C: Permissions = Permissions::CONSUME;
+const E: Permissions = Permissions::EVENTS;
+const O: Permissions = Permissions::OWNER;
+
+/// **The** route table: every route of both services (ingest and the control plane) with what
+/// it needs. The extractor checks it before a handler runs; `tests/role_matrix.rs` derives a
+/// request per role and route from it, `tests/isolation.rs` the cross-organisation cases, and a
+/// test checks it lists exactly the registered routes. A route missing here needs manage
+/// whatever its method (never view, never open).
+pub const ROUTES: &[RouteRule] = &[
+    // Health, metrics and documents.
+    public("GET", "/healthz"),
+    public("GET", "/readyz"),
+    public("GET", "/metrics"),
+    public("GET", "/openapi.json"),
+    public("GET", "/v1/webhooks/.well-known/public-key"),
+    // Ingest.
+    rule("POST", "/v3/erp/updates/events", E),
+    rule("POST", "/v2/erp/updates/events", E),
+    rule("POST", "/v1/erp/updates/events", E),
+    rule("POST", "/v1/events", E),
+    rule("POST", "/v1/erp/updates/mapping_simulation", V),
+    rule("POST", "/v2/erp/updates/mapping_simulation", V),
+    rule(
+        "POST",
+        "/v1/erp/tracking/acknowledgement",
+        Permissions::EVENTS.union(Permissions::CONSUME),
+    ),
+    // The outbound poll queue: consumers poll and ack; operating the DLQ is manage (README).
+    rule("POST", "/v1/integrations/{id}/outbound/messages/poll", C),
+    rule("POST", "/v1/integrations/{id}/outbound/messages/ack", C),
+    rule("GET", "/v1/integrations/{id}/outbound/messages/dlq", M),
+    rule(
+        "POST",
+        "/v1/integrations/{id}/outbound/messages/dlq/redrive",
+        M,
+    ),
+    rule("POST", "/v1/integrations/{id}/outbound/messages/unblock", M),
+    // Integrations v1.
+    rule("GET", "/v1/integrations", V),
+    rule("POST", "/v1/integrations", M),
+    rule("GET", "/v1/integrations/{id}", V),
+    rule("PUT", "/v1/integrations/{id}", M),
+    rule("DELETE", "/v1/integrations/{id}", M),
+    rule("POST", "/v1/integrations/{id}/events", V),
+    rule("POST", "/v1/integrations/{id}/events/replay", M),
+    rule("PUT", "/v1/integrations/{id}/app-mapping", M),
+    rule("DELETE", "/v1/integrations/{id}/app-mapping", M),
+    rule("GET", "/v1/integrations/{id}/documentation", V),
+    rule("GET", "/v1/integrations/{id}/documentation/{doc_id}", V),
+    rule("PUT", "/v1/integrations/{id}/documentation/{doc_id}", M),
+    rule("DELETE", "/v1/integrations/{id}/documentation/{doc_id}", M),
+    rule("GET", "/v1/integrations/{id}/use-cases", V),
+    rule("POST", "/v1/integrations/{id}/use-cases", M),
+    rule("GET", "/v1/integrations/{id}/use-cases/{use_case_id}", V),
+    rule("PUT", "/v1/integrations/{id}/use-cases/{use_case_id}", M),
+    rule("DELETE", "/v1/integrations/{id}/use-cases/{use_case_id}", M),
+    rule(
+        "GET",
+        "/v1/integrations/{id}/use-cases/{use_case_id}/history",
+        V,
+    ),
+    // Integrations v2.
+    rule("GET", "/v2/integrations", V),
+    rule("POST", "/v2/integrations", M),
+    rule("GET", "/v2/integrations/{id}", V),
+    rule("PUT", "/v2/integrations/{id}", M),
+    rule("DELETE", "/v2/integrations/{id}", M),
+    // Environments (secrets masked on read) and access tokens.
+    rule("GET", "/v1/environments", V),
+    rule("PUT", "/v1/environments/{key}", M),
+    rule("DELETE", "/v1/environments/{key}", M),
+    rule("GET", "/v1/access-tokens", O),
+    rule("POST", "/v1/access-tokens", O),
+    rule("DELETE", "/v1/access-tokens/{id}", O),
+    // Webhook endpoints, the attempt log, replay and recovery.
+    rule("GET", "/v1/webhooks/configs", V),
+    rule("POST", "/v1/webhooks/configs", M),
+    rule("GET", "/v1/webhooks/configs/{id}", V),
+    rule("PUT", "/v1/webhooks/configs/{id}", M),
+    rule("DELETE", "/v1/webhooks/configs/{id}", M),
+    rule("POST", "/v1/webhooks/configs/{id}/rotate-secret", M),
+    rule("POST", "/v1/webhooks/configs/{id}/trigger", M),
+    rule("GET", "/v1/webhooks/configured-events", V),
+    rule("GET", "/v1/webhooks/configs/{id}/events", V),
+    rule("POST", "/v2/webhooks/configs/{id}/events", V),
+    rule("GET", "/v1/webhooks/configs/{id}/events/{event_id}", V),
+    rule(
+        "POST",
+        "/v1/webhooks/configs/{id}/events/{event_id}/replay",
+        M,
+    ),
+    rule("POST", "/v1/webhooks/configs/{id}/events/replay-batch", M),
+    rule("POST", "/v1/webhooks/configs/{id}/recover", M),
+    rule("GET", "/v1/webhooks/configs/{id}/recover/{task_id}", V),
+];
+
+/// The row of a route, if the table has one (`HEAD` is answered like `GET`).
+pub fn rule_of(method: &Method, pattern: &str) -> Option<&'static RouteRule> {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && r.pattern == pattern)
+}
+
+/// The permission a route needs (any one of the returned bits), from [`ROUTES`]. A route not
+/// in the table needs manage, whatever its method. A public route needs nothing; it never
+/// takes a [`Caller`], so this answers manage for it too (a token is then still checked).
 pub fn required(method: &Method, pattern: &str) -> Permissions {
-    let post = method == Method::POST;
-    match pattern {
-        "/v3/erp/updates/events"
-        | "/v2/erp/updates/events"
-        | "/v1/erp/updates/events"
-        | "/v1/events"
-            if post =>
-        {
-            Permissions::EVENTS
-        }
-        "/v1/erp/tracking/acknowledgement" if post => {
-            Permissions::EVENTS.union(Permissions::CONSUME)
-        }
-        "/v1/erp/updates/mapping_simulation"
-        | "/v2/erp/updates/mapping_simulation"
-        | "/v1/integrations/{id}/events"
-        | "/v2/webhooks/configs/{id}/events"
-            if post =>
-        {
-            Permissions::VIEW
-        }
-        "/v1/integrations/{id}/outbound/messages/poll"
-        | "/v1/integrations/{id}/outbound/messages/ack"
-            if post =>
-        {
-            Permissions::CONSUME
-        }
-        "/v1/access-tokens" | "/v1/access-tokens/{id}" => Permissions::OWNER,
-        "/v1/environments" if method == Method::GET => Permissions::VIEW,
-        "/v1/environments/{key}" => Permissions::MANAGE,
-        _ if method == Method::GET || method == Method::HEAD => Permissions::VIEW,
-        _ => Permissions::MANAGE,
+    match rule_of(method, pattern).map(|r| r.need) {
+        Some(Need::Any(needed)) => needed,
+        Some(Need::Public) | None => Permissions::MANAGE,
     }
 }
 
@@ -218,7 +339,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Who presents `token`, if anyone.
 fn authenticate(state: &Access, token: &str) -> Option<Caller> {
-    if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+    // An empty admin token never matches (the CLI refuses one; this keeps an empty bearer
+    // value from ever being the deployment admin).
+    if !state.admin_token.is_empty()
+        && constant_time_eq(token.as_bytes(), state.admin_token.as_bytes())
+    {
         return Some(Caller {
             org_id: state.org_id.clone(),
             actor: "admin-token".into(),
@@ -357,8 +482,13 @@ mod tests {
         assert!(view.allows(required(&Method::GET, "/v1/environments")));
         assert!(!view.allows(required(&Method::PUT, "/v1/environments/{key}")));
         assert!(!view.allows(required(&Method::DELETE, "/v1/environments/{key}")));
-        // Unknown routes fall back to the method, never to "open".
+        // Unknown routes need manage, never view or "open".
         assert_eq!(required(&Method::DELETE, "/v9/new"), Permissions::MANAGE);
+        assert_eq!(required(&Method::GET, "/v9/new"), Permissions::MANAGE);
+        assert!(
+            !view.allows(required(&Method::GET, dlq)),
+            "the DLQ listing needs manage"
+        );
     }
 
     #[test]

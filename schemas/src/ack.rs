@@ -1,4 +1,5 @@
-//! ACK tracking records on `erp.acks` (compacted, keyed by `_ack_id`): one per platform event
+//! ACK tracking records on `erp.acks` (compacted, keyed by [`AckRecord::key`]: organisation and
+//! `_ack_id`, since the id is chosen by the client): one per platform event
 //! delivered to the ERP by at least one use case with `ack_tracking: on` (spec §8.3). The
 //! processor writes it `pending`; a timeout sweep rewrites it `timed_out`; an acknowledgement
 //! removes it (a tombstone), so a second acknowledgement of the same id is unknown.
@@ -34,4 +35,15 @@ pub struct AckRecord {
     pub created_at: String,
     /// When tracking started, in Unix milliseconds (for the timeout).
     pub created_at_ms: i64,
+}
+
+impl AckRecord {
+    /// The record's key on `erp.acks`: `<org>/<ack_id>`. `_ack_id` is chosen by the platform
+    /// client, so two organisations may send the same one; keyed by it alone, one
+    /// organisation's row would replace (compact away) the other's. Readers take the identity
+    /// from the record's body, never from the key (rows written before were keyed by the bare
+    /// `_ack_id`).
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.org_id, self.ack_id)
+    }
 }

@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use reqwest::Method;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -36,6 +37,30 @@ fn refresh_margin(lifetime: Duration) -> Duration {
 
 /// A token endpoint that gives no `expires_in`: the token is reused this long.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Why no token could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The token URL is an address the destination policy refuses (the same policy as
+    /// deliveries): terminal, retrying cannot help.
+    #[error("token endpoint refused by the destination policy: {0}")]
+    Forbidden(String),
+    /// The exchange failed (network, status, response): retryable. The message never carries
+    /// the client secret or the token URL's query.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The token URL as it may be shown: scheme, host, port and path, never user info or query
+/// (either can carry a secret).
+fn shown(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
 
 /// URL, form body and headers of a token request.
 type RequestParts = (reqwest::Url, String, Vec<(HeaderName, HeaderValue)>);
@@ -74,12 +99,18 @@ impl OAuthClient {
     /// The `Authorization` value to send: the cached token while it is fresh, else a new one.
     /// `rejected` is a value the endpoint just answered 401 to: it is not reused (unless another
     /// delivery already replaced it). Returns whether a token was fetched for this call.
+    ///
+    /// `client` must be the delivery client (guarded resolver, no redirects, no proxy); the
+    /// token URL's IP literal is checked against `policy` here, as a delivery URL is.
     pub async fn authorization(
         &self,
         client: &reqwest::Client,
+        policy: &crate::safety::DestinationPolicy,
         body_cap: usize,
         rejected: Option<&HeaderValue>,
-    ) -> Result<(HeaderValue, bool), String> {
+    ) -> Result<(HeaderValue, bool), TokenError> {
+        crate::safety::check_literal(&self.settings.endpoint, policy)
+            .map_err(TokenError::Forbidden)?;
         // Held across the exchange, so concurrent deliveries wait for one token instead of each
         // fetching their own.
         let mut cached = self.token.lock().await;
@@ -97,14 +128,30 @@ impl OAuthClient {
 
     /// The token request's URL, form body and extra headers. Synchronous: the form serialiser
     /// is not `Send`, so it must not live across an await.
+    ///
+    /// A `GET` token request sends the client credentials in an `Authorization: Basic` header
+    /// (RFC 6749 §2.3.1), never in the query: URLs end up in proxy and server logs.
     fn request_parts(&self) -> Result<RequestParts, String> {
         let s = &self.settings;
         let mut url = s.endpoint.clone();
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
-        form.append_pair("client_id", &s.client_id);
-        form.append_pair("client_secret", &s.client_secret);
         let mut headers = Vec::new();
+        if s.method == Method::GET {
+            let encode =
+                |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", encode(&s.client_id), encode(&s.client_secret));
+            let mut value = HeaderValue::from_str(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ))
+            .map_err(|_| "client credentials are not a valid header value".to_owned())?;
+            value.set_sensitive(true);
+            headers.push((AUTHORIZATION, value));
+        } else {
+            form.append_pair("client_id", &s.client_id);
+            form.append_pair("client_secret", &s.client_secret);
+        }
         for (kind, key, value) in &s.params {
             match kind {
                 ParamKind::Body => {
@@ -125,9 +172,13 @@ impl OAuthClient {
         Ok((url, form.finish(), headers))
     }
 
-    async fn exchange(&self, client: &reqwest::Client, body_cap: usize) -> Result<Token, String> {
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+        body_cap: usize,
+    ) -> Result<Token, TokenError> {
         let s = &self.settings;
-        let (mut url, form, headers) = self.request_parts()?;
+        let (mut url, form, headers) = self.request_parts().map_err(TokenError::Failed)?;
         let mut request = if s.method == Method::GET {
             // A GET has no body: the parameters go into the query.
             let query = match url.query() {
@@ -146,21 +197,34 @@ impl OAuthClient {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("token request to {} failed: {e}", s.endpoint))?;
+        let endpoint = shown(&s.endpoint);
+        let response = request.send().await.map_err(|e| {
+            if crate::safety::is_forbidden(&e) {
+                return TokenError::Forbidden(format!(
+                    "{endpoint} resolves only to addresses that are not allowed"
+                ));
+            }
+            // reqwest's message names the URL, query included: drop it, name ours.
+            let e = e.without_url();
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(inner) = cause {
+                text.push_str(": ");
+                text.push_str(&inner.to_string());
+                cause = inner.source();
+            }
+            TokenError::Failed(format!("token request to {endpoint} failed: {text}"))
+        })?;
         let status = response.status();
         let (body, _) = crate::response::read_capped(response, body_cap).await;
         if !status.is_success() {
-            return Err(format!(
-                "token endpoint {} answered {}: {}",
-                s.endpoint,
+            return Err(TokenError::Failed(format!(
+                "token endpoint {endpoint} answered {}: {}",
                 status.as_u16(),
                 body.chars().take(500).collect::<String>()
-            ));
+            )));
         }
-        parse_token(&body, Instant::now())
+        parse_token(&body, Instant::now()).map_err(TokenError::Failed)
     }
 }
 
@@ -205,5 +269,56 @@ mod tests {
         assert_eq!(token.refresh_at, now + Duration::from_secs(270));
         assert!(parse_token(r#"{"token":"t"}"#, now).is_err());
         assert!(parse_token("<html>", now).is_err());
+    }
+
+    fn client(method: Method, endpoint: &str) -> OAuthClient {
+        OAuthClient::new(OAuthSettings {
+            client_id: "id".into(),
+            client_secret: "s3cr3t&x".into(),
+            endpoint: endpoint.parse().expect("url"),
+            method,
+            params: vec![(ParamKind::Query, "audience".into(), "erp".into())],
+        })
+    }
+
+    #[test]
+    fn a_get_token_request_keeps_the_secret_out_of_the_url() {
+        let (url, form, headers) = client(Method::GET, "https://auth.example/token")
+            .request_parts()
+            .expect("parts");
+        assert!(!url.as_str().contains("s3cr3t"), "{url}");
+        assert!(
+            !form.contains("s3cr3t") && !form.contains("client_id"),
+            "{form}"
+        );
+        let basic = headers
+            .iter()
+            .find(|(n, _)| *n == AUTHORIZATION)
+            .expect("basic credentials");
+        assert!(basic.1.is_sensitive());
+        let (_, form, headers) = client(Method::POST, "https://auth.example/token")
+            .request_parts()
+            .expect("parts");
+        assert!(form.contains("client_secret=s3cr3t%26x"), "{form}");
+        assert!(headers.iter().all(|(n, _)| *n != AUTHORIZATION));
+    }
+
+    #[tokio::test]
+    async fn the_token_url_goes_through_the_destination_policy() {
+        let policy = crate::safety::DestinationPolicy::default();
+        let http = reqwest::Client::new();
+        for url in ["http://127.0.0.1:9/token", "http://169.254.169.254/token"] {
+            let error = client(Method::POST, url)
+                .authorization(&http, &policy, 1024, None)
+                .await
+                .expect_err("refused");
+            assert!(matches!(error, TokenError::Forbidden(_)), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        let url: reqwest::Url = "https://u:p@auth.example/t?key=k#f".parse().expect("url");
+        assert_eq!(shown(&url), "https://auth.example/t");
     }
 }

@@ -115,37 +115,76 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Whether an address is publicly routable: not private, loopback, link-local, shared
-/// (CGNAT), unspecified, broadcast, multicast, documentation or unique-local.
+/// The address ranges no webhook, token request or other outbound call may reach unless
+/// allow-listed, with what each is. Maintained from IANA's special-purpose address registries
+/// (<https://www.iana.org/assignments/iana-ipv4-special-registry/> and
+/// <https://www.iana.org/assignments/iana-ipv6-special-registry/>, RFC 6890), plus multicast
+/// (RFC 5771, RFC 4291) and the deprecated ranges still routed somewhere. Entries the registries
+/// mark "globally reachable" are listed too where they lead back into a network: NAT64
+/// (`64:ff9b::/96` reaches any IPv4 address, private ones included, through the translator)
+/// and 6to4 (`2002::/16` embeds an IPv4 address). Review against the registries when they
+/// change; `is_public` is the only reader.
+pub const NOT_PUBLIC: &[(&str, &str)] = &[
+    // IPv4 special-purpose registry.
+    ("0.0.0.0/8", "\"this network\" (RFC 791)"),
+    ("10.0.0.0/8", "private use (RFC 1918)"),
+    (
+        "100.64.0.0/10",
+        "shared address space, carrier-grade NAT (RFC 6598)",
+    ),
+    ("127.0.0.0/8", "loopback (RFC 1122)"),
+    ("169.254.0.0/16", "link local, cloud metadata (RFC 3927)"),
+    ("172.16.0.0/12", "private use (RFC 1918)"),
+    ("192.0.0.0/24", "IETF protocol assignments (RFC 6890)"),
+    ("192.0.2.0/24", "documentation TEST-NET-1 (RFC 5737)"),
+    ("192.88.99.0/24", "deprecated 6to4 relay anycast (RFC 7526)"),
+    ("192.168.0.0/16", "private use (RFC 1918)"),
+    ("198.18.0.0/15", "benchmarking (RFC 2544)"),
+    ("198.51.100.0/24", "documentation TEST-NET-2 (RFC 5737)"),
+    ("203.0.113.0/24", "documentation TEST-NET-3 (RFC 5737)"),
+    ("224.0.0.0/4", "multicast (RFC 5771)"),
+    ("240.0.0.0/4", "reserved (RFC 1112)"),
+    ("255.255.255.255/32", "limited broadcast (RFC 919)"),
+    // IPv6 special-purpose registry.
+    ("::/128", "unspecified (RFC 4291)"),
+    ("::1/128", "loopback (RFC 4291)"),
+    ("::/96", "deprecated IPv4-compatible (RFC 4291)"),
+    ("64:ff9b::/96", "IPv4/IPv6 translation, NAT64 (RFC 6052)"),
+    (
+        "64:ff9b:1::/48",
+        "local-use IPv4/IPv6 translation (RFC 8215)",
+    ),
+    ("100::/64", "discard-only (RFC 6666)"),
+    (
+        "2001::/23",
+        "IETF protocol assignments, Teredo included (RFC 2928, RFC 4380)",
+    ),
+    ("2001:db8::/32", "documentation (RFC 3849)"),
+    ("2002::/16", "6to4 (RFC 3056)"),
+    ("3fff::/20", "documentation (RFC 9637)"),
+    ("5f00::/16", "segment routing SIDs (RFC 9602)"),
+    ("fc00::/7", "unique local (RFC 4193)"),
+    ("fe80::/10", "link-local unicast (RFC 4291)"),
+    ("fec0::/10", "deprecated site-local (RFC 3879)"),
+    ("ff00::/8", "multicast (RFC 4291)"),
+];
+
+/// [`NOT_PUBLIC`], parsed once.
+fn not_public() -> &'static [ipnet::IpNet] {
+    static RANGES: std::sync::LazyLock<Vec<ipnet::IpNet>> = std::sync::LazyLock::new(|| {
+        NOT_PUBLIC
+            .iter()
+            .filter_map(|(range, _)| range.parse().ok())
+            .collect()
+    });
+    &RANGES
+}
+
+/// Whether an address is publicly routable: in none of the ranges of [`NOT_PUBLIC`]
+/// (IPv4-mapped IPv6 addresses are checked as the IPv4 address they carry).
 pub fn is_public(ip: IpAddr) -> bool {
-    match canonical(ip) {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                // 100.64.0.0/10, carrier-grade NAT: internal to a provider's network.
-                || (a == 100 && (64..128).contains(&b))
-                // 198.18.0.0/15, benchmarking; 240.0.0.0/4, reserved.
-                || (a == 198 && (b == 18 || b == 19))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7 unique local, fe80::/10 link-local, 2001:db8::/32 documentation.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
-        }
-    }
+    let ip = canonical(ip);
+    !not_public().iter().any(|range| range.contains(&ip))
 }
 
 /// The error a refused destination produces inside the HTTP client.
@@ -252,12 +291,29 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            // Missing before the IANA table (issue 10).
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "192.0.0.8",
+            "2001::1",
+            "3fff::1",
+            "224.0.0.1",
+            "ff02::1",
         ] {
             assert!(!policy.allows(ip(private)), "{private}");
         }
         for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
             assert!(policy.allows(ip(public)), "{public}");
         }
+    }
+
+    #[test]
+    fn every_range_of_the_table_parses() {
+        assert_eq!(
+            not_public().len(),
+            NOT_PUBLIC.len(),
+            "a range does not parse"
+        );
     }
 
     #[test]

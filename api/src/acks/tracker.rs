@@ -56,12 +56,21 @@ impl Default for AckSettings {
     }
 }
 
+/// A row's identity: (organisation, `_ack_id`). The id alone is chosen by the client and may be
+/// sent by several organisations.
+type Identity = (String, String);
+
 #[derive(Default)]
 struct Fold {
-    rows: HashMap<String, AckRecord>,
+    /// Rows by identity, with the message key they were written under (a tombstone must carry
+    /// the same key to remove them; older rows were keyed by the bare `_ack_id`).
+    rows: HashMap<Identity, (AckRecord, String)>,
+    /// Identity by message key, learned from the rows, so a tombstone (which has no body) finds
+    /// its row.
+    keys: HashMap<String, Identity>,
     /// Next offset read, per partition.
     read: HashMap<i32, i64>,
-    /// Tombstones this instance wrote and has not read back yet: older records of the id are
+    /// Tombstones this instance wrote and has not read back yet: older records of the key are
     /// ignored meanwhile.
     removed: HashMap<String, (i32, i64)>,
 }
@@ -73,8 +82,10 @@ pub struct AckTracker {
     topic: String,
     topics: Topics,
     settings: AckSettings,
-    /// One acknowledgement at a time per instance, so two for the same id cannot both win.
-    writing: tokio::sync::Mutex<()>,
+    /// One acknowledgement at a time per identity, so two for the same id cannot both win. Not
+    /// one lock for all: an acknowledgement may wait for the broker (catch-up, writes), and one
+    /// organisation's unknown `ack_id` must not stall another's.
+    writing: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The outcome of an acknowledgement.
@@ -118,7 +129,7 @@ impl AckTracker {
             topic,
             topics,
             settings,
-            writing: tokio::sync::Mutex::new(()),
+            writing: Mutex::default(),
         });
         let reader = {
             let tracker = Arc::clone(&tracker);
@@ -165,20 +176,24 @@ impl AckTracker {
             return;
         };
         fold.read.insert(partition, offset + 1);
-        let ack_id = String::from_utf8_lossy(key).into_owned();
-        if let Some(&(p, tombstone)) = fold.removed.get(&ack_id) {
+        let key = String::from_utf8_lossy(key).into_owned();
+        if let Some(&(p, tombstone)) = fold.removed.get(&key) {
             if p == partition && offset < tombstone {
                 return;
             }
-            fold.removed.remove(&ack_id);
+            fold.removed.remove(&key);
         }
         match value.map(serde_json::from_slice::<AckRecord>) {
             Some(Ok(record)) => {
-                fold.rows.insert(ack_id, record);
+                let identity = (record.org_id.clone(), record.ack_id.clone());
+                fold.keys.insert(key.clone(), identity.clone());
+                fold.rows.insert(identity, (record, key));
             }
             Some(Err(error)) => warn!(%error, partition, offset, "unreadable ACK record ignored"),
             None => {
-                fold.rows.remove(&ack_id);
+                if let Some(identity) = fold.keys.remove(&key) {
+                    fold.rows.remove(&identity);
+                }
             }
         }
     }
@@ -231,12 +246,37 @@ impl AckTracker {
         }
     }
 
-    /// The tracking row of `ack_id`, if any.
-    pub fn row(&self, ack_id: &str) -> Option<AckRecord> {
+    /// The organisation's tracking row of `ack_id`, if any, with its message key.
+    fn entry(&self, org_id: &str, ack_id: &str) -> Option<(AckRecord, String)> {
         self.fold
             .lock()
             .ok()
-            .and_then(|f| f.rows.get(ack_id).cloned())
+            .and_then(|f| f.rows.get(&(org_id.to_owned(), ack_id.to_owned())).cloned())
+    }
+
+    /// The organisation's tracking row of `ack_id`, if any.
+    pub fn row(&self, org_id: &str, ack_id: &str) -> Option<AckRecord> {
+        self.entry(org_id, ack_id).map(|(row, _)| row)
+    }
+
+    /// The lock of one identity (created on first use).
+    fn lock_of(&self, identity: &Identity) -> Arc<tokio::sync::Mutex<()>> {
+        match self.writing.lock() {
+            Ok(mut locks) => Arc::clone(locks.entry(identity.clone()).or_default()),
+            // A poisoned map only loses the serialisation of this call, never a row.
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Drops the lock of an identity nobody else holds or waits for.
+    fn release(&self, identity: &Identity) {
+        if let Ok(mut locks) = self.writing.lock()
+            && locks
+                .get(identity)
+                .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(identity);
+        }
     }
 
     /// Confirms `ack_id` for organisation `org_id`: removes its row and reports
@@ -249,11 +289,29 @@ impl AckTracker {
         ack_id: &str,
         status: Option<&str>,
     ) -> Result<Acknowledged, ApiError> {
-        let _one_at_a_time = self.writing.lock().await;
-        if self.row(ack_id).is_none() {
+        let identity = (org_id.to_owned(), ack_id.to_owned());
+        let lock = self.lock_of(&identity);
+        let outcome = {
+            let _one_at_a_time = lock.lock().await;
+            self.acknowledge_locked(producer, org_id, ack_id, status)
+                .await
+        };
+        drop(lock);
+        self.release(&identity);
+        outcome
+    }
+
+    async fn acknowledge_locked(
+        &self,
+        producer: &FutureProducer,
+        org_id: &str,
+        ack_id: &str,
+        status: Option<&str>,
+    ) -> Result<Acknowledged, ApiError> {
+        if self.entry(org_id, ack_id).is_none() {
             self.catch_up(Duration::from_secs(5)).await?;
         }
-        let Some(row) = self.row(ack_id).filter(|row| row.org_id == org_id) else {
+        let Some((row, key)) = self.entry(org_id, ack_id) else {
             return Ok(Acknowledged::Unknown);
         };
         let late = row.state == AckState::TimedOut;
@@ -279,15 +337,16 @@ impl AckTracker {
             &detail,
         )
         .await?;
-        let tombstone = FutureRecord::<[u8], [u8]>::to(&self.topic).key(ack_id.as_bytes());
+        let tombstone = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key.as_bytes());
         let (partition, offset) = producer
             .send(tombstone, Timeout::After(Duration::from_secs(30)))
             .await
             .map(|d| (d.partition, d.offset))
             .map_err(|(e, _)| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
         if let Ok(mut fold) = self.fold.lock() {
-            fold.rows.remove(ack_id);
-            fold.removed.insert(ack_id.to_owned(), (partition, offset));
+            fold.rows.remove(&(org_id.to_owned(), ack_id.to_owned()));
+            fold.keys.remove(&key);
+            fold.removed.insert(key, (partition, offset));
         }
         Ok(Acknowledged::Confirmed { late })
     }
@@ -297,13 +356,13 @@ impl AckTracker {
     pub async fn sweep(&self, producer: &FutureProducer, now: i64) -> Result<(), ApiError> {
         let timeout = i64::try_from(self.settings.timeout.as_millis()).unwrap_or(i64::MAX);
         let retention = i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX);
-        let rows: Vec<AckRecord> = self
+        let rows: Vec<(AckRecord, String)> = self
             .fold
             .lock()
             .map(|f| f.rows.values().cloned().collect())
             .unwrap_or_default();
         let (mut timed_out, mut dropped) = (0, 0);
-        for row in rows {
+        for (row, key) in rows {
             let age = now - row.created_at_ms;
             match row.state {
                 AckState::Pending if age >= timeout => {
@@ -327,14 +386,13 @@ impl AckTracker {
                     };
                     let value = serde_json::to_vec(&updated)
                         .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
-                    erp_runtime::kafka::send(producer, &self.topic, &updated.ack_id, &value)
+                    erp_runtime::kafka::send(producer, &self.topic, &key, &value)
                         .await
                         .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
                     timed_out += 1;
                 }
                 AckState::TimedOut if age >= timeout.saturating_add(retention) => {
-                    let tombstone =
-                        FutureRecord::<[u8], [u8]>::to(&self.topic).key(row.ack_id.as_bytes());
+                    let tombstone = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key.as_bytes());
                     producer
                         .send(tombstone, Timeout::After(Duration::from_secs(30)))
                         .await

@@ -106,6 +106,20 @@ pub(crate) fn check_configuration(
                     .entry("created_at")
                     .or_insert_with(|| Value::String(now.clone()));
                 mapping.insert("updated_at".into(), Value::String(now.clone()));
+                // Nothing here runs a file proxy yet: such a mapping would be reported as a
+                // success and never delivered, so it is refused until the runtime exists.
+                if mapping
+                    .get("delivery")
+                    .and_then(|d| d.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("file_proxy")
+                {
+                    return Err(ApiError::bad_request_code(
+                        "DELIVERY_TYPE_NOT_SUPPORTED",
+                        "outbound delivery type file_proxy is not supported by this deployment \
+                         (no file proxy runtime); use webhook or poll",
+                    ));
+                }
             }
         }
         return CompiledOutbound::compile(configuration)
@@ -393,7 +407,7 @@ pub async fn history(
     {
         return Err(use_case_missing(&use_case_id));
     }
-    let versions = config.use_case_history(&use_case_id);
+    let versions = config.use_case_history(&caller.org_id, &use_case_id);
     let history: Vec<Value> = versions
         .iter()
         .skip(skip)

@@ -268,11 +268,39 @@ pub async fn create(
     };
     let desired = desired_use_cases(map, &integration.id, &[], &caller, &now)?;
     let _guard = state.config.exclusive().await;
+    refuse_taken_ids(&state.view().snapshot(), map, &[])?;
     state
         .record(&caller, batch(integration.clone(), &[], desired))
         .await?;
     let config = state.view().snapshot();
     Ok(HttpResponse::Created().json(with_use_cases(&config, &integration)))
+}
+
+/// Refuses a client-supplied use case id that is not one of `current` (the integration's own)
+/// but names an object of **any** organisation: 409, with a message that says only that the id
+/// is taken (not where). Identity is (organisation, id) in the fold, so such an id could not
+/// touch another organisation's object anyway; refusing it keeps ids unique across the
+/// deployment, so logs, spans and history keyed by id alone stay unambiguous.
+fn refuse_taken_ids(
+    config: &ConfigState,
+    map: &Map<String, Value>,
+    current: &[UseCase],
+) -> Result<(), ApiError> {
+    let Some(Value::Array(items)) = map.get("use_cases") else {
+        return Ok(());
+    };
+    for item in items {
+        if let Some(given) = item.get("id").and_then(Value::as_str)
+            && !current.iter().any(|u| u.id == given)
+            && config.id_taken(given)
+        {
+            return Err(ApiError::conflict(
+                "USE_CASE_ID_TAKEN",
+                format!("use case id {given} is already taken; omit it to get a new id"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `PUT /v2/integrations/{id}`: the declarative upsert.
@@ -300,23 +328,7 @@ pub async fn update(
         .into_iter()
         .map(|entry| entry.use_case.clone())
         .collect();
-    // A supplied id that belongs to another integration cannot become a new use case here.
-    if let Some(Value::Array(items)) = map.get("use_cases") {
-        for item in items {
-            if let Some(given) = item.get("id").and_then(Value::as_str)
-                && !current.iter().any(|u| u.id == given)
-                && config
-                    .integrations(&caller.org_id)
-                    .iter()
-                    .any(|i| config.use_case(&caller.org_id, &i.id, given).is_some())
-            {
-                return Err(ApiError::conflict(
-                    "USE_CASE_ID_TAKEN",
-                    format!("use case id {given} belongs to another integration"),
-                ));
-            }
-        }
-    }
+    refuse_taken_ids(&config, map, &current)?;
     let now = now_rfc3339();
     let desired = desired_use_cases(map, &id, &current, &caller, &now)?;
     let integration = Integration {

@@ -159,6 +159,46 @@ mod tests {
         found
     }
 
+    /// Every registered route has its row in the one permission table
+    /// (`erp_http::auth::ROUTES`), exactly as registered, and the table has no row without a
+    /// route: a new route cannot silently fall back to a default permission.
+    #[test]
+    fn the_permission_table_lists_exactly_the_routes() {
+        let exact = |method: &str, path: &str| format!("{} {path}", method.to_ascii_uppercase());
+        let source = [
+            include_str!("../lib.rs"),
+            include_str!("../../../ingest/src/lib.rs"),
+            include_str!("../../../runtime/src/health.rs"),
+        ]
+        .concat();
+        let mut registered = BTreeSet::new();
+        for chunk in source.split(".route(").skip(1) {
+            let path = chunk.split('"').nth(1);
+            let method = chunk
+                .split("web::")
+                .nth(1)
+                .and_then(|rest| rest.split('(').next());
+            if let (Some(path), Some(method)) = (path, method) {
+                registered.insert(exact(method, path));
+            }
+        }
+        let table: BTreeSet<String> = erp_http::auth::ROUTES
+            .iter()
+            .map(|r| exact(r.method, r.pattern))
+            .collect();
+        assert_eq!(
+            table.len(),
+            erp_http::auth::ROUTES.len(),
+            "a route is listed twice"
+        );
+        let missing: Vec<_> = registered.difference(&table).collect();
+        let stale: Vec<_> = table.difference(&registered).collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "routes without a permission row: {missing:?}; rows without a route: {stale:?}"
+        );
+    }
+
     #[test]
     fn every_route_is_documented_and_every_operation_routed() {
         let routes = routes();

@@ -77,8 +77,10 @@ pub struct PollQueue {
     producer: FutureProducer,
     topics: Topics,
     settings: PollSettings,
-    /// One mutation at a time per instance, so two polls cannot both take the lease.
-    writing: tokio::sync::Mutex<()>,
+    /// One mutation at a time per stream and instance, so two polls cannot both take the
+    /// lease. Per integration, not one lock for all: a mutation waits for the broker (the
+    /// writes of its change), and one organisation's stream must not stall another's.
+    writing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Whether the fold has caught up with the topics once.
     loaded: AtomicBool,
     /// New messages read into the streams.
@@ -126,7 +128,7 @@ impl PollQueue {
             producer,
             topics,
             settings,
-            writing: tokio::sync::Mutex::new(()),
+            writing: Mutex::default(),
             loaded: AtomicBool::new(false),
             enqueued,
         });
@@ -301,9 +303,36 @@ impl PollQueue {
         integration_id: &str,
         operation: impl FnOnce(&Stream, i64) -> Change<T>,
     ) -> Result<T, ApiError> {
-        let _one_at_a_time = self.writing.lock().await;
         self.loaded().await?;
-        Ok(self.apply_change(integration_id, operation).await?.0)
+        let lock = self.lock_of(integration_id);
+        let outcome = {
+            let _one_at_a_time = lock.lock().await;
+            self.apply_change(integration_id, operation).await
+        };
+        drop(lock);
+        self.release(integration_id);
+        Ok(outcome?.0)
+    }
+
+    /// The lock of one stream (created on first use).
+    fn lock_of(&self, integration_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.writing.lock() {
+            Ok(mut locks) => Arc::clone(locks.entry(integration_id.to_owned()).or_default()),
+            // A poisoned map only loses the serialisation of this call; the state machine's
+            // checks on the persisted snapshot still hold.
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Drops the lock of a stream nobody else holds or waits for.
+    fn release(&self, integration_id: &str) {
+        if let Ok(mut locks) = self.writing.lock()
+            && locks
+                .get(integration_id)
+                .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(integration_id);
+        }
     }
 
     /// [`Self::change`] without the lock and the catch-up; also says whether anything changed.
@@ -441,7 +470,6 @@ impl PollQueue {
 
     /// Applies expiry, lease lapses and poison policies to every stream.
     pub async fn sweep(&self) -> Result<(), ApiError> {
-        let _one_at_a_time = self.writing.lock().await;
         self.loaded().await?;
         let ids: Vec<String> = self
             .fold
@@ -450,11 +478,16 @@ impl PollQueue {
             .unwrap_or_default();
         let mut changed = 0;
         for id in ids {
-            if self
-                .apply_change(&id, |stream, now| stream.tick(now))
-                .await?
-                .1
-            {
+            // Each stream under its own lock, one at a time: the sweep never holds every
+            // organisation's streams while it writes.
+            let lock = self.lock_of(&id);
+            let outcome = {
+                let _one_at_a_time = lock.lock().await;
+                self.apply_change(&id, |stream, now| stream.tick(now)).await
+            };
+            drop(lock);
+            self.release(&id);
+            if outcome?.1 {
                 changed += 1;
             }
         }

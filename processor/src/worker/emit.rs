@@ -232,7 +232,7 @@ impl Worker {
                 self.enqueue(
                     "ACK tracking record",
                     &self.topics.acks(),
-                    &ack.ack_id,
+                    &ack.key(),
                     &ack,
                     deliveries,
                 )

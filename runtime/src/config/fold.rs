@@ -72,11 +72,18 @@ pub struct UseCaseVersion {
 /// The configuration at one position of the log.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigState {
-    integrations: BTreeMap<String, Integration>,
-    use_cases: BTreeMap<String, UseCaseEntry>,
-    webhooks: BTreeMap<String, WebhookEntry>,
-    /// Earlier versions per use case id, oldest first.
-    history: BTreeMap<String, Vec<UseCaseVersion>>,
+    // Identity is (organisation, id) everywhere: every map of client-visible objects is keyed
+    // by the organisation of the record that wrote it first, so a record of one organisation
+    // can never replace, move or delete another's object, whatever ids it carries (the API also
+    // refuses client-supplied ids taken in any organisation, see `id_taken`).
+    /// Integrations by (organisation, id).
+    integrations: BTreeMap<(String, String), Integration>,
+    /// Use cases by (organisation, id).
+    use_cases: BTreeMap<(String, String), UseCaseEntry>,
+    /// Webhook endpoints by (organisation, id).
+    webhooks: BTreeMap<(String, String), WebhookEntry>,
+    /// Earlier versions per (organisation, use case id), oldest first.
+    history: BTreeMap<(String, String), Vec<UseCaseVersion>>,
     /// Live (not revoked) access tokens by id.
     tokens: BTreeMap<String, AccessToken>,
     /// Token id by token hash: every authenticated request looks a token up by its hash.
@@ -87,8 +94,8 @@ pub struct ConfigState {
     environment_revisions: BTreeMap<String, i64>,
     /// App/component mappings by (organisation, app id, component id).
     app_mappings: BTreeMap<(String, String, String), AppMapping>,
-    /// Documentation pages by (integration id, page id); the organisation is the integration's.
-    documentation: BTreeMap<(String, String), DocumentationPage>,
+    /// Documentation pages by (organisation, integration id, page id).
+    documentation: BTreeMap<(String, String, String), DocumentationPage>,
 }
 
 impl ConfigState {
@@ -107,9 +114,13 @@ impl ConfigState {
         keyring: Option<&Keyring>,
     ) -> Vec<Unreadable> {
         let unreadable = crate::config::secrets::reveal(&mut record, keyring);
+        let record_org = record.org_id.clone();
         self.apply(record, offset);
         for u in &unreadable {
-            if let Some(entry) = self.webhooks.get_mut(&u.webhook_id) {
+            if let Some(entry) = self
+                .webhooks
+                .get_mut(&(record_org.clone(), u.webhook_id.clone()))
+            {
                 entry.unreadable = Some(u.error.clone());
             }
         }
@@ -126,49 +137,60 @@ impl ConfigState {
             }
             ConfigChange::IntegrationUpserted { integration } => {
                 self.integrations
-                    .insert(integration.id.clone(), integration);
+                    .insert((org_id, integration.id.clone()), integration);
             }
             ConfigChange::IntegrationDeleted { integration_id } => {
-                self.integrations.remove(&integration_id);
-                self.app_mappings
-                    .retain(|_, mapping| mapping.integration_id != integration_id);
-                self.documentation
-                    .retain(|(integration, _), _| *integration != integration_id);
+                self.integrations
+                    .remove(&(org_id.clone(), integration_id.clone()));
+                self.app_mappings.retain(|(org, _, _), mapping| {
+                    *org != org_id || mapping.integration_id != integration_id
+                });
+                self.documentation.retain(|(org, integration, _), _| {
+                    *org != org_id || *integration != integration_id
+                });
                 let history = &mut self.history;
-                self.use_cases.retain(|id, entry| {
-                    let keep = entry.use_case.integration_id != integration_id;
+                self.use_cases.retain(|key, entry| {
+                    let keep = key.0 != org_id || entry.use_case.integration_id != integration_id;
                     if !keep {
-                        history.remove(id);
+                        history.remove(key);
                     }
                     keep
                 });
             }
             ConfigChange::UseCaseUpserted { use_case } => {
+                let key = (org_id.clone(), use_case.id.clone());
                 let entry = UseCaseEntry {
                     use_case,
                     org_id,
                     revision: offset,
                 };
-                if let Some(previous) = self.use_cases.insert(entry.use_case.id.clone(), entry) {
-                    self.history
-                        .entry(previous.use_case.id.clone())
-                        .or_default()
-                        .push(UseCaseVersion {
-                            use_case: previous.use_case,
-                            replaced_at: at.to_owned(),
-                            revision: offset,
-                        });
+                if let Some(previous) = self.use_cases.insert(key.clone(), entry) {
+                    self.history.entry(key).or_default().push(UseCaseVersion {
+                        use_case: previous.use_case,
+                        replaced_at: at.to_owned(),
+                        revision: offset,
+                    });
                 }
             }
             ConfigChange::UseCaseDeleted {
                 integration_id,
                 use_case_id,
             } => {
-                self.use_cases.remove(&use_case_id);
-                self.history.remove(&use_case_id);
+                let key = (org_id.clone(), use_case_id.clone());
+                // Only the use case of that integration: a record naming another integration's
+                // id removes nothing.
+                if self
+                    .use_cases
+                    .get(&key)
+                    .is_some_and(|e| e.use_case.integration_id == integration_id)
+                {
+                    self.use_cases.remove(&key);
+                    self.history.remove(&key);
+                }
                 // A use-case page documents nothing once its use case is gone (epilot: "for use
                 // case pages the use case must exist").
-                self.documentation.remove(&(integration_id, use_case_id));
+                self.documentation
+                    .remove(&(org_id, integration_id, use_case_id));
             }
             ConfigChange::AppMappingSet { mapping } => {
                 self.app_mappings.insert(
@@ -184,13 +206,14 @@ impl ConfigState {
             }
             ConfigChange::DocumentationPageUpserted { page } => {
                 self.documentation
-                    .insert((page.integration_id.clone(), page.id.clone()), page);
+                    .insert((org_id, page.integration_id.clone(), page.id.clone()), page);
             }
             ConfigChange::DocumentationPageDeleted {
                 integration_id,
                 page_id,
             } => {
-                self.documentation.remove(&(integration_id, page_id));
+                self.documentation
+                    .remove(&(org_id, integration_id, page_id));
             }
             ConfigChange::WebhookUpserted {
                 webhook,
@@ -205,14 +228,23 @@ impl ConfigState {
                     revision: offset,
                     unreadable: None,
                 };
-                self.webhooks.insert(entry.webhook.id.clone(), entry);
+                self.webhooks
+                    .insert((entry.org_id.clone(), entry.webhook.id.clone()), entry);
             }
             ConfigChange::WebhookDeleted { webhook_id } => {
-                self.webhooks.remove(&webhook_id);
+                self.webhooks.remove(&(org_id, webhook_id));
             }
             ConfigChange::TokenCreated { token } => {
                 // A second record for the same id (not produced by the API) replaces the
-                // first: its old value must stop working.
+                // first: its old value must stop working. Another organisation's record never
+                // takes over a token.
+                if self
+                    .tokens
+                    .get(&token.id)
+                    .is_some_and(|t| t.org_id != org_id)
+                {
+                    return;
+                }
                 if let Some(replaced) = self.tokens.get(&token.id) {
                     self.token_hashes.remove(&replaced.hash);
                 }
@@ -221,7 +253,14 @@ impl ConfigState {
                 self.tokens.insert(token.id.clone(), token);
             }
             ConfigChange::TokenRevoked { token_id } => {
-                if let Some(token) = self.tokens.remove(&token_id) {
+                // Token ids are server-assigned; still, only a record of the token's own
+                // organisation revokes it.
+                if self
+                    .tokens
+                    .get(&token_id)
+                    .is_some_and(|t| t.org_id == org_id)
+                    && let Some(token) = self.tokens.remove(&token_id)
+                {
                     self.token_hashes.remove(&token.hash);
                 }
             }
@@ -276,8 +315,9 @@ impl ConfigState {
         }
         let mut pages: Vec<_> = self
             .documentation
-            .values()
-            .filter(|page| page.integration_id == integration_id)
+            .iter()
+            .filter(|((org, integration, _), _)| org == org_id && integration == integration_id)
+            .map(|(_, page)| page)
             .collect();
         pages.sort_by(|a, b| {
             (a.id != GENERAL_PAGE, &a.created_at, &a.id).cmp(&(
@@ -297,8 +337,11 @@ impl ConfigState {
         page_id: &str,
     ) -> Option<&DocumentationPage> {
         self.integration(org_id, integration_id)?;
-        self.documentation
-            .get(&(integration_id.to_owned(), page_id.to_owned()))
+        self.documentation.get(&(
+            org_id.to_owned(),
+            integration_id.to_owned(),
+            page_id.to_owned(),
+        ))
     }
 
     /// The organisation's environment values, by key.
@@ -387,24 +430,25 @@ impl ConfigState {
     }
 
     /// The earlier versions of a use case, newest first.
-    pub fn use_case_history(&self, use_case_id: &str) -> Vec<&UseCaseVersion> {
+    pub fn use_case_history(&self, org_id: &str, use_case_id: &str) -> Vec<&UseCaseVersion> {
         self.history
-            .get(use_case_id)
+            .get(&(org_id.to_owned(), use_case_id.to_owned()))
             .map(|versions| versions.iter().rev().collect())
             .unwrap_or_default()
     }
 
     /// An integration of the organisation.
     pub fn integration(&self, org_id: &str, id: &str) -> Option<&Integration> {
-        self.integrations.get(id).filter(|i| i.org_id == org_id)
+        self.integrations.get(&(org_id.to_owned(), id.to_owned()))
     }
 
     /// The organisation's integrations, oldest first.
     pub fn integrations(&self, org_id: &str) -> Vec<&Integration> {
         let mut all: Vec<_> = self
             .integrations
-            .values()
-            .filter(|i| i.org_id == org_id)
+            .iter()
+            .filter(|((org, _), _)| org == org_id)
+            .map(|(_, i)| i)
             .collect();
         all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         all
@@ -426,8 +470,8 @@ impl ConfigState {
     /// One use case of an integration.
     pub fn use_case(&self, org_id: &str, integration_id: &str, id: &str) -> Option<&UseCaseEntry> {
         self.use_cases
-            .get(id)
-            .filter(|e| e.org_id == org_id && e.use_case.integration_id == integration_id)
+            .get(&(org_id.to_owned(), id.to_owned()))
+            .filter(|e| e.use_case.integration_id == integration_id)
     }
 
     /// The organisation's enabled use cases of one type, oldest first.
@@ -481,6 +525,15 @@ impl ConfigState {
         all
     }
 
+    /// Whether `id` names an integration, use case or webhook endpoint of **any** organisation:
+    /// a client-supplied id that does is refused (409) rather than reused, and the answer says
+    /// nothing more about where it exists.
+    pub fn id_taken(&self, id: &str) -> bool {
+        self.integrations.keys().any(|(_, i)| i == id)
+            || self.use_cases.keys().any(|(_, u)| u == id)
+            || self.webhooks.keys().any(|(_, w)| w == id)
+    }
+
     /// Whether any endpoint of any organisation satisfies `test`.
     pub fn any_webhook(&self, test: impl Fn(&WebhookEntry) -> bool) -> bool {
         self.webhooks.values().any(test)
@@ -488,7 +541,7 @@ impl ConfigState {
 
     /// One webhook endpoint of the organisation.
     pub fn webhook(&self, org_id: &str, id: &str) -> Option<&WebhookEntry> {
-        self.webhooks.get(id).filter(|e| e.org_id == org_id)
+        self.webhooks.get(&(org_id.to_owned(), id.to_owned()))
     }
 
     /// The enabled endpoints of the organisation subscribed to an event name.
@@ -501,201 +554,5 @@ impl ConfigState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn use_case(id: &str, name: &str, slug: Option<&str>, enabled: bool) -> ConfigRecord {
-        ConfigRecord {
-            org_id: "org".into(),
-            at: "t".into(),
-            actor: None,
-            change: ConfigChange::UseCaseUpserted {
-                use_case: UseCase {
-                    id: id.into(),
-                    integration_id: "int".into(),
-                    name: name.into(),
-                    slug: slug.map(Into::into),
-                    kind: "inbound".into(),
-                    enabled,
-                    configuration: None,
-                    change_description: None,
-                    changed_by: None,
-                    created_at: format!("t{id}"),
-                    updated_at: "t".into(),
-                },
-            },
-        }
-    }
-
-    #[test]
-    fn routes_to_the_enabled_match_and_reports_disabled_ones() {
-        let mut state = ConfigState::default();
-        state.apply(use_case("1", "Customer", Some("customer"), false), 0);
-        assert!(matches!(
-            state.route("org", "int", Some("customer"), None),
-            Route::Disabled(_)
-        ));
-        state.apply(use_case("2", "Customer", Some("customer-v2"), true), 1);
-        match state.route("org", "int", None, Some("Customer")) {
-            Route::Matched(entry) => assert_eq!(entry.use_case.id, "2"),
-            other => panic!("unexpected {other:?}"),
-        }
-        assert_eq!(
-            state.route("other-org", "int", Some("customer"), None),
-            Route::NotFound
-        );
-        assert_eq!(
-            state.route("org", "int", Some("nope"), None),
-            Route::NotFound
-        );
-    }
-
-    #[test]
-    fn tokens_are_found_by_hash_until_revoked() {
-        let token = AccessToken {
-            id: "t1".into(),
-            org_id: "org".into(),
-            name: "ci".into(),
-            roles: vec!["integration:view".into()],
-            hash: "abc".into(),
-            created_at: "t".into(),
-            created_by: None,
-        };
-        let record = |change| ConfigRecord {
-            org_id: "org".into(),
-            at: "t".into(),
-            actor: None,
-            change,
-        };
-        let mut state = ConfigState::default();
-        state.apply(record(ConfigChange::TokenCreated { token }), 0);
-        assert_eq!(
-            state.token_by_hash("abc").map(|t| t.id.as_str()),
-            Some("t1")
-        );
-        assert_eq!(state.tokens("org").len(), 1);
-        assert!(state.tokens("other").is_empty());
-        state.apply(
-            record(ConfigChange::TokenRevoked {
-                token_id: "t1".into(),
-            }),
-            1,
-        );
-        assert!(state.token_by_hash("abc").is_none());
-        assert!(state.tokens("org").is_empty());
-    }
-
-    #[test]
-    fn mappings_and_pages_go_with_their_integration_and_use_case() {
-        let record = |change| ConfigRecord {
-            org_id: "org".into(),
-            at: "t".into(),
-            actor: None,
-            change,
-        };
-        let integration = Integration {
-            id: "int".into(),
-            org_id: "org".into(),
-            name: "SAP".into(),
-            description: None,
-            extra: Default::default(),
-            created_at: "t".into(),
-            updated_at: "t".into(),
-        };
-        let page = |id: &str| DocumentationPage {
-            id: id.into(),
-            integration_id: "int".into(),
-            scope: if id == GENERAL_PAGE {
-                "integration"
-            } else {
-                "use_case"
-            }
-            .into(),
-            use_case_id: (id != GENERAL_PAGE).then(|| id.to_owned()),
-            title: "t".into(),
-            content: "c".into(),
-            created_at: "t".into(),
-            created_by: None,
-            updated_at: "t".into(),
-            updated_by: None,
-        };
-        let mut state = ConfigState::default();
-        state.apply(record(ConfigChange::IntegrationUpserted { integration }), 0);
-        state.apply(use_case("1", "A", Some("a"), true), 1);
-        state.apply(
-            record(ConfigChange::AppMappingSet {
-                mapping: AppMapping {
-                    app_id: "app".into(),
-                    component_id: "comp".into(),
-                    integration_id: "int".into(),
-                    created_at: "t".into(),
-                    updated_at: "t".into(),
-                },
-            }),
-            2,
-        );
-        state.apply(
-            record(ConfigChange::DocumentationPageUpserted { page: page("1") }),
-            3,
-        );
-        state.apply(
-            record(ConfigChange::DocumentationPageUpserted {
-                page: page(GENERAL_PAGE),
-            }),
-            4,
-        );
-        let ids: Vec<_> = state
-            .documentation_pages("org", "int")
-            .iter()
-            .map(|p| p.id.as_str())
-            .collect();
-        assert_eq!(ids, [GENERAL_PAGE, "1"], "general page first");
-        assert!(state.app_mapping("org", "app", "comp").is_some());
-        assert!(state.app_mapping("other", "app", "comp").is_none());
-        assert!(
-            state
-                .documentation_page("other", "int", GENERAL_PAGE)
-                .is_none()
-        );
-
-        state.apply(
-            record(ConfigChange::UseCaseDeleted {
-                integration_id: "int".into(),
-                use_case_id: "1".into(),
-            }),
-            5,
-        );
-        assert!(state.documentation_page("org", "int", "1").is_none());
-        assert!(
-            state
-                .documentation_page("org", "int", GENERAL_PAGE)
-                .is_some()
-        );
-        state.apply(
-            record(ConfigChange::IntegrationDeleted {
-                integration_id: "int".into(),
-            }),
-            6,
-        );
-        assert!(state.app_mapping("org", "app", "comp").is_none());
-        assert!(state.documentation.is_empty());
-    }
-
-    #[test]
-    fn deleting_an_integration_removes_its_use_cases() {
-        let mut state = ConfigState::default();
-        state.apply(use_case("1", "A", Some("a"), true), 0);
-        state.apply(
-            ConfigRecord {
-                org_id: "org".into(),
-                at: "t".into(),
-                actor: None,
-                change: ConfigChange::IntegrationDeleted {
-                    integration_id: "int".into(),
-                },
-            },
-            1,
-        );
-        assert!(state.use_cases("org", "int").is_empty());
-    }
-}
+#[path = "fold_tests.rs"]
+mod tests;
