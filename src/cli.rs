@@ -272,6 +272,39 @@ pub struct IngestArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiArgs,
+    #[command(flatten)]
+    pub payload_limits: PayloadLimitArgs,
+}
+
+/// Limits on ERP event payloads (`erp_schemas::limits`): the ingest refuses a violating event
+/// with 400 `PAYLOAD_LIMIT_EXCEEDED`, the processor dead-letters one with that code. Give the
+/// ingest and the processor the same values.
+#[derive(Args, Debug, Clone)]
+pub struct PayloadLimitArgs {
+    /// Deepest nesting of a payload (XML elements, JSON objects and arrays).
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_DEPTH", default_value_t = erp_schemas::limits::DEFAULT_MAX_DEPTH)]
+    pub payload_max_depth: usize,
+    /// Largest payload, in bytes.
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_BYTES", default_value_t = erp_schemas::limits::DEFAULT_MAX_BYTES)]
+    pub payload_max_bytes: usize,
+    /// Most nodes of a payload (XML elements and attributes, JSON values).
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_ELEMENTS", default_value_t = erp_schemas::limits::DEFAULT_MAX_ELEMENTS)]
+    pub payload_max_elements: usize,
+    /// Longest single string of a payload (XML attribute value or text, JSON string), in bytes.
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_STRING_BYTES", default_value_t = erp_schemas::limits::DEFAULT_MAX_STRING_BYTES)]
+    pub payload_max_string_bytes: usize,
+}
+
+impl PayloadLimitArgs {
+    /// The limits.
+    pub fn limits(&self) -> erp_schemas::limits::PayloadLimits {
+        erp_schemas::limits::PayloadLimits {
+            max_depth: self.payload_max_depth.max(1),
+            max_bytes: self.payload_max_bytes,
+            max_elements: self.payload_max_elements,
+            max_string_bytes: self.payload_max_string_bytes,
+        }
+    }
 }
 
 impl IngestArgs {
@@ -310,6 +343,12 @@ pub struct ProcessingArgs {
     /// and errors always do).
     #[arg(long, env = "ERP_TOOLKIT_SUCCESS_SPANS", default_value_t = true, action = clap::ArgAction::Set)]
     pub success_spans: bool,
+    /// Abnormal exits (crashes, kills) a record may be in flight during before the processor
+    /// sets it aside as `POISON_RECORD` on the dead letter topic instead of processing it again.
+    #[arg(long, env = "ERP_TOOLKIT_POISON_AFTER_CRASHES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub poison_after_crashes: u32,
+    #[command(flatten)]
+    pub payload_limits: PayloadLimitArgs,
 }
 
 impl ProcessingArgs {
@@ -322,6 +361,8 @@ impl ProcessingArgs {
             max_batch: self.processor_batch.max(1),
             file_proxy_base_url: self.file_proxy_url.clone(),
             success_spans: self.success_spans,
+            payload_limits: self.payload_limits.limits(),
+            poison_after_crashes: self.poison_after_crashes,
             ..ProcessorSettings::default()
         }
     }
