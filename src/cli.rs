@@ -281,8 +281,9 @@ pub struct IngestArgs {
 /// ingest and the processor the same values.
 #[derive(Args, Debug, Clone)]
 pub struct PayloadLimitArgs {
-    /// Deepest nesting of a payload (XML elements, JSON objects and arrays).
-    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_DEPTH", default_value_t = erp_schemas::limits::DEFAULT_MAX_DEPTH)]
+    /// Deepest nesting of a payload (XML elements, JSON objects and arrays; 1 to 1000). JSON
+    /// text deeper than 128 levels is refused by the JSON parser whatever this says.
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_DEPTH", default_value_t = erp_schemas::limits::DEFAULT_MAX_DEPTH, value_parser = parse_depth)]
     pub payload_max_depth: usize,
     /// Largest payload, in bytes.
     #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_BYTES", default_value_t = erp_schemas::limits::DEFAULT_MAX_BYTES)]
@@ -295,11 +296,20 @@ pub struct PayloadLimitArgs {
     pub payload_max_string_bytes: usize,
 }
 
+/// A payload depth limit: 1 to [`erp_schemas::limits::HARD_MAX_DEPTH`].
+fn parse_depth(text: &str) -> Result<usize, String> {
+    let hard = erp_schemas::limits::HARD_MAX_DEPTH;
+    match text.trim().parse::<usize>() {
+        Ok(depth) if (1..=hard).contains(&depth) => Ok(depth),
+        _ => Err(format!("{text:?} is not a depth from 1 to {hard}")),
+    }
+}
+
 impl PayloadLimitArgs {
     /// The limits.
     pub fn limits(&self) -> erp_schemas::limits::PayloadLimits {
         erp_schemas::limits::PayloadLimits {
-            max_depth: self.payload_max_depth.max(1),
+            max_depth: self.payload_max_depth,
             max_bytes: self.payload_max_bytes,
             max_elements: self.payload_max_elements,
             max_string_bytes: self.payload_max_string_bytes,

@@ -1,8 +1,9 @@
 //! `POST /v2/erp/updates/mapping_simulation` and `POST /v1/erp/updates/mapping_simulation`: the
 //! dry run mapping authors develop with. The same compiler and engine as the processor, without
 //! integration context (file proxy URLs are skipped, environment variables read as missing,
-//! unknown reading enums are warnings). 400 for a malformed request, 422 for a configuration or
-//! payload that cannot be mapped.
+//! unknown reading enums are warnings). 400 for a malformed request or a payload over the
+//! payload limits (`PAYLOAD_LIMIT_EXCEEDED`), 422 for a configuration or payload that cannot be
+//! mapped.
 
 use std::time::Duration;
 
@@ -110,10 +111,12 @@ async fn simulate(
     }
     // Compiling and mapping are CPU work: off the HTTP threads. A panic in the mapping code is
     // this request's 500, never the process's end.
+    // On a thread with the mapping stack: values a mapping builds can nest deeper than any
+    // payload, and are dropped recursively (see `erp_mapping::jsonata`).
     let outcome = web::block(move || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        erp_mapping::jsonata::on_mapping_stack(move || {
             run_simulation(configuration, format, payload, timeout, &limits)
-        }))
+        })
         .unwrap_or_else(|_| {
             Err(ApiError::internal(
                 "MAPPING_PANICKED",

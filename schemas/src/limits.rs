@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// Default deepest nesting of a payload (elements in XML, objects and arrays in JSON).
 pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// Highest `max_depth` a deployment may configure: code that walks a payload tree recurses once
+/// per level, and this many levels fit every thread's stack that does so.
+pub const HARD_MAX_DEPTH: usize = 1000;
 /// Default largest payload, in bytes (UTF-8).
 pub const DEFAULT_MAX_BYTES: usize = 5 * 1024 * 1024;
 /// Default most nodes of a payload (XML elements and attributes; JSON values).
