@@ -307,12 +307,9 @@ mod tests {
     fn a_deep_document_is_refused_before_its_tree_exists() {
         // The stack overflow of issue 12: 50,000 nested elements.
         let deep = "<e>".repeat(50_000) + &"</e>".repeat(50_000);
-        for format_text in [(PayloadFormat::Xml, deep)] {
-            let error =
-                parse(format_text.0, &format_text.1, &PayloadLimits::default()).unwrap_err();
-            assert_eq!(error.code(), "PAYLOAD_LIMIT_EXCEEDED", "{error}");
-            assert!(error.to_string().contains("max-depth"), "{error}");
-        }
+        let error = parse(PayloadFormat::Xml, &deep, &PayloadLimits::default()).unwrap_err();
+        assert_eq!(error.code(), "PAYLOAD_LIMIT_EXCEEDED", "{error}");
+        assert!(error.to_string().contains("max-depth"), "{error}");
         let at_limit = "<e>".repeat(64) + &"</e>".repeat(64);
         assert!(parse(PayloadFormat::Xml, &at_limit, &PayloadLimits::default()).is_ok());
     }
