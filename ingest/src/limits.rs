@@ -6,12 +6,15 @@
 use erp_http::ApiError;
 use erp_schemas::limits::{LimitExceeded, PayloadLimits};
 
-use crate::events::RequestInput;
+use erp_schemas::inbound::PayloadFormat;
 
-/// Checks every event's payload of a validated request.
-pub fn check_request(request: &RequestInput, limits: &PayloadLimits) -> Result<(), ApiError> {
-    for (index, event) in request.events.iter().enumerate() {
-        erp_mapping::limits::check(event.format, &event.payload, limits)
+/// Checks the payload of every event of a validated request, in request order.
+pub fn check_events<'a>(
+    events: impl IntoIterator<Item = (PayloadFormat, &'a str)>,
+    limits: &PayloadLimits,
+) -> Result<(), ApiError> {
+    for (index, (format, payload)) in events.into_iter().enumerate() {
+        erp_mapping::limits::check(format, payload, limits)
             .map_err(|exceeded| refused(&format!("events[{index}].payload"), &exceeded))?;
     }
     Ok(())
