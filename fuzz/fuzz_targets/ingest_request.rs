@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(request) = parse_request(&body, version) {
-        let events = request.events.iter().map(|e| (e.format, e.payload.as_str()));
+        let events = request
+            .events
+            .iter()
+            .map(|e| (e.format, e.payload.as_str()));
         let _ = erp_ingest::limits::check_events(events, &PayloadLimits::default());
     }
 });

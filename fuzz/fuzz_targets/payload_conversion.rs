@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let scanned = limits::check(format, &text, &limits);
     let parsed = payload::parse(format, &text, &limits);
     if scanned.is_err() {
-        assert!(parsed.is_err(), "the scan refused what the converter accepted");
+        assert!(
+            parsed.is_err(),
+            "the scan refused what the converter accepted"
+        );
     }
     let _ = payload::parse_document(format, &text, &limits);
 });
