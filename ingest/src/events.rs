@@ -134,7 +134,10 @@ async fn accept(
     let body = read_json(body, state.body_limit).await?;
     let request = parse_request(&body, version)?;
     crate::limits::check_events(
-        request.events.iter().map(|e| (e.format, e.payload.as_str())),
+        request
+            .events
+            .iter()
+            .map(|e| (e.format, e.payload.as_str())),
         &state.payload_limits,
     )?;
     let config = state.view().snapshot();
