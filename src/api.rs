@@ -88,6 +88,7 @@ pub fn ingest(
     producer: FutureProducer,
     view: ConfigView,
     body_limit: usize,
+    payload_limits: erp_schemas::limits::PayloadLimits,
     mapping_timeout: std::time::Duration,
     event_schemas: Option<std::sync::Arc<erp_runtime::event_schemas::EventSchemas>>,
 ) -> web::Data<IngestState> {
@@ -97,6 +98,7 @@ pub fn ingest(
         topics: runtime.kafka.topics.clone(),
         metrics: erp_ingest::metrics::IngestMetrics::new(&runtime.metrics),
         body_limit,
+        payload_limits,
         mapping_timeout,
         event_schemas,
     })

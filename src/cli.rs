@@ -273,6 +273,49 @@ pub struct IngestArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiArgs,
+    #[command(flatten)]
+    pub payload_limits: PayloadLimitArgs,
+}
+
+/// Limits on ERP event payloads (`erp_schemas::limits`): the ingest refuses a violating event
+/// with 400 `PAYLOAD_LIMIT_EXCEEDED`, the processor dead-letters one with that code. Give the
+/// ingest and the processor the same values.
+#[derive(Args, Debug, Clone)]
+pub struct PayloadLimitArgs {
+    /// Deepest nesting of a payload (XML elements, JSON objects and arrays; 1 to 1000). JSON
+    /// text deeper than 128 levels is refused by the JSON parser whatever this says.
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_DEPTH", default_value_t = erp_schemas::limits::DEFAULT_MAX_DEPTH, value_parser = parse_depth)]
+    pub payload_max_depth: usize,
+    /// Largest payload, in bytes.
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_BYTES", default_value_t = erp_schemas::limits::DEFAULT_MAX_BYTES)]
+    pub payload_max_bytes: usize,
+    /// Most nodes of a payload (XML elements and attributes, JSON values).
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_ELEMENTS", default_value_t = erp_schemas::limits::DEFAULT_MAX_ELEMENTS)]
+    pub payload_max_elements: usize,
+    /// Longest single string of a payload (XML attribute value or text, JSON string), in bytes.
+    #[arg(long, env = "ERP_TOOLKIT_PAYLOAD_MAX_STRING_BYTES", default_value_t = erp_schemas::limits::DEFAULT_MAX_STRING_BYTES)]
+    pub payload_max_string_bytes: usize,
+}
+
+/// A payload depth limit: 1 to [`erp_schemas::limits::HARD_MAX_DEPTH`].
+fn parse_depth(text: &str) -> Result<usize, String> {
+    let hard = erp_schemas::limits::HARD_MAX_DEPTH;
+    match text.trim().parse::<usize>() {
+        Ok(depth) if (1..=hard).contains(&depth) => Ok(depth),
+        _ => Err(format!("{text:?} is not a depth from 1 to {hard}")),
+    }
+}
+
+impl PayloadLimitArgs {
+    /// The limits.
+    pub fn limits(&self) -> erp_schemas::limits::PayloadLimits {
+        erp_schemas::limits::PayloadLimits {
+            max_depth: self.payload_max_depth,
+            max_bytes: self.payload_max_bytes,
+            max_elements: self.payload_max_elements,
+            max_string_bytes: self.payload_max_string_bytes,
+        }
+    }
 }
 
 impl IngestArgs {
@@ -311,6 +354,12 @@ pub struct ProcessingArgs {
     /// and errors always do).
     #[arg(long, env = "ERP_TOOLKIT_SUCCESS_SPANS", default_value_t = true, action = clap::ArgAction::Set)]
     pub success_spans: bool,
+    /// Abnormal exits (crashes, kills) a record may be in flight during before the processor
+    /// sets it aside as `POISON_RECORD` on the dead letter topic instead of processing it again.
+    #[arg(long, env = "ERP_TOOLKIT_POISON_AFTER_CRASHES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub poison_after_crashes: u32,
+    #[command(flatten)]
+    pub payload_limits: PayloadLimitArgs,
 }
 
 impl ProcessingArgs {
@@ -323,6 +372,8 @@ impl ProcessingArgs {
             max_batch: self.processor_batch.max(1),
             file_proxy_base_url: self.file_proxy_url.clone(),
             success_spans: self.success_spans,
+            payload_limits: self.payload_limits.limits(),
+            poison_after_crashes: self.poison_after_crashes,
             ..ProcessorSettings::default()
         }
     }

@@ -75,6 +75,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
             producer,
             view,
             args.api.body_limit,
+            args.payload_limits.limits(),
             mapping_timeout(&args),
             args.api.event_schemas()?,
         )),

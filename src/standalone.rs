@@ -182,6 +182,8 @@ impl Standalone {
                 producer,
                 view.clone(),
                 options.body_limit,
+                // One set of limits for the ingest and the processor of this process.
+                options.processor.payload_limits,
                 options.processor.mapping_timeout,
                 event_schemas,
             )),

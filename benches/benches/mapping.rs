@@ -75,7 +75,8 @@ fn meter_reading_batch(c: &mut Criterion) {
     );
     group.bench_function("erp_toolkit_engine", |b| {
         b.iter(|| {
-            let document = parse_document(PayloadFormat::Json, &event).expect("event parses");
+            let document = parse_document(PayloadFormat::Json, &event, &Default::default())
+                .expect("event parses");
             let result = map_document(&configuration, document, &context).expect("maps");
             serde_json::to_string(&result).expect("serialises")
         })
@@ -144,7 +145,8 @@ fn epilot_entities_30_fields(c: &mut Criterion) {
     assert_eq!((result.entity_updates.len(), fields), (3, 30));
     c.bench_function("epilot_entities_30_fields", |b| {
         b.iter(|| {
-            let document = parse_document(PayloadFormat::Json, &text).expect("payload parses");
+            let document = parse_document(PayloadFormat::Json, &text, &Default::default())
+                .expect("payload parses");
             let result = map_document(&compiled, document, &context).expect("maps");
             serde_json::to_string(&result).expect("serialises")
         })

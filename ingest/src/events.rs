@@ -133,6 +133,13 @@ async fn accept(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(body, state.body_limit).await?;
     let request = parse_request(&body, version)?;
+    crate::limits::check_events(
+        request
+            .events
+            .iter()
+            .map(|e| (e.format, e.payload.as_str())),
+        &state.payload_limits,
+    )?;
     let config = state.view().snapshot();
     let integration_id = match &request.target {
         Target::Integration(id) => config

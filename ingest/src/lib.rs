@@ -4,6 +4,8 @@
 
 /// `POST /v{1,2,3}/erp/updates/events`: ERP events, checked and queued.
 pub mod events;
+/// The payload limits checked on every accepted event.
+pub mod limits;
 /// The ingest counters.
 pub mod metrics;
 /// `POST /v1/events`: platform core events, checked against the catalog's schemas.

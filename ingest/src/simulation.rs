@@ -1,8 +1,9 @@
 //! `POST /v2/erp/updates/mapping_simulation` and `POST /v1/erp/updates/mapping_simulation`: the
 //! dry run mapping authors develop with. The same compiler and engine as the processor, without
 //! integration context (file proxy URLs are skipped, environment variables read as missing,
-//! unknown reading enums are warnings). 400 for a malformed request, 422 for a configuration or
-//! payload that cannot be mapped.
+//! unknown reading enums are warnings). 400 for a malformed request or a payload over the
+//! payload limits (`PAYLOAD_LIMIT_EXCEEDED`), 422 for a configuration or payload that cannot be
+//! mapped.
 
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ pub async fn simulate_v2(
         None => return Err(ApiError::bad_request("event_configuration is required")),
     };
     let (format, payload) = format_and_payload(map)?;
-    simulate(configuration, format, payload, state.mapping_timeout).await
+    simulate(&state, configuration, format, payload).await
 }
 
 /// `POST /v1/erp/updates/mapping_simulation`: the legacy v1.0 object mapping or the wrapped
@@ -67,7 +68,7 @@ pub async fn simulate_v1(
     let (format, payload) = format_and_payload(map)?;
     let configuration = legacy::configuration_for(mapping, object_type)
         .map_err(|error| ApiError::unprocessable("INVALID_CONFIGURATION", error.to_string()))?;
-    simulate(configuration, format, payload, state.mapping_timeout).await
+    simulate(&state, configuration, format, payload).await
 }
 
 fn format_and_payload(
@@ -94,18 +95,57 @@ fn format_and_payload(
 }
 
 async fn simulate(
+    state: &IngestState,
+    configuration: Value,
+    format: PayloadFormat,
+    payload: Value,
+) -> Result<HttpResponse, ApiError> {
+    let timeout: Duration = state.mapping_timeout;
+    let limits = state.payload_limits;
+    // The same limits as at the events endpoints, checked before anything is built: a payload
+    // sent as a string is read by the converters below, which stop at the first limit passed.
+    if let Value::Object(_) = &payload {
+        let text = payload.to_string();
+        erp_mapping::limits::check(PayloadFormat::Json, &text, &limits)
+            .map_err(|exceeded| crate::limits::refused("payload", &exceeded))?;
+    }
+    // Compiling and mapping are CPU work: off the HTTP threads. A panic in the mapping code is
+    // this request's 500, never the process's end.
+    // On a thread with the mapping stack: values a mapping builds can nest deeper than any
+    // payload, and are dropped recursively (see `erp_mapping::jsonata`).
+    let outcome = web::block(move || {
+        erp_mapping::jsonata::on_mapping_stack(move || {
+            run_simulation(configuration, format, payload, timeout, &limits)
+        })
+        .unwrap_or_else(|_| {
+            Err(ApiError::internal(
+                "MAPPING_PANICKED",
+                "the mapping failed internally on this configuration and payload",
+            ))
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal("INTERNAL_ERROR", format!("simulation task failed: {e}")))??;
+    Ok(HttpResponse::Ok().json(outcome))
+}
+
+fn run_simulation(
     configuration: Value,
     format: PayloadFormat,
     payload: Value,
     timeout: Duration,
-) -> Result<HttpResponse, ApiError> {
-    // Compiling and mapping are CPU work: off the HTTP threads.
-    let outcome = web::block(move || {
+    limits: &erp_schemas::limits::PayloadLimits,
+) -> Result<erp_mapping::MappingResult, ApiError> {
+    {
         let compiled = CompiledConfiguration::compile(&configuration)
             .map_err(|e| ApiError::unprocessable("INVALID_CONFIGURATION", e.to_string()))?;
         let parsed = match payload {
-            Value::String(text) => payload::parse(format, &text)
-                .map_err(|e| ApiError::unprocessable("INVALID_PAYLOAD", e.to_string()))?,
+            Value::String(text) => payload::parse(format, &text, limits).map_err(|e| match e {
+                erp_mapping::MappingError::PayloadLimit(exceeded) => {
+                    crate::limits::refused("payload", &exceeded)
+                }
+                other => ApiError::unprocessable("INVALID_PAYLOAD", other.to_string()),
+            })?,
             Value::Object(_) if format == PayloadFormat::Xml => {
                 return Err(ApiError::bad_request(
                     "payload must be a string when format is \"xml\"",
@@ -115,8 +155,5 @@ async fn simulate(
         };
         map_payload(&compiled, &parsed, &MappingContext::simulation(timeout))
             .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))
-    })
-    .await
-    .map_err(|e| ApiError::internal("INTERNAL_ERROR", format!("simulation task failed: {e}")))??;
-    Ok(HttpResponse::Ok().json(outcome))
+    }
 }

@@ -24,6 +24,8 @@ pub struct IngestState {
     pub metrics: IngestMetrics,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Limits every accepted payload is checked against (the processor's, too).
+    pub payload_limits: erp_schemas::limits::PayloadLimits,
     /// Time limit of one JSONata evaluation in a simulation.
     pub mapping_timeout: Duration,
     /// Schemas platform events are checked against (`None`: envelope checks only).

@@ -34,6 +34,13 @@ pub enum MappingError {
     /// The payload cannot be read in its declared format.
     #[error("payload is not valid {format}: {message}")]
     InvalidPayload { format: String, message: String },
+    /// The payload is over one of the deployment's payload limits.
+    #[error(transparent)]
+    PayloadLimit(#[from] erp_schemas::limits::LimitExceeded),
+    /// The mapping code failed internally (a panic, caught): a defect, reported for this
+    /// record only.
+    #[error("internal failure while mapping: {0}")]
+    Internal(String),
 }
 
 impl MappingError {
@@ -47,6 +54,8 @@ impl MappingError {
             MappingError::MissingIdentifier { .. } => "MISSING_IDENTIFIER",
             MappingError::InvalidReading { .. } => "METER_READING_INVALID",
             MappingError::InvalidPayload { .. } => "INVALID_PAYLOAD",
+            MappingError::PayloadLimit(_) => erp_schemas::limits::LimitExceeded::CODE,
+            MappingError::Internal(_) => "MAPPING_PANICKED",
         }
     }
 

@@ -6,10 +6,17 @@
 //! - every evaluation has a time limit, and a panic inside the engine becomes an error;
 //! - engine errors become [`JsonataError`] with the JSONata code (`T2002`, `D1012`, …);
 //! - two extensions used in epilot's published mappings are provided: `$default(value,
-//!   fallback)` and `$log(value[, label])`.
+//!   fallback)` and `$log(value[, label])`;
+//! - depth: the engine bounds its own recursion (parse depth, evaluation depth, growing its
+//!   stack on the heap), but the values an expression builds are not bounded by it: `$reduce`
+//!   nests one level per item without recursing. Such a value is dropped recursively, inside the
+//!   engine as well as here, so evaluation runs on a thread with a large stack
+//!   ([`on_mapping_stack`]); a result nested deeper than [`MAX_RESULT_DEPTH`] is refused (and
+//!   taken apart without recursion) before anything converts or serialises it.
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +26,78 @@ use jsonata_core::value::JValue;
 use serde_json::Value;
 
 pub use jsonata_core::evaluator::Evaluator;
+
+/// Deepest result an evaluation may return. Results end up in core events that every consumer
+/// reads with serde_json's recursion limit (128); real mappings nest a handful of levels.
+pub const MAX_RESULT_DEPTH: usize = 100;
+
+/// Stack of the threads mappings run on ([`on_mapping_stack`]): reserved, not committed, so
+/// only what a deep value's drop touches costs memory. A value's depth grows at most as fast as
+/// the evaluation time limit allows; 512 MiB holds millions of levels.
+pub const MAPPING_STACK_BYTES: usize = 512 * 1024 * 1024;
+
+/// Runs `work` on a fresh thread with a [`MAPPING_STACK_BYTES`] stack and waits for it. A panic
+/// in `work` is returned as `Err` with its message.
+pub fn on_mapping_stack<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let thread = std::thread::Builder::new()
+        .name("erp-mapping".into())
+        .stack_size(MAPPING_STACK_BYTES)
+        .spawn(work)
+        .map_err(|e| format!("cannot start a mapping thread: {e}"))?;
+    thread.join().map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the mapping thread panicked".into())
+    })
+}
+
+/// Whether `value` nests deeper than `limit` (the value itself is depth 1 when a container).
+/// Iterative: safe on any value.
+fn deeper_than(value: &JValue, limit: usize) -> bool {
+    let mut stack: Vec<(&JValue, usize)> = vec![(value, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            JValue::Array(items) => {
+                if depth > limit {
+                    return true;
+                }
+                stack.extend(items.iter().map(|item| (item, depth + 1)));
+            }
+            JValue::Object(map) => {
+                if depth > limit {
+                    return true;
+                }
+                stack.extend(map.values().map(|item| (item, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Drops a value without recursion: containers owned only here are emptied onto a work list.
+fn dismantle(value: JValue) {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            JValue::Array(items) => {
+                // `into_vec` clones the items of a shared array; its clones are shared in turn
+                // and dropped by a count decrement.
+                stack.extend(items.into_vec());
+            }
+            JValue::Object(map) => {
+                if let Ok(map) = Rc::try_unwrap(map) {
+                    stack.extend(map.into_inner().into_values());
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 /// A JSONata failure: at parse time or at evaluation time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,6 +240,13 @@ impl Evaluation {
             evaluator.evaluate(&expression.ast, input)
         }));
         match outcome {
+            Ok(Ok(value)) if deeper_than(&value, MAX_RESULT_DEPTH) => {
+                dismantle(value);
+                Err(JsonataError {
+                    code: Some("U1001".into()),
+                    message: format!("the result is nested deeper than {MAX_RESULT_DEPTH} levels"),
+                })
+            }
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(JsonataError::from_message(error.message())),
             Err(_) => Err(JsonataError::panic()),

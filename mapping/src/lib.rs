@@ -20,6 +20,8 @@ mod error;
 pub mod jsonata;
 /// Mapping v1 (`integration.configuration`) translated into v2.
 pub mod legacy;
+/// Checking a payload against the payload limits without building its tree.
+pub mod limits;
 /// Outbound use cases: event matching, filters and per-mapping messages.
 pub mod outbound;
 /// Reading a payload in its declared format (JSON, XML) into the JSON tree the mapping sees.

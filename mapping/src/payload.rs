@@ -11,37 +11,76 @@
 //! - names are kept as written, namespace prefixes included (`"sap:Partner"`);
 //! - every value is a string (`$number()` converts in the mapping); text is trimmed, CDATA kept
 //!   verbatim; comments, processing instructions and the declaration are ignored; entity
-//!   references other than XML's five and character references are an error (no DTD expansion).
+//!   references other than XML's five and character references are an error (no DTD expansion:
+//!   a `<!DOCTYPE>` with entity declarations is skipped unread, so nothing is expanded or
+//!   fetched).
+//!
+//! Every read is bounded by [`PayloadLimits`]: the converters stop at the first element, value or
+//! string past a limit, before a tree deeper than `max_depth` exists (dropping or walking such a
+//! tree would recurse once per level and overflow the thread's stack).
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Value};
 
 use crate::MappingError;
+use crate::limits::{Budget, check_json};
 use erp_schemas::inbound::PayloadFormat;
+use erp_schemas::limits::{LimitExceeded, PayloadLimits};
 
-/// Parses a payload.
-pub fn parse(format: PayloadFormat, text: &str) -> Result<Value, MappingError> {
+/// Parses a payload within `limits`.
+pub fn parse(
+    format: PayloadFormat,
+    text: &str,
+    limits: &PayloadLimits,
+) -> Result<Value, MappingError> {
     match format {
         PayloadFormat::Json => {
+            check_json(text, limits)?;
             serde_json::from_str(text).map_err(|e| invalid("json", e.to_string()))
         }
-        PayloadFormat::Xml => xml_to_json(text).map_err(|message| invalid("xml", message)),
+        PayloadFormat::Xml => xml_to_json(text, limits),
     }
 }
 
-/// Parses a payload straight into the mapping engine's value type (JSON without an
-/// intermediate tree).
+/// Parses a payload within `limits` straight into the mapping engine's value type (JSON without
+/// an intermediate tree).
 pub fn parse_document(
     format: PayloadFormat,
     text: &str,
+    limits: &PayloadLimits,
 ) -> Result<jsonata_core::value::JValue, MappingError> {
     match format {
-        PayloadFormat::Json => jsonata_core::value::JValue::from_json_str(text)
-            .map_err(|e| invalid("json", e.to_string())),
-        PayloadFormat::Xml => xml_to_json(text)
-            .map(jsonata_core::value::JValue::from)
-            .map_err(|message| invalid("xml", message)),
+        PayloadFormat::Json => {
+            check_json(text, limits)?;
+            jsonata_core::value::JValue::from_json_str(text)
+                .map_err(|e| invalid("json", e.to_string()))
+        }
+        PayloadFormat::Xml => xml_to_json(text, limits).map(jsonata_core::value::JValue::from),
+    }
+}
+
+/// Why a conversion stopped: a limit or a syntax error.
+enum Stop {
+    Limit(LimitExceeded),
+    Syntax(String),
+}
+
+impl From<LimitExceeded> for Stop {
+    fn from(exceeded: LimitExceeded) -> Self {
+        Stop::Limit(exceeded)
+    }
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Self {
+        Stop::Syntax(message)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(message: &str) -> Self {
+        Stop::Syntax(message.to_owned())
     }
 }
 
@@ -61,11 +100,14 @@ struct Element {
 }
 
 impl Element {
-    fn open(start: &BytesStart<'_>) -> Result<Self, String> {
+    fn open(start: &BytesStart<'_>, budget: &mut Budget<'_>) -> Result<Self, Stop> {
+        budget.open()?;
         let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
         let mut fields = Map::new();
         for attribute in start.attributes() {
             let attribute = attribute.map_err(|e| format!("in <{name}>: {e}"))?;
+            budget.node()?;
+            budget.string(attribute.value.len())?;
             let key = format!("@{}", String::from_utf8_lossy(attribute.key.as_ref()));
             let value = attribute
                 .unescape_value()
@@ -109,8 +151,16 @@ impl Element {
     }
 }
 
-/// Converts an XML document to JSON by the convention above.
-pub fn xml_to_json(text: &str) -> Result<Value, String> {
+/// Converts an XML document to JSON by the convention above, within `limits`.
+pub fn xml_to_json(text: &str, limits: &PayloadLimits) -> Result<Value, MappingError> {
+    convert(text, limits).map_err(|stop| match stop {
+        Stop::Limit(exceeded) => MappingError::PayloadLimit(exceeded),
+        Stop::Syntax(message) => invalid("xml", message),
+    })
+}
+
+fn convert(text: &str, limits: &PayloadLimits) -> Result<Value, Stop> {
+    let mut budget = Budget::new(limits, text.len())?;
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<(String, Value)> = None;
@@ -123,10 +173,12 @@ pub fn xml_to_json(text: &str) -> Result<Value, String> {
                 if root.is_some() {
                     return Err("more than one root element".into());
                 }
-                stack.push(Element::open(&start)?);
+                // The stack holds at most `max_depth` elements: `open` refuses the next one.
+                stack.push(Element::open(&start, &mut budget)?);
             }
             Event::Empty(start) => {
-                let (name, value) = Element::open(&start)?.close();
+                let (name, value) = Element::open(&start, &mut budget)?.close();
+                budget.close();
                 match stack.last_mut() {
                     Some(parent) => parent.add_child(name, value),
                     None if root.is_none() => root = Some((name, value)),
@@ -135,6 +187,7 @@ pub fn xml_to_json(text: &str) -> Result<Value, String> {
             }
             Event::End(_) => {
                 let element = stack.pop().ok_or("closing tag without opening tag")?;
+                budget.close();
                 let (name, value) = element.close();
                 match stack.last_mut() {
                     Some(parent) => parent.add_child(name, value),
@@ -144,7 +197,10 @@ pub fn xml_to_json(text: &str) -> Result<Value, String> {
             Event::Text(content) => {
                 let decoded = content.decode().map_err(|e| e.to_string())?;
                 match stack.last_mut() {
-                    Some(element) => element.text.push_str(&decoded),
+                    Some(element) => {
+                        element.text.push_str(&decoded);
+                        budget.string(element.text.len())?;
+                    }
                     None if decoded.trim().is_empty() => {}
                     None => return Err("text outside the root element".into()),
                 }
@@ -153,6 +209,7 @@ pub fn xml_to_json(text: &str) -> Result<Value, String> {
                 let decoded = content.decode().map_err(|e| e.to_string())?;
                 if let Some(element) = stack.last_mut() {
                     element.text.push_str(&decoded);
+                    budget.string(element.text.len())?;
                 }
             }
             Event::GeneralRef(reference) => {
@@ -164,7 +221,7 @@ pub fn xml_to_json(text: &str) -> Result<Value, String> {
                         "gt" => '>',
                         "quot" => '"',
                         "apos" => '\'',
-                        other => return Err(format!("unknown entity &{other};")),
+                        other => return Err(format!("unknown entity &{other};").into()),
                     },
                 };
                 if let Some(element) = stack.last_mut() {
@@ -176,10 +233,10 @@ pub fn xml_to_json(text: &str) -> Result<Value, String> {
         }
     }
     if !stack.is_empty() {
-        return Err(format!(
+        return Err(Stop::Syntax(format!(
             "unclosed element <{}>",
             stack.last().map(|e| e.name.as_str()).unwrap_or("")
-        ));
+        )));
     }
     let (name, value) = root.ok_or("no root element")?;
     let mut document = Map::new();
@@ -205,7 +262,7 @@ mod tests {
               <Code kind="x">A&#x42;C</Code>
             </sap:Partner>"#;
         assert_eq!(
-            xml_to_json(xml).expect("parses"),
+            xml_to_json(xml, &PayloadLimits::default()).expect("parses"),
             json!({"sap:Partner": {
                 "@xmlns:sap": "urn:sap", "@id": "BP-1",
                 "Name": "Müller & Söhne",
@@ -222,6 +279,7 @@ mod tests {
         let value = parse(
             PayloadFormat::Xml,
             "<customer><id>C001</id><name>John Doe</name></customer>",
+            &PayloadLimits::default(),
         )
         .expect("parses");
         assert_eq!(
@@ -240,8 +298,60 @@ mod tests {
             "text",
             "<a>&custom;</a>",
         ] {
-            let error = parse(PayloadFormat::Xml, bad).unwrap_err();
+            let error = parse(PayloadFormat::Xml, bad, &PayloadLimits::default()).unwrap_err();
             assert_eq!(error.code(), "INVALID_PAYLOAD", "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_deep_document_is_refused_before_its_tree_exists() {
+        // The stack overflow of issue 12: 50,000 nested elements.
+        let deep = "<e>".repeat(50_000) + &"</e>".repeat(50_000);
+        let error = parse(PayloadFormat::Xml, &deep, &PayloadLimits::default()).unwrap_err();
+        assert_eq!(error.code(), "PAYLOAD_LIMIT_EXCEEDED", "{error}");
+        assert!(error.to_string().contains("max-depth"), "{error}");
+        let at_limit = "<e>".repeat(64) + &"</e>".repeat(64);
+        assert!(parse(PayloadFormat::Xml, &at_limit, &PayloadLimits::default()).is_ok());
+    }
+
+    #[test]
+    fn entity_declarations_are_neither_expanded_nor_fetched() {
+        let limits = PayloadLimits::default();
+        // A billion-laughs document: the DTD is skipped, so `&lol9;` is an unknown entity.
+        let laughs = r#"<?xml version="1.0"?>
+            <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">
+              <!ENTITY lol9 "&lol2;&lol2;">]>
+            <lolz>&lol9;</lolz>"#;
+        let error = parse(PayloadFormat::Xml, laughs, &limits).unwrap_err();
+        assert_eq!(error.code(), "INVALID_PAYLOAD");
+        assert!(
+            error.to_string().contains("unknown entity &lol9;"),
+            "{error}"
+        );
+        // An external entity: nothing is fetched (the URL would fail the test by hanging or
+        // succeeding); the reference is refused.
+        let external = r#"<!DOCTYPE r [<!ENTITY x SYSTEM "http://127.0.0.1:9/secret">]><r>&x;</r>"#;
+        let error = parse(PayloadFormat::Xml, external, &limits).unwrap_err();
+        assert!(error.to_string().contains("unknown entity &x;"), "{error}");
+        // Declared but unused: the document maps, the DTD ignored.
+        let unused = r#"<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>ok</r>"#;
+        assert_eq!(
+            parse(PayloadFormat::Xml, unused, &limits).expect("parses"),
+            serde_json::json!({"r": "ok"})
+        );
+    }
+
+    #[test]
+    fn huge_attributes_and_texts_are_refused() {
+        let limits = PayloadLimits {
+            max_string_bytes: 1000,
+            ..PayloadLimits::default()
+        };
+        let attribute = format!("<r a=\"{}\"/>", "x".repeat(1001));
+        let text = format!("<r>{}</r>", "x".repeat(1001));
+        for document in [attribute, text] {
+            let error = parse(PayloadFormat::Xml, &document, &limits).unwrap_err();
+            assert!(error.to_string().contains("max-string-bytes"), "{error}");
         }
     }
 }

@@ -28,7 +28,9 @@ fn simulate(
 ) -> Result<Value, String> {
     let compiled = CompiledConfiguration::compile(configuration).map_err(|e| e.to_string())?;
     let parsed = match payload {
-        Value::String(text) => payload::parse(format, text).map_err(|e| e.to_string())?,
+        Value::String(text) => {
+            payload::parse(format, text, &Default::default()).map_err(|e| e.to_string())?
+        }
         object => object.clone(),
     };
     let result = map_payload(&compiled, &parsed, &MappingContext::simulation(TIMEOUT))

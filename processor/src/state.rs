@@ -433,6 +433,18 @@ impl StateStore {
         usize::try_from(self.dedup_count.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
+    /// The poison-record guard, on two trees of this store's database (one flush covers all).
+    pub fn poison_guard(
+        &self,
+        threshold: u32,
+    ) -> Result<erp_runtime::poison::PoisonGuard, ProcessorError> {
+        let marks = self.db.open_tree("in-flight")?;
+        let suspects = self.db.open_tree("suspects")?;
+        Ok(erp_runtime::poison::PoisonGuard::open(
+            marks, suspects, threshold,
+        )?)
+    }
+
     /// Flushes everything to disk (on shutdown).
     pub async fn flush(&self) -> Result<(), ProcessorError> {
         self.db.flush_async().await?;

@@ -17,6 +17,9 @@ pub enum RuntimeError {
     TopicCreation { topic: String, message: String },
     #[error("secrets: {0}")]
     Secrets(#[from] crate::secrets::SecretsError),
+    /// The poison-record guard's sled tree failed.
+    #[error("storage: {0}")]
+    Storage(String),
     #[error("shutting down")]
     ShuttingDown,
 }

@@ -19,6 +19,8 @@ pub mod health;
 pub mod kafka;
 /// The Prometheus registry every role registers in.
 pub mod metrics;
+/// The poison-record guard: records in flight during repeated crashes are set aside.
+pub mod poison;
 /// The deployment's secrets keys: AES-256-GCM sealing.
 pub mod secrets;
 /// Flags and `ERP_TOOLKIT_*` variables shared by every role.

@@ -24,6 +24,8 @@ pub mod error;
 pub mod ids;
 /// Accepted ERP events on `erp.inbound.events`.
 pub mod inbound;
+/// Limits on untrusted payloads (depth, size, nodes), shared by the ingest and the processor.
+pub mod limits;
 /// Monitoring spans (epilot MonitoringEventV2).
 pub mod monitoring;
 /// Poll items and poll-stream state.

@@ -80,9 +80,15 @@ impl Core {
             let body = Arc::clone(&job.body);
             let timeout = self.settings.jsonata_timeout;
             let prepare = Arc::clone(&config);
-            // JSONata is CPU work bounded only by its time limit: off the async threads.
-            let prepared =
-                tokio::task::spawn_blocking(move || prepare.prepare(&body, timeout)).await;
+            // JSONata is CPU work bounded only by its time limit: off the async threads, on a
+            // thread with the mapping stack (values it builds can nest deep and are dropped
+            // recursively). A panic is this job's TRANSFORM_FAILED, never the process's end.
+            let prepared = tokio::task::spawn_blocking(move || {
+                erp_mapping::jsonata::on_mapping_stack(move || prepare.prepare(&body, timeout))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
             match prepared {
                 Ok(Prepared::Send(body)) => {
                     job.transformed = body != job.body;
@@ -96,7 +102,7 @@ impl Core {
                 }
                 Err(error) => {
                     return Ok(Ready::Ended(
-                        self.fail_unsent(job, "TRANSFORM_FAILED", error.to_string(), out)
+                        self.fail_unsent(job, "TRANSFORM_FAILED", error, out)
                             .await?,
                     ));
                 }

@@ -39,6 +39,7 @@ pub async fn run(
         &settings.data_dir.join("state"),
         settings.dedup_window,
     )?);
+    let poison = Arc::new(store.poison_guard(settings.poison_after_crashes)?);
     let metrics = ProcessorMetrics::new(&runtime.metrics);
     metrics.dedup_keys.set(store.dedup_len() as i64);
     let topics = runtime.kafka.topics.clone();
@@ -78,6 +79,7 @@ pub async fn run(
         metrics: metrics.clone(),
         settings,
         topics,
+        poison,
     });
     // One batch is completing (acknowledgements, sled commit) while the next is decided,
     // mapped and written: the broker's latency and the mapping's CPU time overlap.

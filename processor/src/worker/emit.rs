@@ -10,15 +10,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use erp_runtime::{ConfigView, kafka};
 use erp_schemas::inbound::InboundEventRecord;
 
-use crate::error::ProcessorError;
-use crate::outcome::{self, Outcome, PlatformHead};
-use crate::state::{DedupOverlay, PendingState};
-use erp_mapping::payload;
-use erp_mapping::{FileProxyContext, MappingContext, map_document};
-
+use super::guard::*;
 use super::map::*;
 use super::pipeline::*;
 use super::plan::*;
+use crate::error::ProcessorError;
+use crate::outcome::{self, Outcome, PlatformHead};
+use crate::state::{DedupOverlay, PendingState};
 
 impl Worker {
     /// Decides, maps and hands to the producer everything a batch writes (outputs, then the
@@ -34,7 +32,15 @@ impl Worker {
         let mut pending = PendingState::with_overlay(in_flight.cloned());
         let mut plans = Vec::with_capacity(batch.len());
         let platform_topic = self.topics.platform_events();
+        let mut set_aside = Vec::new();
         for input in batch {
+            let at = record_at(&input.source);
+            if self.poison.is_poison(&at)? {
+                // Crashed the process too often: not read, not mapped, dead-lettered.
+                set_aside.push(at);
+                plans.push(Plan::Done(poison_outcome(self.poison.threshold())));
+                continue;
+            }
             if input.source.topic == platform_topic {
                 let head = serde_json::from_slice::<serde_json::Value>(
                     input.message.payload().unwrap_or_default(),
@@ -64,10 +70,12 @@ impl Worker {
             plans.push(self.plan(&config, cache, &mut pending, record, input.source.partition)?);
         }
 
-        // Mapping is CPU work: run it off the async threads, all of the batch in one task.
+        // Mapping is CPU work: run it off the async threads, all of the batch in one task,
+        // under the per-record guard.
         let mut work = Vec::new();
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(plans.len());
-        for (index, plan) in plans.into_iter().enumerate() {
+        for ((index, plan), input) in plans.into_iter().enumerate().zip(batch) {
+            let at = record_at(&input.source);
             match plan {
                 Plan::Done(outcome) => outcomes.push(Some(outcome)),
                 Plan::Map {
@@ -75,71 +83,30 @@ impl Worker {
                     use_case,
                     compiled,
                 } => {
-                    work.push((index, Work::Inbound(record, use_case, compiled)));
+                    work.push((index, at, Work::Inbound(record, use_case, compiled)));
                     outcomes.push(None);
                 }
                 Plan::Outbound { head, use_cases } => {
-                    work.push((index, Work::Outbound(Box::new(head), use_cases)));
+                    work.push((index, at, Work::Outbound(Box::new(head), use_cases)));
                     outcomes.push(None);
                 }
             }
         }
-        let timeout = self.settings.mapping_timeout;
-        let file_proxy_base_url = self.settings.file_proxy_base_url.clone();
-        let environments = Arc::clone(&config);
+        let shared = Shared {
+            timeout: self.settings.mapping_timeout,
+            file_proxy_base_url: self.settings.file_proxy_base_url.clone(),
+            config: Arc::clone(&config),
+            limits: self.settings.payload_limits,
+            poison: Arc::clone(&self.poison),
+        };
+        // On a thread of its own with a large stack: values a mapping builds can nest deeper
+        // than any payload, and are dropped recursively (see `erp_mapping::jsonata`).
         let mapped = tokio::task::spawn_blocking(move || {
-            work.into_iter()
-                .map(|(index, work)| {
-                    let (record, use_case, compiled) = match work {
-                        Work::Inbound(record, use_case, compiled) => (record, use_case, compiled),
-                        Work::Outbound(head, use_cases) => {
-                            let results = use_cases
-                                .into_iter()
-                                .map(|(use_case, compiled)| {
-                                    let result = compiled.apply(&head.event, timeout);
-                                    (use_case, result)
-                                })
-                                .collect();
-                            return (
-                                index,
-                                Outcome::Outbound {
-                                    head: *head,
-                                    results,
-                                },
-                            );
-                        }
-                    };
-                    let file_proxy =
-                        file_proxy_base_url
-                            .as_ref()
-                            .map(|base_url| FileProxyContext {
-                                base_url: base_url.clone(),
-                                org_id: record.org_id.clone(),
-                                integration_id: record.integration_id.clone(),
-                                streaming_use_cases: Default::default(),
-                            });
-                    let mut context = MappingContext::processing(timeout, file_proxy);
-                    context.environment = Some(mapping_environment(&environments, &record.org_id));
-                    let result = payload::parse_document(record.format, &record.payload)
-                        .and_then(|document| map_document(&compiled, document, &context));
-                    let outcome = match result {
-                        Ok(result) => Outcome::Mapped {
-                            record,
-                            use_case,
-                            result,
-                        },
-                        Err(error) => Outcome::Failed {
-                            record,
-                            use_case,
-                            error,
-                        },
-                    };
-                    (index, outcome)
-                })
-                .collect::<Vec<_>>()
+            erp_mapping::jsonata::on_mapping_stack(move || map_all(&shared, work))
         })
         .await
-        .map_err(|e| ProcessorError::Task(e.to_string()))?;
+        .map_err(|e| ProcessorError::Task(e.to_string()))?
+        .map_err(ProcessorError::Task)??;
         for (index, outcome) in mapped {
             if let Some(slot) = outcomes.get_mut(index) {
                 *slot = Some(outcome);
@@ -169,6 +136,9 @@ impl Worker {
             }
         }
         let changelog = self.write_changelog(&mut pending, &firsts).await?;
+        // Set-aside records are written as dead letters now; a crash before the batch commits
+        // only sets them aside again.
+        self.poison.forget(&set_aside)?;
         Ok(Written {
             deliveries,
             changelog,

@@ -19,6 +19,8 @@ mod commit;
 mod consume;
 /// Emit: a batch through plan and map, every output written in record order.
 mod emit;
+/// The per-record guard: panics caught, payload limits, the poison-record guard.
+mod guard;
 /// Map: mappings and outbound use cases off the async threads; the compiled-mapping cache.
 mod map;
 /// What moves between the stages, and the worker they share.

@@ -27,6 +27,8 @@ pub(super) struct Worker {
     pub(super) metrics: ProcessorMetrics,
     pub(super) settings: ProcessorSettings,
     pub(super) topics: erp_schemas::topics::Topics,
+    /// The poison-record guard over this instance's records.
+    pub(super) poison: Arc<erp_runtime::poison::PoisonGuard>,
 }
 
 /// What [`Worker::write_batch`] handed to the producer, still to be acknowledged and committed.

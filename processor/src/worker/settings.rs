@@ -22,6 +22,11 @@ pub struct ProcessorSettings {
     /// Whether a successfully mapped event gets a `success` span too (skips and errors always
     /// do). Off halves the monitoring volume of high-volume streams; the counters remain.
     pub success_spans: bool,
+    /// Limits a payload must stay within to be mapped (the ingest checks the same ones).
+    pub payload_limits: erp_schemas::limits::PayloadLimits,
+    /// Abnormal exits a record may be in flight during before it is dead-lettered as
+    /// `POISON_RECORD` (at least 1).
+    pub poison_after_crashes: u32,
 }
 
 impl Default for ProcessorSettings {
@@ -34,6 +39,8 @@ impl Default for ProcessorSettings {
             max_batch: 500,
             file_proxy_base_url: None,
             success_spans: true,
+            payload_limits: erp_schemas::limits::PayloadLimits::default(),
+            poison_after_crashes: 2,
         }
     }
 }
