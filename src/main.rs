@@ -70,6 +70,13 @@ async fn standalone(
     println!("  data:        {}", args.data_dir.display());
     println!("  admin token: {}", running.admin_token);
     println!("Ctrl-C stops it.");
-    shutdown.cancelled().await;
-    running.stop().await
+    let failures = running.failures();
+    match roles::until_stop(&shutdown, &failures).await {
+        None => running.stop().await,
+        Some(failure) => {
+            // Bounded: a process whose task died must not hang in its drain.
+            let _ = tokio::time::timeout(roles::FAILURE_DRAIN, running.stop()).await;
+            Err(anyhow::anyhow!("stopped because {failure}"))
+        }
+    }
 }
