@@ -332,6 +332,12 @@ impl ProcessingArgs {
 pub struct ProcessorArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Static group membership: each consumer group is joined with `group.instance.id`
+    /// `<value>-<group id>`, so a restarted instance (same value, e.g. the pod name of a
+    /// StatefulSet) gets its partitions back without a rebalance. One value per instance; see
+    /// docs/operations.md for the embedded broker's limits.
+    #[arg(long, env = "ERP_TOOLKIT_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: String,
@@ -471,6 +477,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct DispatcherArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Static group membership: each consumer group is joined with `group.instance.id`
+    /// `<value>-<group id>`, so a restarted instance (same value, e.g. the pod name of a
+    /// StatefulSet) gets its partitions back without a rebalance. One value per instance; see
+    /// docs/operations.md for the embedded broker's limits.
+    #[arg(long, env = "ERP_TOOLKIT_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: String,

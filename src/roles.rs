@@ -162,7 +162,8 @@ fn mapping_timeout(args: &IngestArgs) -> std::time::Duration {
 
 /// `erp-toolkit processor`
 pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let mut runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    runtime.kafka.group_instance_id = args.group_instance_id.clone();
     // The processor neither signs nor authenticates: it has no use for webhook secrets.
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, view_task) = ConfigView::start(&runtime, "processor", None).await?;
@@ -201,7 +202,8 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
             path,
         )?));
     }
-    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let mut runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    runtime.kafka.group_instance_id = args.group_instance_id.clone();
     let secrets = crate::cli::load_secrets(args.secrets_key_file.as_deref())?;
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, view_task) = ConfigView::start(&runtime, "dispatcher", secrets).await?;

@@ -26,6 +26,8 @@ pub struct KafkaSettings {
     pub replication_factor: i32,
     /// Extra librdkafka properties, applied last.
     pub options: Vec<(String, String)>,
+    /// Static membership: group consumers join with `group.instance.id` `<this>-<group id>`.
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -37,6 +39,7 @@ impl KafkaSettings {
             partitions: 6,
             replication_factor: 1,
             options: Vec::new(),
+            group_instance_id: None,
         }
     }
 
@@ -92,6 +95,10 @@ impl KafkaSettings {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "30000")
             .set("fetch.wait.max.ms", "100");
+        if let Some(instance) = &self.group_instance_id {
+            // One instance id per group: the dispatcher joins several groups.
+            config.set("group.instance.id", format!("{instance}-{group_id}"));
+        }
         self.finish(config)
     }
 
