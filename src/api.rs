@@ -90,6 +90,7 @@ pub fn ingest(
     body_limit: usize,
     mapping_timeout: std::time::Duration,
     event_schemas: Option<std::sync::Arc<erp_runtime::event_schemas::EventSchemas>>,
+    produce_timeout: std::time::Duration,
 ) -> web::Data<IngestState> {
     web::Data::new(IngestState {
         view,
@@ -99,6 +100,7 @@ pub fn ingest(
         body_limit,
         mapping_timeout,
         event_schemas,
+        produce_timeout,
     })
 }
 

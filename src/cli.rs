@@ -110,6 +110,11 @@ pub struct BrokerArgs {
 /// Settings of the HTTP API.
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
+    /// Longest wait, in milliseconds, for Kafka to acknowledge the events of one ingest
+    /// request; then the answer is 503 `QUEUE_UNAVAILABLE` with `Retry-After` (the events may
+    /// still be written: clients resend with the same `deduplication_id`).
+    #[arg(long, env = "ERP_TOOLKIT_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
+    pub produce_timeout_ms: u64,
     /// The first organisation: the one the admin token owns. Others come into being when the
     /// admin token creates a token for them (`POST /v1/access-tokens` with `org_id`).
     #[arg(long, env = "ERP_TOOLKIT_ORG_ID", default_value = "default")]
@@ -167,6 +172,11 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
+    /// The produce timeout of ingest requests.
+    pub fn produce_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.produce_timeout_ms.max(1))
+    }
+
     /// The public key of the signing key, if one is configured.
     pub fn signing_public_key(&self) -> anyhow::Result<Option<String>> {
         self.signing_key_file

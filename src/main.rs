@@ -59,6 +59,7 @@ async fn standalone(
         acks: args.api.ack_settings(),
         poll: args.api.poll_settings(),
         attempt_log: args.api.attempt_log_settings(),
+        produce_timeout: args.api.produce_timeout(),
         processor: args.processing.settings(args.data_dir.join("processor")),
         dispatcher,
         ..StandaloneOptions::new(args.data_dir.clone())

@@ -121,6 +121,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
             args.api.body_limit,
             mapping_timeout(&args),
             args.api.event_schemas()?,
+            args.api.produce_timeout(),
         )),
         api: None,
     };

@@ -58,6 +58,8 @@ pub struct StandaloneOptions {
     pub processor: ProcessorSettings,
     /// Dispatcher settings.
     pub dispatcher: DispatcherSettings,
+    /// Longest wait for Kafka's acknowledgement of an ingest request before answering 503.
+    pub produce_timeout: Duration,
 }
 
 impl StandaloneOptions {
@@ -78,6 +80,7 @@ impl StandaloneOptions {
             poll: Default::default(),
             attempt_log: Default::default(),
             processor: ProcessorSettings::default(),
+            produce_timeout: Duration::from_secs(5),
             // Receivers of a standalone installation usually run on the same machine.
             dispatcher: DispatcherSettings {
                 destinations: erp_webhooks::DestinationPolicy::loopback_allowed(),
@@ -188,6 +191,7 @@ impl Standalone {
                 options.body_limit,
                 options.processor.mapping_timeout,
                 event_schemas,
+                options.produce_timeout,
             )),
             api: Some(api),
         };
