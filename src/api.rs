@@ -91,6 +91,7 @@ pub fn ingest(
     payload_limits: erp_schemas::limits::PayloadLimits,
     mapping_timeout: std::time::Duration,
     event_schemas: Option<std::sync::Arc<erp_runtime::event_schemas::EventSchemas>>,
+    produce_timeout: std::time::Duration,
 ) -> web::Data<IngestState> {
     web::Data::new(IngestState {
         view,
@@ -101,6 +102,7 @@ pub fn ingest(
         payload_limits,
         mapping_timeout,
         event_schemas,
+        produce_timeout,
     })
 }
 

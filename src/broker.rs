@@ -39,6 +39,7 @@ impl EmbeddedBroker {
         let storage = storage_url(&data_dir.join("kafka.db"))?;
         let listener = url::Url::parse(&format!("tcp://{address}"))?;
 
+        exit_on_broker_panic();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (failed_tx, mut failed_rx) = oneshot::channel::<String>();
         let thread = std::thread::Builder::new()
@@ -92,6 +93,69 @@ impl Drop for EmbeddedBroker {
             let _ = stop.send(());
         }
     }
+}
+
+/// Forgets every consumer group's members, leader and assignment in the broker's SQLite file
+/// at `<data_dir>/kafka.db` (committed offsets are kept), before the broker opens it.
+///
+/// Only for `standalone`, whose broker and clients always start together: its groups' stored
+/// members are all dead then. Tansu keeps a dead leader of a group and later accepts an empty
+/// assignment from the restarted member, which then never gets a partition (defect B in
+/// docs/embedded-broker.md); with the group documents gone the first join forms the group
+/// afresh. Returns how many groups were reset.
+pub async fn forget_group_members(data_dir: &Path) -> anyhow::Result<u64> {
+    let file = data_dir.join("kafka.db");
+    if !file.exists() {
+        return Ok(0);
+    }
+    let db = libsql::Builder::new_local(&file)
+        .build()
+        .await
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let connection = db.connect()?;
+    let exists = connection
+        .query(
+            "select 1 from sqlite_master where type = 'table' and name = 'consumer_group_detail'",
+            (),
+        )
+        .await?
+        .next()
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(0);
+    }
+    let reset = connection
+        .execute("delete from consumer_group_detail", ())
+        .await
+        .with_context(|| format!("cannot reset the consumer groups in {}", file.display()))?;
+    Ok(reset)
+}
+
+/// The exit code of a process whose embedded broker panicked.
+pub const BROKER_PANIC_EXIT: i32 = 70;
+
+/// Makes a panic on the broker's threads end the process. Tansu's storage task runs there and
+/// is never awaited: after it panics (docs/embedded-broker.md, defect A) the broker keeps
+/// accepting connections and fails every request, a zombie nobody restarts. Exiting non-zero
+/// lets the supervisor (Kubernetes, systemd) restart broker and clients together, which is what
+/// recovers.
+fn exit_on_broker_panic() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            let on_broker = std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with("embedded-broker"));
+            if on_broker {
+                error!(%info, "the embedded broker panicked; exiting");
+                eprintln!("the embedded broker panicked; exiting with code {BROKER_PANIC_EXIT}");
+                std::process::exit(BROKER_PANIC_EXIT);
+            }
+        }));
+    });
 }
 
 fn serve_on_own_runtime(

@@ -110,6 +110,11 @@ pub struct BrokerArgs {
 /// Settings of the HTTP API.
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
+    /// Longest wait, in milliseconds, for Kafka to acknowledge the events of one ingest
+    /// request; then the answer is 503 `QUEUE_UNAVAILABLE` with `Retry-After` (the events may
+    /// still be written: clients resend with the same `deduplication_id`).
+    #[arg(long, env = "ERP_TOOLKIT_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
+    pub produce_timeout_ms: u64,
     /// The first organisation: the one the admin token owns. Others come into being when the
     /// admin token creates a token for them (`POST /v1/access-tokens` with `org_id`).
     #[arg(long, env = "ERP_TOOLKIT_ORG_ID", default_value = "default")]
@@ -167,6 +172,11 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
+    /// The produce timeout of ingest requests.
+    pub fn produce_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.produce_timeout_ms.max(1))
+    }
+
     /// The public key of the signing key, if one is configured.
     pub fn signing_public_key(&self) -> anyhow::Result<Option<String>> {
         self.signing_key_file
@@ -384,6 +394,12 @@ impl ProcessingArgs {
 pub struct ProcessorArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Static group membership: each consumer group is joined with `group.instance.id`
+    /// `<value>-<group id>`, so a restarted instance (same value, e.g. the pod name of a
+    /// StatefulSet) gets its partitions back without a rebalance. One value per instance; see
+    /// docs/operations.md for the embedded broker's limits.
+    #[arg(long, env = "ERP_TOOLKIT_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: String,
@@ -523,6 +539,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct DispatcherArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Static group membership: each consumer group is joined with `group.instance.id`
+    /// `<value>-<group id>`, so a restarted instance (same value, e.g. the pod name of a
+    /// StatefulSet) gets its partitions back without a rebalance. One value per instance; see
+    /// docs/operations.md for the embedded broker's limits.
+    #[arg(long, env = "ERP_TOOLKIT_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: String,

@@ -59,6 +59,7 @@ async fn standalone(
         acks: args.api.ack_settings(),
         poll: args.api.poll_settings(),
         attempt_log: args.api.attempt_log_settings(),
+        produce_timeout: args.api.produce_timeout(),
         processor: args.processing.settings(args.data_dir.join("processor")),
         dispatcher,
         ..StandaloneOptions::new(args.data_dir.clone())
@@ -70,6 +71,13 @@ async fn standalone(
     println!("  data:        {}", args.data_dir.display());
     println!("  admin token: {}", running.admin_token);
     println!("Ctrl-C stops it.");
-    shutdown.cancelled().await;
-    running.stop().await
+    let failures = running.failures();
+    match roles::until_stop(&shutdown, &failures).await {
+        None => running.stop().await,
+        Some(failure) => {
+            // Bounded: a process whose task died must not hang in its drain.
+            let _ = tokio::time::timeout(roles::FAILURE_DRAIN, running.stop()).await;
+            Err(anyhow::anyhow!("stopped because {failure}"))
+        }
+    }
 }

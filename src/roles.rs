@@ -6,7 +6,7 @@ use tracing::info;
 
 use erp_runtime::settings::KafkaArgs;
 use erp_runtime::topics::{ensure_topics, standard_topics};
-use erp_runtime::{ConfigView, Metrics, Readiness, Runtime, Supervisor, health};
+use erp_runtime::{ConfigView, Failures, Metrics, Readiness, Runtime, Supervisor, health};
 
 use crate::api::Services;
 use crate::cli::{DispatcherArgs, IngestArgs, ProcessorArgs};
@@ -55,18 +55,62 @@ async fn serve(
     )?;
     info!(%address, "{what} listening");
     let handle = server.handle();
-    let serving = tokio::spawn(server);
-    runtime.shutdown.cancelled().await;
-    handle.stop(true).await;
-    let _ = serving.await;
-    tasks.stop().await;
-    Ok(())
+    let serving = tokio::spawn(tasks.watch("http server", server));
+    let failures = tasks.failures();
+    let failure = until_stop(&runtime.shutdown, &failures).await;
+    let drain = async {
+        handle.stop(true).await;
+        let _ = serving.await;
+        tasks.stop().await;
+        Ok(())
+    };
+    stopped(drain, failure).await
+}
+
+/// How long a process whose task failed drains before it exits anyway.
+pub const FAILURE_DRAIN: std::time::Duration = std::time::Duration::from_secs(40);
+
+/// How long a process whose task failed keeps answering (503 on `/readyz`) before it drains.
+pub const FAILURE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for the shutdown signal or the first task failure (then cancels `shutdown`, so every
+/// part of the role drains). Returns the failure.
+pub async fn until_stop(shutdown: &CancellationToken, failures: &Failures) -> Option<String> {
+    let failure = tokio::select! {
+        () = shutdown.cancelled() => None,
+        failure = failures.first() => Some(failure),
+    };
+    if failure.is_some() {
+        // Not ready, still listening: load balancers and probes see the 503 before the
+        // listener closes.
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(FAILURE_LINGER) => {}
+        }
+    }
+    shutdown.cancel();
+    // A failure while stopping (a task ending with an error) still counts.
+    failure.or_else(|| failures.failed())
+}
+
+/// Runs the drain (bounded when a task failed) and turns a failure into the process's error.
+async fn stopped(
+    drain: impl std::future::Future<Output = anyhow::Result<()>>,
+    failure: Option<String>,
+) -> anyhow::Result<()> {
+    match failure {
+        None => drain.await,
+        Some(failure) => {
+            let _ = tokio::time::timeout(FAILURE_DRAIN, drain).await;
+            Err(anyhow::anyhow!("stopped because {failure}"))
+        }
+    }
 }
 
 /// `erp-toolkit ingest`: the inbound events and the mapping simulation.
 pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
-    let mut tasks = Supervisor::new();
+    let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, producer) = http_role(&runtime, &args, "ingest", &mut tasks).await?;
     let services = Services {
         access: Some(access_of(&runtime, &args, view.clone())),
@@ -78,6 +122,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
             args.payload_limits.limits(),
             mapping_timeout(&args),
             args.api.event_schemas()?,
+            args.api.produce_timeout(),
         )),
         api: None,
     };
@@ -87,7 +132,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
 /// `erp-toolkit api`: the control plane.
 pub async fn api(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let runtime = runtime(&args.kafka, shutdown.clone()).await?;
-    let mut tasks = Supervisor::new();
+    let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, producer) = http_role(&runtime, &args, "api", &mut tasks).await?;
     let settings = args.api_settings()?;
     let state = crate::api::control_plane(&runtime, producer, view.clone(), settings, &mut tasks)?;
@@ -119,9 +164,10 @@ fn mapping_timeout(args: &IngestArgs) -> std::time::Duration {
 
 /// `erp-toolkit processor`
 pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let mut runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    runtime.kafka.group_instance_id = args.group_instance_id.clone();
     // The processor neither signs nor authenticates: it has no use for webhook secrets.
-    let mut tasks = Supervisor::new();
+    let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, view_task) = ConfigView::start(&runtime, "processor", None).await?;
     tasks.adopt("configuration view", view_task);
     let (address, server) = health::serve_ops(
@@ -131,13 +177,23 @@ pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyh
     )?;
     info!(%address, "processor metrics and health listening");
     let handle = server.handle();
-    let serving = tokio::spawn(server);
+    let serving = tokio::spawn(tasks.watch("http server", server));
     let settings = args.processing.settings(args.data_dir.join("processor"));
-    let outcome = erp_processor::run(runtime, view, settings).await;
-    handle.stop(true).await;
-    let _ = serving.await;
-    tasks.stop().await;
-    Ok(outcome?)
+    let shutdown = runtime.shutdown.clone();
+    let processor =
+        tokio::spawn(tasks.watch("processor", erp_processor::run(runtime, view, settings)));
+    let failure = until_stop(&shutdown, &tasks.failures()).await;
+    stopped(
+        async {
+            let outcome = processor.await;
+            handle.stop(true).await;
+            let _ = serving.await;
+            tasks.stop().await;
+            Ok(outcome??)
+        },
+        failure,
+    )
+    .await
 }
 
 /// `erp-toolkit dispatcher`
@@ -148,9 +204,10 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
             path,
         )?));
     }
-    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let mut runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    runtime.kafka.group_instance_id = args.group_instance_id.clone();
     let secrets = crate::cli::load_secrets(args.secrets_key_file.as_deref())?;
-    let mut tasks = Supervisor::new();
+    let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, view_task) = ConfigView::start(&runtime, "dispatcher", secrets).await?;
     tasks.adopt("configuration view", view_task);
     crate::cli::check_secrets(&view).await?;
@@ -161,10 +218,20 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
     )?;
     info!(%address, "dispatcher metrics and health listening");
     let handle = server.handle();
-    let serving = tokio::spawn(server);
-    let outcome = erp_dispatcher::run(runtime, view, settings).await;
-    handle.stop(true).await;
-    let _ = serving.await;
-    tasks.stop().await;
-    Ok(outcome?)
+    let serving = tokio::spawn(tasks.watch("http server", server));
+    let shutdown = runtime.shutdown.clone();
+    let dispatcher =
+        tokio::spawn(tasks.watch("dispatcher", erp_dispatcher::run(runtime, view, settings)));
+    let failure = until_stop(&shutdown, &tasks.failures()).await;
+    stopped(
+        async {
+            let outcome = dispatcher.await;
+            handle.stop(true).await;
+            let _ = serving.await;
+            tasks.stop().await;
+            Ok(outcome??)
+        },
+        failure,
+    )
+    .await
 }

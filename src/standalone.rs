@@ -18,7 +18,7 @@ use erp_api::ApiSettings;
 use erp_dispatcher::DispatcherSettings;
 use erp_processor::ProcessorSettings;
 use erp_runtime::topics::{ensure_topics, standard_topics};
-use erp_runtime::{ConfigView, KafkaSettings, Metrics, Readiness, Runtime, Supervisor};
+use erp_runtime::{ConfigView, Failures, KafkaSettings, Metrics, Readiness, Runtime, Supervisor};
 use erp_webhooks::org_key::OrgKey;
 
 use crate::api::Services;
@@ -58,6 +58,8 @@ pub struct StandaloneOptions {
     pub processor: ProcessorSettings,
     /// Dispatcher settings.
     pub dispatcher: DispatcherSettings,
+    /// Longest wait for Kafka's acknowledgement of an ingest request before answering 503.
+    pub produce_timeout: Duration,
 }
 
 impl StandaloneOptions {
@@ -78,6 +80,7 @@ impl StandaloneOptions {
             poll: Default::default(),
             attempt_log: Default::default(),
             processor: ProcessorSettings::default(),
+            produce_timeout: Duration::from_secs(5),
             // Receivers of a standalone installation usually run on the same machine.
             dispatcher: DispatcherSettings {
                 destinations: erp_webhooks::DestinationPolicy::loopback_allowed(),
@@ -123,6 +126,10 @@ impl Standalone {
             Some(path) => std::sync::Arc::new(OrgKey::load(path)?),
             None => signing_key(&data_dir)?,
         };
+        let reset = crate::broker::forget_group_members(&data_dir.join("kafka")).await?;
+        if reset > 0 {
+            info!(groups = reset, "consumer groups of the previous run reset");
+        }
         let mut broker =
             EmbeddedBroker::start(&data_dir.join("kafka"), options.broker_listen).await?;
 
@@ -148,7 +155,7 @@ impl Standalone {
             broker.stop().await;
             return Err(error);
         }
-        let mut tasks = Supervisor::new();
+        let mut tasks = Supervisor::watching(&runtime.readiness, &shutdown);
         tasks.adopt("configuration view", view_task);
         let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
         let event_schemas = crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?;
@@ -186,6 +193,7 @@ impl Standalone {
                 options.processor.payload_limits,
                 options.processor.mapping_timeout,
                 event_schemas,
+                options.produce_timeout,
             )),
             api: Some(api),
         };
@@ -197,25 +205,23 @@ impl Standalone {
         )
         .with_context(|| format!("cannot listen on {}", options.listen))?;
         let server_handle = server.handle();
-        let serving = tokio::spawn(server);
+        let serving = tokio::spawn(tasks.watch("http server", server));
 
         let processor_settings = ProcessorSettings {
             data_dir: data_dir.join("processor"),
             ..options.processor
         };
-        let processor = tokio::spawn(erp_processor::run(
-            runtime.clone(),
-            view.clone(),
-            processor_settings,
+        let processor = tokio::spawn(tasks.watch(
+            "processor",
+            erp_processor::run(runtime.clone(), view.clone(), processor_settings),
         ));
         let dispatcher_settings = DispatcherSettings {
             signing_key: Some(signing_key),
             ..options.dispatcher
         };
-        let dispatcher = tokio::spawn(erp_dispatcher::run(
-            runtime.clone(),
-            view,
-            dispatcher_settings,
+        let dispatcher = tokio::spawn(tasks.watch(
+            "dispatcher",
+            erp_dispatcher::run(runtime.clone(), view, dispatcher_settings),
         ));
         info!(%http_address, broker = %broker.address(), "standalone running");
         Ok(Self {
@@ -232,6 +238,11 @@ impl Standalone {
             tasks,
             broker,
         })
+    }
+
+    /// The failures of the supervised tasks: the first one should stop the process.
+    pub fn failures(&self) -> Failures {
+        self.tasks.failures()
     }
 
     /// Waits until every readiness check passes.

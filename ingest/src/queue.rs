@@ -2,15 +2,21 @@
 //! ingest and the platform events endpoint: every event is handed to the producer in request
 //! order, the answer waits for each acknowledgement, and if any event could not be queued the
 //! answer is 503 `QUEUE_UNAVAILABLE` with all results (events with a `deduplication_id` can be
-//! resent safely; the processor drops the copies).
+//! resent safely; the processor drops the copies) and `Retry-After`. The answer never waits
+//! longer than the produce timeout: with the broker unreachable a client hears 503 within
+//! seconds instead of hanging on the producer.
 
-use actix_web::HttpResponse;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
+use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
 use erp_runtime::kafka;
 
 use crate::state::IngestState;
 use erp_http::ApiError;
+
+/// What a client is asked to wait before resending after `QUEUE_UNAVAILABLE`.
+pub const RETRY_AFTER_SECS: u64 = 5;
 
 /// One event to write, with the result to answer once Kafka has it.
 pub struct Queued {
@@ -28,16 +34,34 @@ pub async fn queue(
     events: Vec<Queued>,
     mut on_result: impl FnMut(&Value),
 ) -> Result<HttpResponse, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.produce_timeout;
+    let timed_out = || {
+        erp_runtime::RuntimeError::Timeout(format!(
+            "not acknowledged by Kafka within {} ms (it may still be written: resend with the \
+             same deduplication_id)",
+            state.produce_timeout.as_millis()
+        ))
+    };
     let mut pending = Vec::with_capacity(events.len());
     for event in events {
-        let delivery = kafka::enqueue(&state.producer, topic, &event.key, &event.bytes).await;
+        // A full producer queue (broker away) waits inside `enqueue`: bounded here.
+        let delivery = tokio::time::timeout_at(
+            deadline,
+            kafka::enqueue(&state.producer, topic, &event.key, &event.bytes),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
         pending.push((event, delivery));
     }
     let mut results = Vec::with_capacity(pending.len());
     let mut failed = 0usize;
     for (event, delivery) in pending {
         let outcome = match delivery {
-            Ok(delivery) => kafka::await_deliveries(vec![delivery]).await,
+            Ok(delivery) => {
+                tokio::time::timeout_at(deadline, kafka::await_deliveries(vec![delivery]))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()))
+            }
             Err(error) => Err(error),
         };
         let result = match outcome {
@@ -55,11 +79,16 @@ pub async fn queue(
         results.push(result);
     }
     if failed > 0 {
-        return Err(ApiError::unavailable(
+        let error = ApiError::unavailable(
             "QUEUE_UNAVAILABLE",
             format!("{failed} of {} events could not be queued", results.len()),
         )
-        .with_extra(json!({"results": results})));
+        .with_extra(json!({"results": results}));
+        let mut response = error.error_response();
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        return Ok(response);
     }
     Ok(HttpResponse::Ok().json(json!({"results": results})))
 }

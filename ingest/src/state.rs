@@ -30,6 +30,8 @@ pub struct IngestState {
     pub mapping_timeout: Duration,
     /// Schemas platform events are checked against (`None`: envelope checks only).
     pub event_schemas: Option<Arc<EventSchemas>>,
+    /// Longest wait for Kafka's acknowledgement of a request's events before answering 503.
+    pub produce_timeout: Duration,
 }
 
 impl IngestState {

@@ -26,6 +26,8 @@ pub struct KafkaSettings {
     pub replication_factor: i32,
     /// Extra librdkafka properties, applied last.
     pub options: Vec<(String, String)>,
+    /// Static membership: group consumers join with `group.instance.id` `<this>-<group id>`.
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -37,6 +39,7 @@ impl KafkaSettings {
             partitions: 6,
             replication_factor: 1,
             options: Vec::new(),
+            group_instance_id: None,
         }
     }
 
@@ -66,7 +69,11 @@ impl KafkaSettings {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
-            .set("message.timeout.ms", "30000")
+            // Never time a record out locally: an idempotent librdkafka producer whose record
+            // times out bumps its epoch without asking the broker, and the embedded broker
+            // (Tansu 0.6) panics on the next produce (docs/embedded-broker.md, defect A).
+            // Whoever awaits a delivery bounds its own wait (ingest: the produce timeout).
+            .set("message.timeout.ms", "0")
             // The Java client's partitioner, so keys land where Kafka Streams or Connect expect.
             .set("partitioner", "murmur2_random");
         Ok(self.finish(config).create()?)
@@ -92,6 +99,10 @@ impl KafkaSettings {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "30000")
             .set("fetch.wait.max.ms", "100");
+        if let Some(instance) = &self.group_instance_id {
+            // One instance id per group: the dispatcher joins several groups.
+            config.set("group.instance.id", format!("{instance}-{group_id}"));
+        }
         self.finish(config)
     }
 
@@ -123,12 +134,23 @@ pub async fn send(
     value: &[u8],
 ) -> Result<(i32, i64), RuntimeError> {
     let record = FutureRecord::to(topic).key(key).payload(value);
-    producer
-        .send(record, Timeout::After(Duration::from_secs(30)))
-        .await
-        .map(|delivery| (delivery.partition, delivery.offset))
-        .map_err(|(error, _)| RuntimeError::Kafka(error))
+    // Records never time out in the producer (see `producer`): the wait is bounded here.
+    tokio::time::timeout(
+        SEND_TIMEOUT,
+        producer.send(record, Timeout::After(SEND_TIMEOUT)),
+    )
+    .await
+    .map_err(|_| {
+        RuntimeError::Timeout(format!(
+            "no acknowledgement from Kafka within {SEND_TIMEOUT:?}"
+        ))
+    })?
+    .map(|delivery| (delivery.partition, delivery.offset))
+    .map_err(|(error, _)| RuntimeError::Kafka(error))
 }
+
+/// How long [`send`] waits for the broker's acknowledgement.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The high watermark (next offset) of a partition, asked of the broker without blocking the
 /// async runtime.

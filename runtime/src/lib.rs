@@ -39,7 +39,7 @@ pub use error::RuntimeError;
 pub use health::{Readiness, ReadyFlag};
 pub use kafka::KafkaSettings;
 pub use metrics::Metrics;
-pub use supervisor::Supervisor;
+pub use supervisor::{Failures, Supervisor};
 
 use tokio_util::sync::CancellationToken;
 

@@ -54,6 +54,7 @@ impl KafkaArgs {
             partitions: self.partitions,
             replication_factor: self.replication_factor,
             options,
+            group_instance_id: None,
         })
     }
 

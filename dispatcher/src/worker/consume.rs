@@ -89,6 +89,7 @@ pub async fn run(
         }
     });
 
+    let tier_failure: TierFailure = Arc::default();
     let mut tiers = Vec::new();
     for tier in 1..=core.schedule.tiers() {
         let consumer = runtime.kafka.group_consumer(
@@ -96,10 +97,12 @@ pub async fn run(
             &format!("{}.retry.{tier}", core.settings.group_id),
         )?;
         consumer.subscribe(&[&topics.retry(tier)])?;
-        tiers.push(tokio::spawn(run_tier(
+        tiers.push(tokio::spawn(supervise_tier(
             Arc::clone(&core),
             tier,
             Arc::new(consumer),
+            runtime.readiness.clone(),
+            Arc::clone(&tier_failure),
         )));
     }
     // The context restores the lanes of an assigned partition before any of its records is read.
@@ -119,10 +122,56 @@ pub async fn run(
     );
     let outcome = run_main(Arc::clone(&core), consumer).await;
     for tier in tiers {
-        let _ = tier.await;
+        if let Err(panicked) = tier.await {
+            record_tier_failure(&tier_failure, format!("a retry tier panicked: {panicked}"));
+        }
     }
     info!("dispatcher stopped");
-    outcome
+    outcome?;
+    match tier_failure.lock().ok().and_then(|failed| failed.clone()) {
+        Some(failure) => Err(DispatcherError::Task(failure)),
+        None => Ok(()),
+    }
+}
+
+/// The first retry tier that ended on its own.
+type TierFailure = Arc<Mutex<Option<String>>>;
+
+fn record_tier_failure(failure: &TierFailure, what: String) {
+    if let Ok(mut first) = failure.lock()
+        && first.is_none()
+    {
+        *first = Some(what);
+    }
+}
+
+/// Runs a retry tier. A tier that ends before the stop (or panics) would leave its retries
+/// undelivered while the rest looks healthy: the dispatcher reports itself not ready, stops
+/// as a whole and fails, so the process exits non-zero.
+async fn supervise_tier(
+    core: Arc<Core>,
+    tier: u32,
+    consumer: Arc<StreamConsumer>,
+    readiness: erp_runtime::Readiness,
+    failure: TierFailure,
+) {
+    let shutdown = core.shutdown.clone();
+    let ran = tokio::spawn(run_tier(core, tier, consumer)).await;
+    if shutdown.is_cancelled() && ran.is_ok() {
+        return;
+    }
+    let how = match ran {
+        Ok(()) => "ended".to_owned(),
+        Err(panicked) => format!("panicked: {panicked}"),
+    };
+    tracing::error!(
+        tier,
+        how,
+        "dispatcher retry tier stopped; stopping the dispatcher"
+    );
+    let _ = readiness.flag(format!("task: dispatcher retry tier {tier}"));
+    record_tier_failure(&failure, format!("retry tier {tier} {how}"));
+    shutdown.cancel();
 }
 
 /// The main path: batches of `erp.core.events`, several in progress, committed in order.
