@@ -82,27 +82,36 @@ pub fn access(
     })
 }
 
+/// The bounds an ingest tier applies to each request: sizes, evaluation time, Kafka's answer.
+pub struct IngestBounds {
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Limits every accepted payload is checked against (the processor's, too).
+    pub payload_limits: erp_schemas::limits::PayloadLimits,
+    /// Time limit of one JSONata evaluation in a simulation.
+    pub mapping_timeout: std::time::Duration,
+    /// Longest wait for Kafka's acknowledgement before answering 503.
+    pub produce_timeout: std::time::Duration,
+}
+
 /// The ingest service's state.
 pub fn ingest(
     runtime: &Runtime,
     producer: FutureProducer,
     view: ConfigView,
-    body_limit: usize,
-    payload_limits: erp_schemas::limits::PayloadLimits,
-    mapping_timeout: std::time::Duration,
+    bounds: IngestBounds,
     event_schemas: Option<std::sync::Arc<erp_runtime::event_schemas::EventSchemas>>,
-    produce_timeout: std::time::Duration,
 ) -> web::Data<IngestState> {
     web::Data::new(IngestState {
         view,
         producer,
         topics: runtime.kafka.topics.clone(),
         metrics: erp_ingest::metrics::IngestMetrics::new(&runtime.metrics),
-        body_limit,
-        payload_limits,
-        mapping_timeout,
+        body_limit: bounds.body_limit,
+        payload_limits: bounds.payload_limits,
+        mapping_timeout: bounds.mapping_timeout,
         event_schemas,
-        produce_timeout,
+        produce_timeout: bounds.produce_timeout,
     })
 }
 

@@ -118,11 +118,13 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
             &runtime,
             producer,
             view,
-            args.api.body_limit,
-            args.payload_limits.limits(),
-            mapping_timeout(&args),
+            crate::api::IngestBounds {
+                body_limit: args.api.body_limit,
+                payload_limits: args.payload_limits.limits(),
+                mapping_timeout: mapping_timeout(&args),
+                produce_timeout: args.api.produce_timeout(),
+            },
             args.api.event_schemas()?,
-            args.api.produce_timeout(),
         )),
         api: None,
     };

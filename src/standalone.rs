@@ -188,12 +188,14 @@ impl Standalone {
                 &runtime,
                 producer,
                 view.clone(),
-                options.body_limit,
-                // One set of limits for the ingest and the processor of this process.
-                options.processor.payload_limits,
-                options.processor.mapping_timeout,
+                crate::api::IngestBounds {
+                    body_limit: options.body_limit,
+                    // One set of limits for the ingest and the processor of this process.
+                    payload_limits: options.processor.payload_limits,
+                    mapping_timeout: options.processor.mapping_timeout,
+                    produce_timeout: options.produce_timeout,
+                },
                 event_schemas,
-                options.produce_timeout,
             )),
             api: Some(api),
         };
