@@ -83,7 +83,6 @@ async fn every_template_is_accepted_and_its_samples_work_through_the_api() {
         let configuration = template
             .instantiate(&values)
             .unwrap_or_else(|e| panic!("{e}"));
-        // The file proxy runtime does not exist yet: such use cases are stored, not run.
         let (status, use_case) = h
             .post(
                 &use_cases,
@@ -91,6 +90,22 @@ async fn every_template_is_accepted_and_its_samples_work_through_the_api() {
                        "enabled": webhook_delivery, "configuration": configuration}),
             )
             .await;
+        // The file proxy runtime does not exist yet: an outbound file_proxy delivery is refused on
+        // save rather than reported as delivered (its transform is tested in mapping/tests).
+        if template.kind == TemplateKind::Outbound && !webhook_delivery {
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{}: {use_case}",
+                template.slug
+            );
+            assert_eq!(
+                use_case["code"], "DELIVERY_TYPE_NOT_SUPPORTED",
+                "{}",
+                template.slug
+            );
+            continue;
+        }
         assert_eq!(status, StatusCode::CREATED, "{}: {use_case}", template.slug);
         let stored = &use_case["configuration"];
 
