@@ -172,29 +172,10 @@ pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyh
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, view_task) = ConfigView::start(&runtime, "processor", None).await?;
     tasks.adopt("configuration view", view_task);
-    let (address, server) = health::serve_ops(
-        &args.listen,
-        runtime.metrics.clone(),
-        runtime.readiness.clone(),
-    )?;
-    info!(%address, "processor metrics and health listening");
-    let handle = server.handle();
-    let serving = tokio::spawn(tasks.watch("http server", server));
     let settings = args.processing.settings(args.data_dir.join("processor"));
-    let shutdown = runtime.shutdown.clone();
-    let processor =
-        tokio::spawn(tasks.watch("processor", erp_processor::run(runtime, view, settings)));
-    let failure = until_stop(&shutdown, &tasks.failures()).await;
-    stopped(
-        async {
-            let outcome = processor.await;
-            handle.stop(true).await;
-            let _ = serving.await;
-            tasks.stop().await;
-            Ok(outcome??)
-        },
-        failure,
-    )
+    serve_worker(runtime, &args.listen, tasks, "processor", move |runtime| {
+        erp_processor::run(runtime, view, settings)
+    })
     .await
 }
 
@@ -213,21 +194,38 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
     let (view, view_task) = ConfigView::start(&runtime, "dispatcher", secrets).await?;
     tasks.adopt("configuration view", view_task);
     crate::cli::check_secrets(&view).await?;
-    let (address, server) = health::serve_ops(
-        &args.listen,
-        runtime.metrics.clone(),
-        runtime.readiness.clone(),
-    )?;
-    info!(%address, "dispatcher metrics and health listening");
+    serve_worker(runtime, &args.listen, tasks, "dispatcher", move |runtime| {
+        erp_dispatcher::run(runtime, view, settings)
+    })
+    .await
+}
+
+/// The tail every worker role (processor, dispatcher) shares: the ops listener (`/metrics`,
+/// `/healthz`, `/readyz`), the role's main task under the supervisor, and the drain — the main
+/// task first (it commits its positions), then the listener, then the other tasks.
+async fn serve_worker<F, E>(
+    runtime: Runtime,
+    listen: &str,
+    tasks: Supervisor,
+    name: &'static str,
+    main: impl FnOnce(Runtime) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + Sync + 'static,
+    anyhow::Error: From<E>,
+{
+    let (address, server) =
+        health::serve_ops(listen, runtime.metrics.clone(), runtime.readiness.clone())?;
+    info!(%address, "{name} metrics and health listening");
     let handle = server.handle();
     let serving = tokio::spawn(tasks.watch("http server", server));
     let shutdown = runtime.shutdown.clone();
-    let dispatcher =
-        tokio::spawn(tasks.watch("dispatcher", erp_dispatcher::run(runtime, view, settings)));
+    let main = tokio::spawn(tasks.watch(name, main(runtime)));
     let failure = until_stop(&shutdown, &tasks.failures()).await;
     stopped(
         async {
-            let outcome = dispatcher.await;
+            let outcome = main.await;
             handle.stop(true).await;
             let _ = serving.await;
             tasks.stop().await;

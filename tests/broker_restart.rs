@@ -8,77 +8,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use common::process::{Role, free_address, wait_tcp};
 use common::{meter_mapping, read_topic, reading_event};
 
-const BIN: &str = env!("CARGO_BIN_EXE_erp-toolkit");
 const TOKEN: &str = "erpt_broker_restart_token";
 /// Longer than the 30 s message timeout the producers used to have: the old trigger.
 const OUTAGE: Duration = Duration::from_secs(35);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], log: &Path) -> Killed {
-    let out = std::fs::File::create(log).expect("log");
-    let err = out.try_clone().expect("log");
-    Killed(
-        Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info,tansu_broker=warn,tansu_storage=warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawns"),
-    )
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    let started = Instant::now();
-    while !client
-        .get(url)
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{url} not ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_tcp(address: &str) {
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(address).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{address} down"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Posts one event; the status and whether `Retry-After` was set.
 async fn post_one(client: &reqwest::Client, url: &str, integration: &str, n: usize) -> (u16, bool) {
@@ -105,7 +44,7 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
     let mut dir = tempfile::tempdir().expect("temp dir");
     dir.disable_cleanup(std::env::var_os("ERP_TOOLKIT_KEEP_TEST_DIR").is_some());
     let dir = dir.path();
-    let brokers = format!("127.0.0.1:{}", free_port());
+    let brokers = free_address();
     let kafka_dir = dir.join("kafka");
     let broker_args = [
         "broker",
@@ -114,12 +53,13 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
         "--listen",
         &brokers,
     ];
-    let mut broker = spawn(&broker_args, &dir.join("broker-1.log"));
-    wait_tcp(&brokers).await;
-    let ingest_address = format!("127.0.0.1:{}", free_port());
-    let api_address = format!("127.0.0.1:{}", free_port());
+    let mut broker = Role::spawn("broker", &broker_args, &dir.join("broker-1.log"), &[]);
+    wait_tcp(&brokers, Duration::from_secs(30)).await;
+    let ingest_address = free_address();
+    let api_address = free_address();
     let role = |role: &str, listen: &str| {
-        spawn(
+        Role::spawn(
+            role,
             &[
                 role,
                 "--brokers",
@@ -132,13 +72,18 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
                 "3000",
             ],
             &dir.join(format!("{role}.log")),
+            &[],
         )
     };
     let mut ingest = role("ingest", &ingest_address);
-    let _api = role("api", &api_address);
+    let api = role("api", &api_address);
     let client = reqwest::Client::new();
-    wait_ready(&client, &format!("http://{ingest_address}/readyz")).await;
-    wait_ready(&client, &format!("http://{api_address}/readyz")).await;
+    let ready_within = Duration::from_secs(60);
+    ingest
+        .wait_ready(&format!("http://{ingest_address}/readyz"), ready_within)
+        .await;
+    api.wait_ready(&format!("http://{api_address}/readyz"), ready_within)
+        .await;
     let integration: Value = client
         .post(format!("http://{api_address}/v1/integrations"))
         .bearer_auth(TOKEN)
@@ -183,8 +128,7 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
     }
 
     // The broker goes away.
-    let _ = broker.0.kill();
-    let _ = broker.0.wait();
+    broker.kill();
     let down = Instant::now();
     let mut refused = 0;
     while down.elapsed() < OUTAGE {
@@ -197,8 +141,8 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
     assert!(refused > 0);
 
     // Back on the same data and address: the running ingest resumes by itself.
-    broker = spawn(&broker_args, &dir.join("broker-2.log"));
-    wait_tcp(&brokers).await;
+    broker = Role::spawn("broker", &broker_args, &dir.join("broker-2.log"), &[]);
+    wait_tcp(&brokers, Duration::from_secs(30)).await;
     let back = Instant::now();
     let mut resumed = 0;
     while resumed < 20 {
@@ -218,14 +162,11 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
         );
     }
     assert!(
-        broker.0.try_wait().expect("status").is_none(),
+        broker.is_running(),
         "the broker died after the restart: {}",
         std::fs::read_to_string(dir.join("broker-2.log")).unwrap_or_default()
     );
-    assert!(
-        ingest.0.try_wait().expect("status").is_none(),
-        "ingest died"
-    );
+    assert!(ingest.is_running(), "ingest died");
 
     // Every event answered 200 is there exactly once.
     let records = read_topic(

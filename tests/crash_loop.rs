@@ -10,26 +10,18 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use common::process::{Role, free_port};
 use common::{meter_mapping, read_topic, reading_event};
 
-const BIN: &str = env!("CARGO_BIN_EXE_erp-toolkit");
 const TOKEN: &str = "erpt_crash_loop_token";
 const EVENTS: usize = 2000;
 const BATCH: usize = 50;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// One `standalone` on fixed ports and a data directory that outlives its runs.
 struct Node {
@@ -37,7 +29,7 @@ struct Node {
     http: u16,
     broker: u16,
     runs: usize,
-    child: Option<Child>,
+    child: Option<Role>,
 }
 
 impl Node {
@@ -49,10 +41,9 @@ impl Node {
     async fn start(&mut self) {
         self.runs += 1;
         let log = self.dir.join(format!("standalone-{}.log", self.runs));
-        let out = std::fs::File::create(&log).expect("log");
-        let err = out.try_clone().expect("log");
-        let child = Command::new(BIN)
-            .args([
+        let role = Role::spawn(
+            &format!("standalone run {}", self.runs),
+            &[
                 "standalone",
                 "--data-dir",
                 self.dir.join("data").to_str().expect("utf-8"),
@@ -60,43 +51,19 @@ impl Node {
                 &format!("127.0.0.1:{}", self.http),
                 "--broker-listen",
                 &format!("127.0.0.1:{}", self.broker),
-            ])
-            .env("RUST_LOG", "info,tansu_broker=warn,tansu_storage=warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawns");
-        self.child = Some(child);
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = client.get(self.url("/readyz")).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "run {} not ready within 120 s: {}",
-                self.runs,
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            ],
+            &log,
+            &[],
+        );
+        role.wait_ready(&self.url("/readyz"), Duration::from_secs(120))
+            .await;
+        self.child = Some(role);
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut role) = self.child.take() {
+            role.kill();
         }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

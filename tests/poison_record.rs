@@ -12,70 +12,40 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use common::process::{Role, free_address};
 use common::{meter_mapping, read_topic, reading_event};
 
-const BIN: &str = env!("CARGO_BIN_EXE_erp-toolkit");
 const MARKER: &str = "POISON-PILL-7f3a";
 /// The roles' group session timeout (30 s) and a margin.
 const SESSION_EXPIRY: Duration = Duration::from_secs(32);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A standalone child process, killed when dropped.
-struct Standalone {
-    child: Child,
-}
-
-impl Standalone {
-    fn spawn(dir: &Path, listen: &str, broker: &str, run: usize) -> Self {
-        let log = dir.join(format!("standalone-{run}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new(BIN)
-            .args([
-                "standalone",
-                "--data-dir",
-                &dir.join("data").to_string_lossy(),
-                "--listen",
-                listen,
-                "--broker-listen",
-                broker,
-                "--partitions",
-                "2",
-                "--poison-after-crashes",
-                "2",
-            ])
-            .env("ERP_TOOLKIT_TEST_ABORT_ON", MARKER)
-            .env(
-                "RUST_LOG",
-                "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn",
-            )
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawns");
-        Self { child }
-    }
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A standalone child process on `dir`, killed when dropped; run `run` logs to its own file.
+fn standalone(dir: &Path, listen: &str, broker: &str, run: usize) -> Role {
+    Role::spawn(
+        &format!("standalone run {run}"),
+        &[
+            "standalone",
+            "--data-dir",
+            &dir.join("data").to_string_lossy(),
+            "--listen",
+            listen,
+            "--broker-listen",
+            broker,
+            "--partitions",
+            "2",
+            "--poison-after-crashes",
+            "2",
+        ],
+        &dir.join(format!("standalone-{run}.log")),
+        &[("ERP_TOOLKIT_TEST_ABORT_ON", MARKER)],
+    )
 }
 
 struct Client {
@@ -204,7 +174,7 @@ async fn try_poison_letters(brokers: &str) -> Option<Vec<Value>> {
 /// Restarts the process after each abort until `letters` POISON_RECORD dead letters exist;
 /// returns the number of aborts.
 async fn crashes_until_set_aside(
-    process: &mut Standalone,
+    process: &mut Role,
     run: &mut usize,
     client: &Client,
     listen: &str,
@@ -220,7 +190,7 @@ async fn crashes_until_set_aside(
             let tail: String = log.lines().rev().take(60).collect::<Vec<_>>().join("\n");
             panic!("not set aside after {aborts} aborts; last log lines (newest first):\n{tail}");
         }
-        if let Ok(Some(status)) = process.child.try_wait() {
+        if let Some(status) = process.try_wait() {
             assert_aborted(status);
             aborts += 1;
             assert!(aborts <= 3, "more aborts than the guard allows");
@@ -229,7 +199,7 @@ async fn crashes_until_set_aside(
             // it, as a supervisor with a back-off does.
             tokio::time::sleep(SESSION_EXPIRY).await;
             *run += 1;
-            *process = Standalone::spawn(&client.dir, listen, brokers, *run);
+            *process = standalone(&client.dir, listen, brokers, *run);
             continue;
         }
         if !client.is_ready().await {
@@ -257,15 +227,15 @@ async fn a_record_that_aborts_the_process_is_set_aside_after_two_crashes() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let brokers = format!("127.0.0.1:{}", free_port());
+    let listen = free_address();
+    let brokers = free_address();
     let client = Client {
         http: reqwest::Client::new(),
         base: format!("http://{listen}"),
         dir: dir.path().to_path_buf(),
     };
     let mut run = 0;
-    let mut process = Standalone::spawn(dir.path(), &listen, &brokers, run);
+    let mut process = standalone(dir.path(), &listen, &brokers, run);
     client.ready().await;
     let (status, integration) = client
         .post("/v1/integrations", json!({"name": "SAP IS-U"}))
@@ -361,8 +331,5 @@ async fn a_record_that_aborts_the_process_is_set_aside_after_two_crashes() {
         .events(&integration_id, vec![reading_event(20, "c20")])
         .await;
     wait_mapped(&brokers, &last).await;
-    assert!(
-        process.child.try_wait().expect("status").is_none(),
-        "still running"
-    );
+    assert!(process.is_running(), "still running");
 }

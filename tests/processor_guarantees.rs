@@ -15,97 +15,20 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use common::process::{Role, free_address, free_port, wait_tcp};
 use common::{meter_mapping, read_topic, reading_event};
 
-const BIN: &str = env!("CARGO_BIN_EXE_erp-toolkit");
 const TOKEN: &str = "erpt_test_token";
 const GROUPS: usize = 8;
+/// How long a processor may take to get partitions after it starts.
+const ASSIGNED_WITHIN: Duration = Duration::from_secs(120);
 /// A little more than the processors' `session.timeout.ms`.
 const SESSION_EXPIRY: Duration = Duration::from_millis(7000);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A child process killed when dropped.
-struct Process {
-    child: Child,
-    name: String,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(name: &str, args: &[&str], log: &Path) -> Self {
-        let out = std::fs::File::create(log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new(BIN)
-            .args(args)
-            .env(
-                "RUST_LOG",
-                "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn",
-            )
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawns");
-        Self {
-            child,
-            name: name.to_owned(),
-            log: log.to_path_buf(),
-        }
-    }
-
-    /// Waits until the process's log says it got partitions: the group has settled around it.
-    async fn wait_assigned(&self) {
-        let started = Instant::now();
-        loop {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if log.contains("partition assigned") {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "{} got no partitions within 120 s",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(40) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{} did not stop on SIGTERM within 40 s", self.name);
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 struct Cluster {
     dir: PathBuf,
@@ -115,16 +38,16 @@ struct Cluster {
     /// The control plane: integrations and use cases.
     api: String,
     client: reqwest::Client,
-    _broker: Process,
-    _ingest: Process,
-    _api: Process,
+    _broker: Role,
+    _ingest: Role,
+    _api: Role,
 }
 
 impl Cluster {
     async fn start(dir: &Path) -> Self {
         let broker_port = free_port();
         let brokers = format!("127.0.0.1:{broker_port}");
-        let broker = Process::spawn(
+        let broker = Role::spawn(
             "broker",
             &[
                 "broker",
@@ -134,12 +57,13 @@ impl Cluster {
                 &brokers,
             ],
             &dir.join("broker.log"),
+            &[],
         );
-        wait_tcp(&brokers).await;
-        let ingest_address = format!("127.0.0.1:{}", free_port());
-        let api_address = format!("127.0.0.1:{}", free_port());
+        wait_tcp(&brokers, Duration::from_secs(30)).await;
+        let ingest_address = free_address();
+        let api_address = free_address();
         let http_role = |role: &str, listen: &str| {
-            Process::spawn(
+            Role::spawn(
                 role,
                 &[
                     role,
@@ -153,26 +77,15 @@ impl Cluster {
                     "4",
                 ],
                 &dir.join(format!("{role}.log")),
+                &[],
             )
         };
         let ingest = http_role("ingest", &ingest_address);
         let api = http_role("api", &api_address);
         let client = reqwest::Client::new();
-        for (role, address) in [("ingest", &ingest_address), ("api", &api_address)] {
-            let ready = format!("http://{address}/readyz");
-            let started = Instant::now();
-            while !client
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "{role} not ready"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        for (role, address) in [(&ingest, &ingest_address), (&api, &api_address)] {
+            role.wait_ready(&format!("http://{address}/readyz"), Duration::from_secs(60))
+                .await;
         }
         Self {
             dir: dir.to_path_buf(),
@@ -186,8 +99,8 @@ impl Cluster {
         }
     }
 
-    fn processor(&self, name: &str) -> Process {
-        Process::spawn(
+    fn processor(&self, name: &str) -> Role {
+        Role::spawn(
             name,
             &[
                 "processor",
@@ -206,6 +119,7 @@ impl Cluster {
                 "{name}-{}.log",
                 Instant::now().elapsed().as_nanos()
             )),
+            &[],
         )
     }
 
@@ -228,17 +142,6 @@ impl Cluster {
         let body: Value = response.json().await.expect("json");
         assert!(status.is_success(), "{path}: {status} {body}");
         body
-    }
-}
-
-async fn wait_tcp(address: &str) {
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(address).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{address} not listening"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -328,7 +231,7 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
     // Phase 1: SIGKILL processor A three times at random points while events stream in; each
     // replacement is given the time the broker needs to expire the dead member.
     let mut a = cluster.processor("processor-a");
-    a.wait_assigned().await;
+    a.wait_log("partition assigned", ASSIGNED_WITHIN).await;
     let mut seed = std::process::id() as usize;
     for round in 0..4 {
         let range: Vec<usize> = (round * 3000..(round + 1) * 3000).collect();
@@ -349,7 +252,7 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
             // supervisor with a back-off does.
             tokio::time::sleep(SESSION_EXPIRY).await;
             a = cluster.processor("processor-a");
-            a.wait_assigned().await;
+            a.wait_log("partition assigned", ASSIGNED_WITHIN).await;
         } else {
             poster.await;
         }
@@ -358,8 +261,8 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
     // Phase 2: B joins mid-stream, then A stops; B takes every partition over.
     let b = cluster.processor("processor-b");
     post_range(&cluster, &integration_id, (12_000..14_000).collect()).await;
-    b.wait_assigned().await;
-    a.terminate();
+    b.wait_log("partition assigned", ASSIGNED_WITHIN).await;
+    a.terminate().await;
     post_range(&cluster, &integration_id, (14_000..16_000).collect()).await;
 
     // Let B finish what is there, then lose its volume and restart it.
@@ -370,7 +273,7 @@ async fn crash_rebalance_and_restore_keep_ids_stable_and_nothing_lost() {
     std::fs::remove_dir_all(dir.path().join("processor-b")).expect("state directory deleted");
     tokio::time::sleep(SESSION_EXPIRY).await;
     let b = cluster.processor("processor-b");
-    b.wait_assigned().await;
+    b.wait_log("partition assigned", ASSIGNED_WITHIN).await;
 
     // Phase 3: new events mixed with repeats of dedup ids from before the loss.
     let mut phase3: Vec<usize> = (16_000..19_000).collect();

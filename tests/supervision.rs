@@ -2,59 +2,44 @@
 //! with the debug-only `ERP_TOOLKIT_FAIL_TASK`) turns `/readyz` to 503 naming the task, and the
 //! process then drains and exits non-zero with a log line naming the task.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_erp-toolkit");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use common::process::{Role, free_address, free_port};
 
 /// Runs `standalone` with `task` failing 15 s after it started; returns the log.
 async fn standalone_with_failing(task: &str, dir: &Path) -> String {
     let port = free_port();
-    let log_path = dir.join("standalone.log");
-    let out = std::fs::File::create(&log_path).expect("log file");
-    let err = out.try_clone().expect("log file");
-    let mut child = Command::new(BIN)
-        .args([
+    let mut child = Role::spawn(
+        "standalone",
+        &[
             "standalone",
             "--data-dir",
             dir.join("data").to_str().expect("utf-8"),
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--broker-listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .env("ERP_TOOLKIT_FAIL_TASK", task)
-        .env("ERP_TOOLKIT_FAIL_TASK_AFTER_MS", "15000")
-        .env("RUST_LOG", "info,tansu_broker=warn,tansu_storage=warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .expect("spawns");
+            &free_address(),
+        ],
+        &dir.join("standalone.log"),
+        &[
+            ("ERP_TOOLKIT_FAIL_TASK", task),
+            ("ERP_TOOLKIT_FAIL_TASK_AFTER_MS", "15000"),
+        ],
+    );
     let client = reqwest::Client::new();
     let readyz = format!("http://127.0.0.1:{port}/readyz");
     let started = Instant::now();
     let mut was_ready = false;
     let mut unready_body = None;
     let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = child.try_wait() {
             break status;
         }
         if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!(
-                "still running after 120 s: {}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
+            panic!("still running after 120 s: {}", child.log_text());
         }
         if let Ok(response) = client.get(&readyz).send().await {
             let code = response.status().as_u16();
@@ -67,7 +52,7 @@ async fn standalone_with_failing(task: &str, dir: &Path) -> String {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let log = child.log_text();
     assert!(was_ready, "never ready: {log}");
     let body = unready_body.unwrap_or_else(|| panic!("/readyz never said which task: {log}"));
     assert!(body.contains(&format!("task: {task}")), "{body}");

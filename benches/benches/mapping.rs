@@ -5,6 +5,9 @@
 //!   as an entity-level expression plus field copies, serialise). The ratio is our overhead.
 //! - `epilot_entities_30_fields`: an epilot-style configuration of 30 fields over 3 entities
 //!   (contact, billing account, contract) on a customer payload: µs per event.
+//! - `mapping_thread`: handing one small evaluation to a thread with the mapping stack: the
+//!   pool (`on_mapping_stack`) against a fresh 512 MiB-stack thread per call, what the processor
+//!   and the dispatcher did before (the baseline).
 //!
 //! `cargo bench -p erp-benches --bench mapping`
 
@@ -153,9 +156,42 @@ fn epilot_entities_30_fields(c: &mut Criterion) {
     });
 }
 
+fn mapping_thread(c: &mut Criterion) {
+    let expression =
+        erp_mapping::jsonata::Expression::compile("$sum(readings.value) * 2").expect("parses");
+    let expression = std::sync::Arc::new(expression);
+    let document = json!({"readings": [{"value": 1}, {"value": 2}, {"value": 3}]});
+    let document = std::sync::Arc::new(document);
+    let evaluate = {
+        let (expression, document) = (expression.clone(), document.clone());
+        move || {
+            erp_mapping::jsonata::evaluate_json(&expression, &document, Duration::from_secs(1))
+                .ok()
+                .flatten()
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        }
+    };
+    let mut group = c.benchmark_group("mapping_thread");
+    group.bench_function("fresh_thread_per_call", |b| {
+        b.iter(|| {
+            std::thread::Builder::new()
+                .stack_size(erp_mapping::jsonata::MAPPING_STACK_BYTES)
+                .spawn(evaluate.clone())
+                .expect("spawns")
+                .join()
+                .expect("joins")
+        })
+    });
+    group.bench_function("pool", |b| {
+        b.iter(|| erp_mapping::jsonata::on_mapping_stack(evaluate.clone()).expect("runs"))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5)).sample_size(50);
-    targets = meter_reading_batch, epilot_entities_30_fields
+    targets = meter_reading_batch, epilot_entities_30_fields, mapping_thread
 }
 criterion_main!(benches);

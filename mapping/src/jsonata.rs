@@ -31,29 +31,9 @@ pub use jsonata_core::evaluator::Evaluator;
 /// reads with serde_json's recursion limit (128); real mappings nest a handful of levels.
 pub const MAX_RESULT_DEPTH: usize = 100;
 
-/// Stack of the threads mappings run on ([`on_mapping_stack`]): reserved, not committed, so
-/// only what a deep value's drop touches costs memory. A value's depth grows at most as fast as
-/// the evaluation time limit allows; 512 MiB holds millions of levels.
-pub const MAPPING_STACK_BYTES: usize = 512 * 1024 * 1024;
-
-/// Runs `work` on a fresh thread with a [`MAPPING_STACK_BYTES`] stack and waits for it. A panic
-/// in `work` is returned as `Err` with its message.
-pub fn on_mapping_stack<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    let thread = std::thread::Builder::new()
-        .name("erp-mapping".into())
-        .stack_size(MAPPING_STACK_BYTES)
-        .spawn(work)
-        .map_err(|e| format!("cannot start a mapping thread: {e}"))?;
-    thread.join().map_err(|panic| {
-        panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "the mapping thread panicked".into())
-    })
-}
+pub use crate::threads::{
+    MAPPING_STACK_BYTES, on_mapping_stack, run_on_mapping_stack, spawn_on_mapping_stack,
+};
 
 /// Whether `value` nests deeper than `limit` (the value itself is depth 1 when a container).
 /// Iterative: safe on any value.

@@ -34,6 +34,8 @@ mod result;
 mod run;
 /// Field sources (`field`, `jsonataExpression`, `constant`) and unique identifiers.
 mod source;
+/// The pool of large-stack threads evaluations run on.
+pub mod threads;
 
 pub use compile::{CompiledConfiguration, CompiledEntity, REQUIRED_READING_ATTRIBUTES};
 pub use context::{EnvValue, FileProxyContext, MappingContext};

@@ -2,6 +2,8 @@
 //! real HTTP receiver and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -281,45 +283,35 @@ pub async fn read_topic(
 /// A dispatcher role in a child process on `brokers` (3 partitions, loopback destinations
 /// allowed, a short session so a killed member leaves the group soon), logging to `log`, with
 /// `extra` flags; killed (SIGKILL) when dropped.
-pub struct DispatcherProcess(std::process::Child);
+pub struct DispatcherProcess(process::Role);
 
 impl DispatcherProcess {
     pub fn spawn(brokers: &str, log: &Path, extra: &[&str]) -> Self {
-        let out = std::fs::File::create(log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_erp-toolkit"))
-            .args([
-                "dispatcher",
-                "--brokers",
-                brokers,
-                "--listen",
-                "127.0.0.1:0",
-                "--partitions",
-                "3",
-                "--allow-destination",
-                "127.0.0.1/32",
-                "--kafka-option",
-                "session.timeout.ms=6000",
-                "--kafka-option",
-                "heartbeat.interval.ms=500",
-            ])
-            .args(extra)
-            .env("RUST_LOG", "info,erp_dispatcher=debug")
-            .stdout(std::process::Stdio::from(out))
-            .stderr(std::process::Stdio::from(err))
-            .spawn()
-            .expect("spawns");
-        Self(child)
+        let mut args = vec![
+            "dispatcher",
+            "--brokers",
+            brokers,
+            "--listen",
+            "127.0.0.1:0",
+            "--partitions",
+            "3",
+            "--allow-destination",
+            "127.0.0.1/32",
+            "--kafka-option",
+            "session.timeout.ms=6000",
+            "--kafka-option",
+            "heartbeat.interval.ms=500",
+        ];
+        args.extend_from_slice(extra);
+        Self(process::Role::spawn(
+            "dispatcher",
+            &args,
+            log,
+            &[("RUST_LOG", "info,erp_dispatcher=debug")],
+        ))
     }
 
     pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for DispatcherProcess {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }

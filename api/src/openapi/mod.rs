@@ -119,26 +119,31 @@ mod tests {
         format!("{} {out}", method.to_ascii_uppercase())
     }
 
+    /// Every `.route("path", web::method()` registered in `source`, as (method, path).
+    fn registered_routes(source: &str) -> Vec<(String, String)> {
+        source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|chunk| {
+                let path = chunk.split('"').nth(1)?;
+                let method = chunk.split("web::").nth(1)?.split('(').next()?;
+                Some((method.to_owned(), path.to_owned()))
+            })
+            .collect()
+    }
+
     /// The routes the control plane (`api/src/lib.rs`) and ingest (`ingest/src/lib.rs`)
-    /// register, read from their sources: each `.route("path", web::method()`.
+    /// register, read from their sources, normalised.
     fn routes() -> BTreeSet<String> {
         let source = [
             include_str!("../lib.rs"),
             include_str!("../../../ingest/src/lib.rs"),
         ]
         .concat();
-        let mut found = BTreeSet::new();
-        for chunk in source.split(".route(").skip(1) {
-            let path = chunk.split('"').nth(1);
-            let method = chunk
-                .split("web::")
-                .nth(1)
-                .and_then(|rest| rest.split('(').next());
-            if let (Some(path), Some(method)) = (path, method) {
-                found.insert(normalise(method, path));
-            }
-        }
-        found
+        registered_routes(&source)
+            .iter()
+            .map(|(method, path)| normalise(method, path))
+            .collect()
     }
 
     fn document() -> Value {
@@ -171,17 +176,10 @@ mod tests {
             include_str!("../../../runtime/src/health.rs"),
         ]
         .concat();
-        let mut registered = BTreeSet::new();
-        for chunk in source.split(".route(").skip(1) {
-            let path = chunk.split('"').nth(1);
-            let method = chunk
-                .split("web::")
-                .nth(1)
-                .and_then(|rest| rest.split('(').next());
-            if let (Some(path), Some(method)) = (path, method) {
-                registered.insert(exact(method, path));
-            }
-        }
+        let registered: BTreeSet<String> = registered_routes(&source)
+            .iter()
+            .map(|(method, path)| exact(method, path))
+            .collect();
         let table: BTreeSet<String> = erp_http::auth::ROUTES
             .iter()
             .map(|r| exact(r.method, r.pattern))

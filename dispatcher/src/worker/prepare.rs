@@ -83,12 +83,9 @@ impl Core {
             // JSONata is CPU work bounded only by its time limit: off the async threads, on a
             // thread with the mapping stack (values it builds can nest deep and are dropped
             // recursively). A panic is this job's TRANSFORM_FAILED, never the process's end.
-            let prepared = tokio::task::spawn_blocking(move || {
-                erp_mapping::jsonata::on_mapping_stack(move || prepare.prepare(&body, timeout))
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
+            let prepared =
+                erp_mapping::jsonata::run_on_mapping_stack(move || prepare.prepare(&body, timeout))
+                    .await;
             match prepared {
                 Ok(Prepared::Send(body)) => {
                     job.transformed = body != job.body;

@@ -99,14 +99,11 @@ impl Worker {
             limits: self.settings.payload_limits,
             poison: Arc::clone(&self.poison),
         };
-        // On a thread of its own with a large stack: values a mapping builds can nest deeper
+        // On a mapping thread (a pool with large stacks), off the async threads: values a mapping builds can nest deeper
         // than any payload, and are dropped recursively (see `erp_mapping::jsonata`).
-        let mapped = tokio::task::spawn_blocking(move || {
-            erp_mapping::jsonata::on_mapping_stack(move || map_all(&shared, work))
-        })
-        .await
-        .map_err(|e| ProcessorError::Task(e.to_string()))?
-        .map_err(ProcessorError::Task)??;
+        let mapped = erp_mapping::jsonata::run_on_mapping_stack(move || map_all(&shared, work))
+            .await
+            .map_err(ProcessorError::Task)??;
         for (index, outcome) in mapped {
             if let Some(slot) = outcomes.get_mut(index) {
                 *slot = Some(outcome);
