@@ -169,6 +169,13 @@ pub struct ApiArgs {
     /// Days a delivery stays in the webhook attempt log.
     #[arg(long, env = "ERP_TOOLKIT_ATTEMPT_RETENTION_DAYS", default_value_t = 28)]
     pub attempt_retention_days: u64,
+    /// Where the monitoring store lives: `sqlite://<path>`. Default: `monitoring.db` in the
+    /// data directory (none without one: the monitoring routes then answer 503).
+    #[arg(long, env = "ERP_TOOLKIT_MONITORING_STORE")]
+    pub monitoring_store: Option<String>,
+    /// Days a monitoring span stays in the monitoring store.
+    #[arg(long, env = "ERP_TOOLKIT_MONITORING_RETENTION_DAYS", default_value_t = 28, value_parser = clap::value_parser!(u64).range(1..))]
+    pub monitoring_retention_days: u64,
 }
 
 impl ApiArgs {
@@ -197,6 +204,11 @@ impl ApiArgs {
             retention: std::time::Duration::from_secs(self.ack_retention_days * 24 * 3600),
             sweep_every: timeout.min(std::time::Duration::from_secs(30)),
         }
+    }
+
+    /// How long monitoring spans are kept.
+    pub fn monitoring_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.monitoring_retention_days * 24 * 3600)
     }
 
     /// Attempt log and recovery settings.
@@ -340,6 +352,8 @@ impl IngestArgs {
             attempt_log: self.api.attempt_log_settings(),
             signing_public_key: self.api.signing_public_key()?,
             event_schemas: self.api.event_schemas()?,
+            monitoring_store: self.api.monitoring_store.clone(),
+            monitoring_retention: self.api.monitoring_retention(),
         })
     }
 }

@@ -60,6 +60,8 @@ async fn standalone(
         poll: args.api.poll_settings(),
         attempt_log: args.api.attempt_log_settings(),
         produce_timeout: args.api.produce_timeout(),
+        monitoring_store: args.api.monitoring_store.clone(),
+        monitoring_retention: args.api.monitoring_retention(),
         processor: args.processing.settings(args.data_dir.join("processor")),
         dispatcher,
         ..StandaloneOptions::new(args.data_dir.clone())

@@ -60,6 +60,10 @@ pub struct StandaloneOptions {
     pub dispatcher: DispatcherSettings,
     /// Longest wait for Kafka's acknowledgement of an ingest request before answering 503.
     pub produce_timeout: Duration,
+    /// The monitoring store (`sqlite://<path>`); `None`: `monitoring.db` in the data directory.
+    pub monitoring_store: Option<String>,
+    /// How long monitoring spans are kept.
+    pub monitoring_retention: Duration,
 }
 
 impl StandaloneOptions {
@@ -81,6 +85,8 @@ impl StandaloneOptions {
             attempt_log: Default::default(),
             processor: ProcessorSettings::default(),
             produce_timeout: Duration::from_secs(5),
+            monitoring_store: None,
+            monitoring_retention: Duration::from_secs(28 * 24 * 3600),
             // Receivers of a standalone installation usually run on the same machine.
             dispatcher: DispatcherSettings {
                 destinations: erp_webhooks::DestinationPolicy::loopback_allowed(),
@@ -168,6 +174,8 @@ impl Standalone {
             attempt_log: options.attempt_log.clone(),
             signing_public_key: Some(signing_key.public_key_pem()),
             event_schemas: event_schemas.clone(),
+            monitoring_store: options.monitoring_store.clone(),
+            monitoring_retention: options.monitoring_retention,
         };
         let api = crate::api::control_plane(
             &runtime,

@@ -200,6 +200,7 @@ fn fill(pattern: &str, a: &Objects) -> String {
         .replace("{key}", &a.env_key)
         .replace("{event_id}", "01JP0000000000000000000001")
         .replace("{task_id}", "00000000-0000-4000-8000-000000000001")
+        .replace("{correlation_id}", "correlation-of-a")
 }
 
 /// A valid body for the route, naming A's ids where the route takes ids in its body.
@@ -295,6 +296,7 @@ fn expect_for(method: &str, pattern: &str) -> Expect {
         "{doc_id}",
         "{event_id}",
         "{task_id}",
+        "{correlation_id}",
     ]
     .iter()
     .any(|p| pattern.contains(p));

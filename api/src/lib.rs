@@ -12,6 +12,8 @@ pub mod environments;
 pub mod events;
 /// Integrations v1 and v2, use cases, app mappings, documentation pages, file proxy checks.
 pub mod integrations;
+/// Monitoring: the span store, its indexer and epilot's monitoring v2 routes.
+pub mod monitoring;
 /// The OpenAPI document we serve, and checks of bodies against its schemas.
 pub mod openapi;
 /// The outbound poll queue: streams, leases, DLQ.
@@ -140,6 +142,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v2/integrations/{id}",
             web::delete().to(integrations::v2::delete),
+        )
+        .route(
+            "/v2/integrations/{id}/monitoring/events",
+            web::post().to(monitoring::routes::events),
+        )
+        .route(
+            "/v2/integrations/{id}/monitoring/stats",
+            web::post().to(monitoring::routes::stats),
+        )
+        .route(
+            "/v2/integrations/{id}/monitoring/time-series",
+            web::post().to(monitoring::routes::series),
+        )
+        .route(
+            "/v2/integrations/{id}/monitoring/events/{event_id}/associated",
+            web::get().to(monitoring::routes::associated),
+        )
+        .route(
+            "/v2/integrations/{id}/monitoring/traces/{correlation_id}",
+            web::get().to(monitoring::routes::trace),
         )
         .route("/v1/environments", web::get().to(environments::list))
         .route("/v1/environments/{key}", web::put().to(environments::put))

@@ -15,6 +15,7 @@ use erp_schemas::topics::Topics;
 
 use crate::acks::{AckSettings, AckTracker};
 use crate::events::log::EventLog;
+use crate::monitoring::store::Store as MonitoringStore;
 use crate::poll::{PollQueue, PollSettings};
 use crate::webhooks::attempt_log::{AttemptLog, AttemptLogSettings};
 
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub signing_public_key: Option<String>,
     /// The poll queue (`None`: poll endpoints answer 503).
     pub poll: Option<Arc<PollQueue>>,
+    /// The monitoring store (`None`: the monitoring routes answer 503).
+    pub monitoring: Option<MonitoringStore>,
 }
 
 /// How to build the control plane's state.
@@ -63,6 +66,11 @@ pub struct ApiSettings {
     pub signing_public_key: Option<String>,
     /// The catalog's platform event schemas.
     pub event_schemas: Option<Arc<EventSchemas>>,
+    /// The monitoring store's address (`sqlite://<path>`); `None`: `<data_dir>/monitoring.db`
+    /// when there is a data directory, else no store.
+    pub monitoring_store: Option<String>,
+    /// How long monitoring spans are kept (28 days by default, epilot's replay promise).
+    pub monitoring_retention: std::time::Duration,
 }
 
 /// The state and the background tasks that keep it (index followers, ACK timeouts, poll
@@ -106,6 +114,31 @@ impl ApiState {
             }
             None => (None, None),
         };
+        let monitoring = match (&settings.monitoring_store, &settings.data_dir) {
+            (Some(url), _) => Some(
+                crate::monitoring::store::sqlite_path(url)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            ),
+            (None, Some(dir)) => Some(dir.join("monitoring.db")),
+            (None, None) => None,
+        };
+        let monitoring = match monitoring {
+            Some(path) => {
+                let store = MonitoringStore::open(&path).map_err(|e| {
+                    ApiError::unavailable("MONITORING_UNAVAILABLE", e.to_string())
+                })?;
+                tasks.push((
+                    "monitoring indexer",
+                    crate::monitoring::indexer::spawn(
+                        runtime,
+                        store.clone(),
+                        settings.monitoring_retention,
+                    ),
+                ));
+                Some(store)
+            }
+            None => None,
+        };
         let topics = runtime.kafka.topics.clone();
         if let Some(log) = &attempt_log {
             let resumed = crate::webhooks::recovery::resume(log, &producer, &topics);
@@ -123,6 +156,7 @@ impl ApiState {
             acks: Some(acks),
             signing_public_key: settings.signing_public_key,
             poll,
+            monitoring,
         });
         Ok(Started { state, tasks })
     }

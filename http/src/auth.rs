@@ -228,6 +228,20 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/v1/integrations/{id}", M),
     rule("POST", "/v1/integrations/{id}/events", V),
     rule("POST", "/v1/integrations/{id}/events/replay", M),
+    // Monitoring v2: queries, they change nothing.
+    rule("POST", "/v2/integrations/{id}/monitoring/events", V),
+    rule("POST", "/v2/integrations/{id}/monitoring/stats", V),
+    rule("POST", "/v2/integrations/{id}/monitoring/time-series", V),
+    rule(
+        "GET",
+        "/v2/integrations/{id}/monitoring/events/{event_id}/associated",
+        V,
+    ),
+    rule(
+        "GET",
+        "/v2/integrations/{id}/monitoring/traces/{correlation_id}",
+        V,
+    ),
     rule("PUT", "/v1/integrations/{id}/app-mapping", M),
     rule("DELETE", "/v1/integrations/{id}/app-mapping", M),
     rule("GET", "/v1/integrations/{id}/documentation", V),
