@@ -12,12 +12,16 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Harness, meter_mapping, options, read_topic, reading_event};
+use common::process::{Role, free_port};
+use common::{Harness, meter_mapping, options, read_topic_to_end, reading_event};
 
 /// The spans of `integration` on `erp.monitoring` (outcomes only: `info` steps are no outcome).
 async fn topic_spans(h: &Harness, integration: &str) -> Vec<Value> {
-    let brokers = h.standalone.broker_address.to_string();
-    read_topic(&brokers, "erp.monitoring", usize::MAX, Duration::from_secs(2))
+    topic_spans_at(&h.standalone.broker_address.to_string(), integration).await
+}
+
+async fn topic_spans_at(brokers: &str, integration: &str) -> Vec<Value> {
+    read_topic_to_end(brokers, "erp.monitoring")
         .await
         .into_iter()
         .map(|(_, span)| span)
@@ -104,7 +108,10 @@ async fn listed_ids(h: &Harness, integration: &str) -> Vec<String> {
             .await;
         assert_eq!(status, StatusCode::OK, "{page}");
         let data = page["data"].as_array().expect("data");
-        ids.extend(data.iter().map(|s| s["id"].as_str().expect("id").to_owned()));
+        ids.extend(
+            data.iter()
+                .map(|s| s["id"].as_str().expect("id").to_owned()),
+        );
         if page["has_more"] != true {
             assert_eq!(page["next_cursor"], Value::Null);
             return ids;
@@ -137,7 +144,11 @@ async fn the_monitoring_api_equals_the_topic_and_survives_a_restart() {
     let started = Instant::now();
     let mut spans = topic_spans(&h, &integration).await;
     while spans.len() < posted {
-        assert!(started.elapsed() < Duration::from_secs(90), "{} spans", spans.len());
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{} spans",
+            spans.len()
+        );
         spans = topic_spans(&h, &integration).await;
     }
     let levels = by_level(&spans);
@@ -147,10 +158,10 @@ async fn the_monitoring_api_equals_the_topic_and_survives_a_restart() {
     for (level, count) in &levels {
         assert_eq!(stats[format!("{level}_count")], *count, "{level}: {stats}");
     }
-    let expected_rate =
-        (levels.get("success").copied().unwrap_or(0) as f64 * 10_000.0 / spans.len() as f64)
-            .round()
-            / 100.0;
+    let expected_rate = (levels.get("success").copied().unwrap_or(0) as f64 * 10_000.0
+        / spans.len() as f64)
+        .round()
+        / 100.0;
     assert_eq!(stats["success_rate"], expected_rate, "{stats}");
 
     // Grouped by level and by use case: the same numbers.
@@ -183,7 +194,10 @@ async fn the_monitoring_api_equals_the_topic_and_survives_a_restart() {
         .iter()
         .map(|s| s["id"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(unique.into_iter().cloned().collect::<BTreeSet<_>>(), expected);
+    assert_eq!(
+        unique.into_iter().cloned().collect::<BTreeSet<_>>(),
+        expected
+    );
 
     // A filter: the errors of the use case.
     let (_, errors) = h
@@ -196,12 +210,15 @@ async fn the_monitoring_api_equals_the_topic_and_survives_a_restart() {
         .iter()
         .filter(|s| s["level"] == "error" && s["use_case_id"] == use_case_id.as_str())
         .count();
-    assert_eq!(errors["data"].as_array().map(Vec::len), Some(want), "{errors}");
+    assert_eq!(
+        errors["data"].as_array().map(Vec::len),
+        Some(want),
+        "{errors}"
+    );
 
     // The time series over the last hour in 5-minute buckets sums to the same total.
-    let from = erp_schemas::timestamp::format_millis(
-        erp_schemas::timestamp::now_millis() - 3_600_000,
-    );
+    let from =
+        erp_schemas::timestamp::format_millis(erp_schemas::timestamp::now_millis() - 3_600_000);
     let (status, series) = h
         .post(
             &format!("/v2/integrations/{integration}/monitoring/time-series"),
@@ -225,7 +242,10 @@ async fn the_monitoring_api_equals_the_topic_and_survives_a_restart() {
         ))
         .await;
     assert_eq!(status, StatusCode::OK, "{associated}");
-    let want = spans.iter().filter(|s| s["event_id"] == event_id.as_str()).count();
+    let want = spans
+        .iter()
+        .filter(|s| s["event_id"] == event_id.as_str())
+        .count();
     let got = associated["monitoring_events"].as_array().expect("events");
     assert!(got.len() >= want && want > 0, "{associated}");
     assert_eq!(associated["inbound_event"]["event_id"], event_id.as_str());
@@ -237,10 +257,20 @@ async fn the_monitoring_api_equals_the_topic_and_survives_a_restart() {
         ))
         .await;
     assert_eq!(status, StatusCode::OK, "{trace}");
-    let want = spans.iter().filter(|s| s["correlation_id"] == "trace-1").count();
+    let want = spans
+        .iter()
+        .filter(|s| s["correlation_id"] == "trace-1")
+        .count();
     assert!(want > 0, "the spans carry the request's correlation id");
     assert!(trace["span_count"].as_u64() >= Some(want as u64), "{trace}");
-    assert_eq!(trace["status"], if levels.contains_key("error") { "error" } else { "success" });
+    assert_eq!(
+        trace["status"],
+        if levels.contains_key("error") {
+            "error"
+        } else {
+            "success"
+        }
+    );
 
     // Bad input: precise 400s.
     for body in [
@@ -250,10 +280,16 @@ async fn the_monitoring_api_equals_the_topic_and_survives_a_restart() {
         json!({"from_date": "yesterday"}),
     ] {
         let (status, error) = h
-            .post(&format!("/v2/integrations/{integration}/monitoring/events"), body)
+            .post(
+                &format!("/v2/integrations/{integration}/monitoring/events"),
+                body,
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
-        assert!(error["code"].is_string() && error["message"].is_string(), "{error}");
+        assert!(
+            error["code"].is_string() && error["message"].is_string(),
+            "{error}"
+        );
     }
     let (status, _) = h
         .post(
@@ -272,10 +308,138 @@ async fn the_monitoring_api_equals_the_topic_and_survives_a_restart() {
     let started = Instant::now();
     let mut spans = topic_spans(&h, &integration).await;
     while spans.len() < total + posted {
-        assert!(started.elapsed() < Duration::from_secs(90), "{} spans", spans.len());
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{} spans",
+            spans.len()
+        );
         spans = topic_spans(&h, &integration).await;
     }
     stats_reach(&h, &integration, spans.len()).await;
     let ids = listed_ids(&h, &integration).await;
     assert_eq!(ids.len(), spans.len());
+}
+
+const TOKEN: &str = "erpt_monitoring_crash_token";
+
+/// A standalone child process on fixed ports and a data directory that outlives it.
+fn standalone(dir: &std::path::Path, http: u16, broker: u16, run: usize) -> Role {
+    Role::spawn(
+        &format!("standalone run {run}"),
+        &[
+            "standalone",
+            "--data-dir",
+            dir.join("data").to_str().expect("utf-8"),
+            "--listen",
+            &format!("127.0.0.1:{http}"),
+            "--broker-listen",
+            &format!("127.0.0.1:{broker}"),
+        ],
+        &dir.join(format!("standalone-{run}.log")),
+        &[],
+    )
+}
+
+async fn call(client: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
+    match client.post(url).bearer_auth(TOKEN).json(&body).send().await {
+        Ok(response) => {
+            let status = response.status();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
+    }
+}
+
+/// The indexer killed with SIGKILL while spans stream in, three times: after the last restart
+/// the store holds every span of the topic exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_indexer_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+    std::fs::write(dir.path().join("data/admin-token"), TOKEN).expect("token");
+    let (http, broker) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+    let mut run = 1;
+    let mut node = standalone(dir.path(), http, broker, run);
+    node.wait_ready(&format!("{base}/readyz"), Duration::from_secs(120))
+        .await;
+    let (status, integration) = call(
+        &client,
+        format!("{base}/v1/integrations"),
+        json!({"name": "SAP IS-U"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{integration}");
+    let integration = integration["id"].as_str().expect("id").to_owned();
+    let (status, use_case) = call(
+        &client,
+        format!("{base}/v1/integrations/{integration}/use-cases"),
+        json!({"name": "Meter readings", "slug": "meter-readings", "type": "inbound",
+               "enabled": true, "configuration": meter_mapping()}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{use_case}");
+
+    let mut n = 0;
+    for round in 0..3 {
+        // Batches until the kill; what is refused while the process dies is simply not sent.
+        let started = Instant::now();
+        let kill_after = Duration::from_millis(1500 + 700 * round);
+        while started.elapsed() < kill_after {
+            let events: Vec<Value> = (n..n + 20)
+                .map(|k| reading_event(k, &format!("k{k}")))
+                .collect();
+            n += 20;
+            let _ = call(
+                &client,
+                format!("{base}/v3/erp/updates/events"),
+                json!({"integration_id": integration, "events": events}),
+            )
+            .await;
+        }
+        node.kill();
+        run += 1;
+        node = standalone(dir.path(), http, broker, run);
+        node.wait_ready(&format!("{base}/readyz"), Duration::from_secs(120))
+            .await;
+    }
+
+    let brokers = format!("127.0.0.1:{broker}");
+    let started = Instant::now();
+    loop {
+        let spans = topic_spans_at(&brokers, &integration).await;
+        let (status, stats) = call(
+            &client,
+            format!("{base}/v2/integrations/{integration}/monitoring/stats"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        let stored = stats["total_events"].as_u64().unwrap_or_default();
+        assert!(
+            stored <= spans.len() as u64,
+            "the store counts {stored} spans, the topic has {}",
+            spans.len()
+        );
+        if stored == spans.len() as u64 && !spans.is_empty() {
+            // And each listed once.
+            let ids: BTreeSet<String> = spans
+                .iter()
+                .map(|s| s["id"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            assert_eq!(
+                ids.len(),
+                spans.len(),
+                "the topic itself holds a span twice"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the store stays at {stored} of {} spans",
+            spans.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -124,9 +124,8 @@ impl ApiState {
         };
         let monitoring = match monitoring {
             Some(path) => {
-                let store = MonitoringStore::open(&path).map_err(|e| {
-                    ApiError::unavailable("MONITORING_UNAVAILABLE", e.to_string())
-                })?;
+                let store = MonitoringStore::open(&path)
+                    .map_err(|e| ApiError::unavailable("MONITORING_UNAVAILABLE", e.to_string()))?;
                 tasks.push((
                     "monitoring indexer",
                     crate::monitoring::indexer::spawn(

@@ -280,6 +280,58 @@ pub async fn read_topic(
     records
 }
 
+/// Every record of `topic` up to its end as of now (the high watermark of each partition, read
+/// first), as (key, JSON value): complete however many there are, unlike a read with a deadline.
+pub async fn read_topic_to_end(brokers: &str, topic: &str) -> Vec<(String, Value)> {
+    let settings = KafkaSettings::new(brokers);
+    let consumer: StreamConsumer = settings.reader("erp-toolkit-test").expect("reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .expect("metadata");
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0) as i32;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(30))
+            .expect("watermarks");
+        if high > low {
+            remaining.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("assignment");
+        }
+    }
+    let mut records = Vec::new();
+    if remaining.is_empty() {
+        return records;
+    }
+    consumer.assign(&assignment).expect("assign");
+    while !remaining.is_empty() {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("the topic is read to its end within 60 s")
+            .expect("consume");
+        if let Some(high) = remaining.get(&message.partition())
+            && message.offset() + 1 >= *high
+        {
+            remaining.remove(&message.partition());
+        }
+        let key = message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        let value =
+            serde_json::from_slice(message.payload().unwrap_or_default()).unwrap_or(Value::Null);
+        records.push((key, value));
+    }
+    records
+}
+
 /// A dispatcher role in a child process on `brokers` (3 partitions, loopback destinations
 /// allowed, a short session so a killed member leaves the group soon), logging to `log`, with
 /// `extra` flags; killed (SIGKILL) when dropped.

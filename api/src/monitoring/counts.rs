@@ -76,7 +76,9 @@ fn type_filter(types: &[String], first: usize) -> String {
     if types.is_empty() {
         return String::new();
     }
-    let marks: Vec<String> = (0..types.len()).map(|i| format!("?{}", first + i)).collect();
+    let marks: Vec<String> = (0..types.len())
+        .map(|i| format!("?{}", first + i))
+        .collect();
     format!(" AND use_case_type IN ({})", marks.join(", "))
 }
 
@@ -236,6 +238,12 @@ mod tests {
                 rollup: Some((2 * B, 4 * B))
             }
         );
-        assert_eq!(pieces(5, 5), Pieces { raw: vec![], rollup: None });
+        assert_eq!(
+            pieces(5, 5),
+            Pieces {
+                raw: vec![],
+                rollup: None
+            }
+        );
     }
 }

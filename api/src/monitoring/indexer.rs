@@ -150,14 +150,19 @@ async fn next_batch(consumer: &StreamConsumer) -> (Vec<IndexedSpan>, BTreeMap<i3
         };
         positions.insert(message.partition(), message.offset() + 1);
         match spans_of(message.payload().unwrap_or_default()) {
-            Ok(found) => spans.extend(found.into_iter().enumerate().map(|(seq, span)| {
-                IndexedSpan {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    seq: seq as i64,
-                    span,
-                }
-            })),
+            Ok(found) => {
+                spans.extend(
+                    found
+                        .into_iter()
+                        .enumerate()
+                        .map(|(seq, span)| IndexedSpan {
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            seq: seq as i64,
+                            span,
+                        }),
+                )
+            }
             Err(error) => warn!(
                 %error,
                 partition = message.partition(),

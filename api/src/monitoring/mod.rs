@@ -22,7 +22,13 @@ use serde_json::{Value, json};
 use crate::state::ApiState;
 
 /// The use-case types epilot's monitoring filters accept.
-pub const USE_CASE_TYPES: &[&str] = &["inbound", "outbound", "file_proxy", "managed_call", "secure_proxy"];
+pub const USE_CASE_TYPES: &[&str] = &[
+    "inbound",
+    "outbound",
+    "file_proxy",
+    "managed_call",
+    "secure_proxy",
+];
 
 /// The inbound event "head" of `event_id` (from the inbound event log), when this process keeps
 /// one and the event is `org_id`'s and still in the topic; `null` otherwise.

@@ -119,7 +119,11 @@ pub async fn events(
         use_case_id: text("use_case_id")?,
         known_use_cases,
         use_case_type: one_of(&fields, "use_case_type", USE_CASE_TYPES)?,
-        level: one_of(&fields, "level", &["success", "error", "skipped", "warning"])?,
+        level: one_of(
+            &fields,
+            "level",
+            &["success", "error", "skipped", "warning"],
+        )?,
         code: text("code")?,
         event_id: text("event_id")?,
         correlation_id: text("correlation_id")?,
@@ -286,7 +290,10 @@ pub async fn stats(
                 "use_case_type" => cell.use_case_type.clone(),
                 "level" => cell.level.clone(),
                 "code" => cell.code.clone(),
-                _ => format_millis(cell.bucket_ms).get(..10).unwrap_or("").to_owned(),
+                _ => format_millis(cell.bucket_ms)
+                    .get(..10)
+                    .unwrap_or("")
+                    .to_owned(),
             };
             groups.entry(value).or_default().add(cell);
         }
@@ -352,13 +359,12 @@ pub async fn series(
         date(&fields, "to_date")?,
         types,
     )?;
-    let starts = time_series::bucket_starts(window.from, window.to, interval)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "the window holds more than {} buckets of {interval_name}",
-                time_series::MAX_BUCKETS
-            ))
-        })?;
+    let starts = time_series::bucket_starts(window.from, window.to, interval).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the window holds more than {} buckets of {interval_name}",
+            time_series::MAX_BUCKETS
+        ))
+    })?;
     let (from_ms, to_ms) = (window.from, window.to - 1);
     let cells = store.cells(window).await.map_err(failed)?;
     let buckets = time_series::buckets(&starts, interval, &cells, group_by.as_deref());

@@ -80,7 +80,12 @@ impl Tally {
 
 /// The buckets at `starts` with the counts of `cells` (five-minute aligned, so each falls in
 /// exactly one bucket) and, with `group_by` (`use_case_type` or `use_case`), a breakdown.
-pub fn buckets(starts: &[i64], interval: i64, cells: &[Cell], group_by: Option<&str>) -> Vec<Value> {
+pub fn buckets(
+    starts: &[i64],
+    interval: i64,
+    cells: &[Cell],
+    group_by: Option<&str>,
+) -> Vec<Value> {
     let mut totals: BTreeMap<i64, Tally> = starts.iter().map(|s| (*s, Tally::default())).collect();
     let mut groups: BTreeMap<(i64, String), Tally> = BTreeMap::new();
     for cell in cells {
@@ -104,7 +109,11 @@ pub fn buckets(starts: &[i64], interval: i64, cells: &[Cell], group_by: Option<&
             let mut bucket = tally.json();
             bucket.insert("timestamp".into(), json!(format_millis(start)));
             if let Some(field) = group_by {
-                let field = if field == "use_case" { "use_case_id" } else { field };
+                let field = if field == "use_case" {
+                    "use_case_id"
+                } else {
+                    field
+                };
                 let breakdown: Vec<Value> = groups
                     .range((start, String::new())..)
                     .take_while(|((s, _), _)| *s == start)
@@ -146,7 +155,10 @@ mod tests {
             Some(vec![hour, 2 * hour])
         );
         assert_eq!(bucket_starts(0, 201 * hour, hour), None);
-        assert_eq!(bucket_starts(0, 200 * hour, hour).map(|s| s.len()), Some(200));
+        assert_eq!(
+            bucket_starts(0, 200 * hour, hour).map(|s| s.len()),
+            Some(200)
+        );
     }
 
     #[test]
