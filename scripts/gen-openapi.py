@@ -44,6 +44,8 @@ SHARED = [
     ("integration-toolkit", "post", "/v2/integrations/{integrationId}/monitoring/events"),
     ("integration-toolkit", "post", "/v2/integrations/{integrationId}/monitoring/stats"),
     ("integration-toolkit", "post", "/v2/integrations/{integrationId}/monitoring/time-series"),
+    ("integration-toolkit", "post",
+     "/v2/integrations/{integrationId}/monitoring/external-events"),
     ("integration-toolkit", "get",
      "/v2/integrations/{integrationId}/monitoring/events/{eventId}/associated"),
     ("integration-toolkit", "get",

@@ -248,6 +248,9 @@ fn body_for(method: &str, pattern: &str, a: &Objects, b_integration: &str) -> Op
         ("PUT", "/v1/integrations/{id}/app-mapping") => json!({
             "app_id": "33333333-3333-4333-8333-333333333333",
             "component_id": "44444444-4444-4444-8444-444444444444"}),
+        ("POST", "/v2/integrations/{id}/monitoring/external-events") => json!({"events": [{
+            "correlation_id": "b", "level": "error", "use_case_slug": "meter-readings",
+            "occurred_at": "2025-01-15T10:00:00Z", "message": "B's span"}]}),
         ("POST", "/v1/integrations/{id}/events/replay") => {
             json!({"event_ids": ["01JP0000000000000000000001"]})
         }

@@ -156,6 +156,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(monitoring::routes::series),
         )
         .route(
+            "/v2/integrations/{id}/monitoring/external-events",
+            web::post().to(monitoring::external::ingest),
+        )
+        .route(
             "/v2/integrations/{id}/monitoring/events/{event_id}/associated",
             web::get().to(monitoring::routes::associated),
         )

@@ -232,6 +232,12 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v2/integrations/{id}/monitoring/events", V),
     rule("POST", "/v2/integrations/{id}/monitoring/stats", V),
     rule("POST", "/v2/integrations/{id}/monitoring/time-series", V),
+    // Partner log shipping writes spans: manage (spec §2.10).
+    rule(
+        "POST",
+        "/v2/integrations/{id}/monitoring/external-events",
+        M,
+    ),
     rule(
         "GET",
         "/v2/integrations/{id}/monitoring/events/{event_id}/associated",

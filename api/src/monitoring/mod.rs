@@ -5,10 +5,12 @@
 //!   transaction per batch, so a span is indexed exactly once across crashes.
 //! - [`indexer`]: follows `erp.monitoring` from the store's positions.
 //! - [`counts`], [`listing`], [`time_series`]: the queries.
+//! - [`external`]: partner log shipping, `POST …/monitoring/external-events`.
 //! - [`routes`]: `POST …/monitoring/events|stats|time-series`, `GET …/events/{id}/associated`,
 //!   `GET …/traces/{correlationId}`.
 
 pub mod counts;
+pub mod external;
 pub mod indexer;
 pub mod listing;
 pub mod routes;

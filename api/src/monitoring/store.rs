@@ -3,6 +3,9 @@
 //! span is indexed exactly once across crashes (the positions say where to resume, and the span
 //! rows are keyed by their record's coordinates, so a batch applied twice changes nothing).
 //!
+//! A span written again (a stage redoing a batch after a crash repeats its derived span id) is
+//! stored and counted once: span ids are unique per organisation.
+//!
 //! SQLite through `libsql` (the embedded broker's own SQLite library, so one copy of SQLite is
 //! linked). Its local connection does its work synchronously inside its futures, so every call
 //! runs on a blocking thread ([`Store::run`]), never on an async one.
@@ -62,6 +65,7 @@ CREATE TABLE IF NOT EXISTS spans (
     span TEXT NOT NULL,
     PRIMARY KEY (partition, offset, seq)
 );
+CREATE UNIQUE INDEX IF NOT EXISTS spans_by_id ON spans (org_id, id);
 CREATE INDEX IF NOT EXISTS spans_by_time ON spans (org_id, integration_id, created_ms, id);
 CREATE INDEX IF NOT EXISTS spans_by_event ON spans (org_id, integration_id, event_id, created_ms);
 CREATE INDEX IF NOT EXISTS spans_by_correlation
@@ -187,7 +191,8 @@ impl Store {
     }
 
     /// Applies one batch: its spans, their rollup counts and the partitions' new positions, all
-    /// or nothing. A span already stored (same coordinates) is not counted again.
+    /// or nothing. A span already stored (same coordinates, or same id in its organisation) is
+    /// not stored or counted again.
     pub async fn apply(
         &self,
         topic: &str,
