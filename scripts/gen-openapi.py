@@ -235,6 +235,76 @@ ENV_VALUE = {"type": "object", "required": ["key", "type"], "properties": {
     "value": {"type": "string", "description": "`********` for SecretString"},
     "updated_at": {"type": "string", "format": "date-time"}}}
 
+REPLAY_INTEGRATION = {"name": "integrationId", "in": "path", "required": True,
+                      "schema": {"type": "string"}}
+REPLAY_TASK_ID = {"name": "taskId", "in": "path", "required": True, "schema": {"type": "string"}}
+REPLAY_TASK = {"type": "object", "required": ["task_id", "plan_id", "status", "total", "read",
+                                              "done", "failed", "rate_per_second"],
+               "properties": {
+                   "task_id": {"type": "string"}, "plan_id": {"type": "string"},
+                   "status": {"type": "string", "enum": ["running", "done", "cancelled", "failed"]},
+                   "total": {"type": "integer"}, "read": {"type": "integer"},
+                   "done": {"type": "integer"}, "failed": {"type": "integer"},
+                   "rate_per_second": {"type": "number"},
+                   "error": {"type": "string", "nullable": True}}}
+REPLAY_PLAN = {"type": "object", "required": ["plan_id", "topic", "partitions", "records",
+                                              "selected", "selected_counted"],
+               "properties": {
+                   "plan_id": {"type": "string"}, "topic": {"type": "string"},
+                   "partitions": {"type": "array", "items": {"type": "object", "properties": {
+                       "partition": {"type": "integer"}, "start_offset": {"type": "integer"},
+                       "end_offset": {"type": "integer"}, "records": {"type": "integer"}}}},
+                   "records": {"type": "integer"}, "selected": {"type": "integer"},
+                   "selected_counted": {"type": "boolean"},
+                   "expires_in_seconds": {"type": "integer"}}}
+
+EXTENSIONS.update({
+    "/v1/integrations/{integrationId}/replays/plan": {"post": {
+        "operationId": "planReplay",
+        "summary": "Dry run of a replay: the offsets and records a time window or offset ranges cover",
+        "description": "Every replay starts from a plan; a plan can be run for 15 minutes.",
+        "tags": ["erp-toolkit"],
+        "parameters": [REPLAY_INTEGRATION],
+        "requestBody": json_body({"type": "object", "properties": {
+            "from_date": {"type": "string", "format": "date-time"},
+            "to_date": {"type": "string", "format": "date-time"},
+            "use_case_id": {"type": "string"},
+            "offsets": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                "start": {"type": "integer"}, "end": {"type": "integer"}}}}}}),
+        "responses": {"200": ok("The plan", REPLAY_PLAN), **AUTH_ERRORS,
+                      "404": error("No such integration or use case in the caller's organisation"),
+                      "503": error("Kafka is unreachable")},
+    }},
+    "/v1/integrations/{integrationId}/replays": {"post": {
+        "operationId": "runReplay",
+        "summary": "Re-publish a plan's inbound events into the pipeline, in the background",
+        "tags": ["erp-toolkit"],
+        "parameters": [REPLAY_INTEGRATION],
+        "requestBody": json_body({"type": "object", "required": ["plan_id"], "properties": {
+            "plan_id": {"type": "string"}}}),
+        "responses": {"202": ok("Replay started", REPLAY_TASK), **AUTH_ERRORS,
+                      "404": error("No such integration or plan")},
+    }},
+    "/v1/integrations/{integrationId}/replays/{taskId}": {
+        "get": {
+            "operationId": "getReplay",
+            "summary": "Progress of a replay",
+            "tags": ["erp-toolkit"],
+            "parameters": [REPLAY_INTEGRATION, REPLAY_TASK_ID],
+            "responses": {"200": ok("Progress", REPLAY_TASK), **AUTH_ERRORS,
+                          "404": error("No such replay")},
+        },
+        "delete": {
+            "operationId": "cancelReplay",
+            "summary": "Stop a running replay (what was re-published stays)",
+            "tags": ["erp-toolkit"],
+            "parameters": [REPLAY_INTEGRATION, REPLAY_TASK_ID],
+            "responses": {"202": ok("Cancelling", REPLAY_TASK), **AUTH_ERRORS,
+                          "404": error("No such replay")},
+        },
+    },
+})
+
 EXTENSIONS.update({
     "/v1/webhooks/configs/{configId}/recover": {"post": {
         "operationId": "recoverWebhookDeliveries",

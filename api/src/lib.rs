@@ -18,6 +18,8 @@ pub mod monitoring;
 pub mod openapi;
 /// The outbound poll queue: streams, leases, DLQ.
 pub mod poll;
+/// Replay of a time window of inbound events: plan, run, progress, cancel.
+pub mod replay;
 /// What the handlers can reach, and the one place that builds it.
 pub mod state;
 /// Access tokens (`/v1/access-tokens`).
@@ -166,6 +168,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v2/integrations/{id}/monitoring/traces/{correlation_id}",
             web::get().to(monitoring::routes::trace),
+        )
+        .route(
+            "/v1/integrations/{id}/replays/plan",
+            web::post().to(replay::routes::plan),
+        )
+        .route(
+            "/v1/integrations/{id}/replays",
+            web::post().to(replay::routes::run),
+        )
+        .route(
+            "/v1/integrations/{id}/replays/{task_id}",
+            web::get().to(replay::routes::status),
+        )
+        .route(
+            "/v1/integrations/{id}/replays/{task_id}",
+            web::delete().to(replay::routes::cancel),
         )
         .route("/v1/environments", web::get().to(environments::list))
         .route("/v1/environments/{key}", web::put().to(environments::put))

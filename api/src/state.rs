@@ -45,6 +45,10 @@ pub struct ApiState {
     pub poll: Option<Arc<PollQueue>>,
     /// The monitoring store (`None`: the monitoring routes answer 503).
     pub monitoring: Option<MonitoringStore>,
+    /// Replay plans and running replays of this process.
+    pub replays: crate::replay::Replays,
+    /// Kafka settings, metrics and the shutdown signal, for work started by a request.
+    pub runtime: Runtime,
 }
 
 /// How to build the control plane's state.
@@ -156,6 +160,8 @@ impl ApiState {
             signing_public_key: settings.signing_public_key,
             poll,
             monitoring,
+            replays: Default::default(),
+            runtime: runtime.clone(),
         });
         Ok(Started { state, tasks })
     }

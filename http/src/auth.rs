@@ -228,6 +228,11 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/v1/integrations/{id}", M),
     rule("POST", "/v1/integrations/{id}/events", V),
     rule("POST", "/v1/integrations/{id}/events/replay", M),
+    // Replay of a window: planning reads, running and cancelling change the pipeline.
+    rule("POST", "/v1/integrations/{id}/replays/plan", M),
+    rule("POST", "/v1/integrations/{id}/replays", M),
+    rule("GET", "/v1/integrations/{id}/replays/{task_id}", V),
+    rule("DELETE", "/v1/integrations/{id}/replays/{task_id}", M),
     // Monitoring v2: queries, they change nothing.
     rule("POST", "/v2/integrations/{id}/monitoring/events", V),
     rule("POST", "/v2/integrations/{id}/monitoring/stats", V),
