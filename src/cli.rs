@@ -176,6 +176,9 @@ pub struct ApiArgs {
     /// Days a monitoring span stays in the monitoring store.
     #[arg(long, env = "ERP_TOOLKIT_MONITORING_RETENTION_DAYS", default_value_t = 28, value_parser = clap::value_parser!(u64).range(1..))]
     pub monitoring_retention_days: u64,
+    /// How often notification rules (`settings.notifications`) are evaluated, in seconds.
+    #[arg(long, env = "ERP_TOOLKIT_ALERT_SWEEP_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub alert_sweep_secs: u64,
 }
 
 impl ApiArgs {
@@ -354,6 +357,7 @@ impl IngestArgs {
             event_schemas: self.api.event_schemas()?,
             monitoring_store: self.api.monitoring_store.clone(),
             monitoring_retention: self.api.monitoring_retention(),
+            alert_sweep: std::time::Duration::from_secs(self.api.alert_sweep_secs),
         })
     }
 }

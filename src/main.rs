@@ -62,6 +62,7 @@ async fn standalone(
         produce_timeout: args.api.produce_timeout(),
         monitoring_store: args.api.monitoring_store.clone(),
         monitoring_retention: args.api.monitoring_retention(),
+        alert_sweep: std::time::Duration::from_secs(args.api.alert_sweep_secs),
         processor: args.processing.settings(args.data_dir.join("processor")),
         dispatcher,
         ..StandaloneOptions::new(args.data_dir.clone())

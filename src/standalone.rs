@@ -64,6 +64,8 @@ pub struct StandaloneOptions {
     pub monitoring_store: Option<String>,
     /// How long monitoring spans are kept.
     pub monitoring_retention: Duration,
+    /// How often notification rules are evaluated.
+    pub alert_sweep: Duration,
 }
 
 impl StandaloneOptions {
@@ -87,6 +89,7 @@ impl StandaloneOptions {
             produce_timeout: Duration::from_secs(5),
             monitoring_store: None,
             monitoring_retention: Duration::from_secs(28 * 24 * 3600),
+            alert_sweep: Duration::from_secs(300),
             // Receivers of a standalone installation usually run on the same machine.
             dispatcher: DispatcherSettings {
                 destinations: erp_webhooks::DestinationPolicy::loopback_allowed(),
@@ -176,6 +179,7 @@ impl Standalone {
             event_schemas: event_schemas.clone(),
             monitoring_store: options.monitoring_store.clone(),
             monitoring_retention: options.monitoring_retention,
+            alert_sweep: options.alert_sweep,
         };
         let api = crate::api::control_plane(
             &runtime,

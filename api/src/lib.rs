@@ -6,6 +6,8 @@
 
 /// ACK tracking of outbound messages and the acknowledgement route.
 pub mod acks;
+/// Alerting: notification rules evaluated on the monitoring store, delivered as webhooks.
+pub mod alerts;
 /// Organisation environments (`/v1/environments`): values and secrets for `{{env.*}}`.
 pub mod environments;
 /// The inbound event log and its replay.
@@ -168,6 +170,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v2/integrations/{id}/monitoring/traces/{correlation_id}",
             web::get().to(monitoring::routes::trace),
+        )
+        .route(
+            "/v2/integrations/{id}/notifications/history",
+            web::get().to(alerts::routes::history),
+        )
+        .route(
+            "/v2/integrations/{id}/notifications/status",
+            web::get().to(alerts::routes::status),
+        )
+        .route(
+            "/v2/integrations/{id}/notifications/test",
+            web::post().to(alerts::routes::test),
         )
         .route(
             "/v1/integrations/{id}/replays/plan",

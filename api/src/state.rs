@@ -75,6 +75,8 @@ pub struct ApiSettings {
     pub monitoring_store: Option<String>,
     /// How long monitoring spans are kept (28 days by default, epilot's replay promise).
     pub monitoring_retention: std::time::Duration,
+    /// How often alert rules are evaluated.
+    pub alert_sweep: std::time::Duration,
 }
 
 /// The state and the background tasks that keep it (index followers, ACK timeouts, poll
@@ -130,6 +132,16 @@ impl ApiState {
             Some(path) => {
                 let store = MonitoringStore::open(&path)
                     .map_err(|e| ApiError::unavailable("MONITORING_UNAVAILABLE", e.to_string()))?;
+                tasks.push((
+                    "alert sweep",
+                    tokio::spawn(crate::alerts::sweep::run(
+                        runtime.clone(),
+                        store.clone(),
+                        view.clone(),
+                        producer.clone(),
+                        settings.alert_sweep,
+                    )),
+                ));
                 tasks.push((
                     "monitoring indexer",
                     crate::monitoring::indexer::spawn(

@@ -228,6 +228,10 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/v1/integrations/{id}", M),
     rule("POST", "/v1/integrations/{id}/events", V),
     rule("POST", "/v1/integrations/{id}/events/replay", M),
+    // Alerting: history and status are views; a test notification is manage (spec §2).
+    rule("GET", "/v2/integrations/{id}/notifications/history", V),
+    rule("GET", "/v2/integrations/{id}/notifications/status", V),
+    rule("POST", "/v2/integrations/{id}/notifications/test", M),
     // Replay of a window: planning reads, running and cancelling change the pipeline.
     rule("POST", "/v1/integrations/{id}/replays/plan", M),
     rule("POST", "/v1/integrations/{id}/replays", M),

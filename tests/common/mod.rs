@@ -244,8 +244,10 @@ pub async fn read_topic(
 ) -> Vec<(String, Value)> {
     let settings = KafkaSettings::new(brokers);
     let consumer: StreamConsumer = settings.reader("erp-toolkit-test").expect("reader");
+    // Generous: on a loaded machine (two cores, several brokers and builds) a metadata request
+    // to the embedded broker has taken longer than 10 s.
     let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
         .expect("metadata");
     let partitions = metadata
         .topics()

@@ -83,6 +83,27 @@ CREATE TABLE IF NOT EXISTS rollups (
     count INTEGER NOT NULL,
     PRIMARY KEY (org_id, integration_id, bucket_ms, use_case_id, use_case_type, level, code)
 );
+CREATE TABLE IF NOT EXISTS alert_state (
+    org_id TEXT NOT NULL,
+    integration_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_fired_ms INTEGER,
+    last_cleared_ms INTEGER,
+    last_notified_ms INTEGER,
+    last_evaluated_ms INTEGER,
+    PRIMARY KEY (org_id, integration_id, rule_id)
+);
+CREATE TABLE IF NOT EXISTS alert_history (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    integration_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    occurred_ms INTEGER NOT NULL,
+    row TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_history_by_time
+    ON alert_history (org_id, integration_id, occurred_ms, id);
 CREATE TABLE IF NOT EXISTS positions (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -151,7 +172,8 @@ impl Store {
         &self.path
     }
 
-    /// Runs `work` with the connection on a blocking thread.
+    /// Runs `work` with the connection on a blocking thread (also for the alert tables of
+    /// [`crate::alerts`]).
     pub async fn run<T, F>(
         &self,
         work: impl FnOnce(Connection) -> F + Send + 'static,

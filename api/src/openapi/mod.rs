@@ -230,6 +230,10 @@ mod tests {
             "GET /v1/environments",
             "PUT /v1/environments/{}",
             "DELETE /v1/environments/{}",
+            "POST /v1/integrations/{}/replays/plan",
+            "POST /v1/integrations/{}/replays",
+            "GET /v1/integrations/{}/replays/{}",
+            "DELETE /v1/integrations/{}/replays/{}",
         ]
         .into();
         for (method, path, operation) in operations(&document()) {

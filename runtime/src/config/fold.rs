@@ -442,6 +442,12 @@ impl ConfigState {
         self.integrations.get(&(org_id.to_owned(), id.to_owned()))
     }
 
+    /// Every integration of every organisation (for sweeps that run for all of them, such as
+    /// alert evaluation); each carries its organisation.
+    pub fn all_integrations(&self) -> impl Iterator<Item = &Integration> {
+        self.integrations.values()
+    }
+
     /// The organisation's integrations, oldest first.
     pub fn integrations(&self, org_id: &str) -> Vec<&Integration> {
         let mut all: Vec<_> = self
