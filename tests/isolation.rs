@@ -32,7 +32,12 @@ async fn call_as(
     if let Some(body) = body {
         request = request.json(body);
     }
-    let response = request.send().await.expect("request is answered");
+    // Bounded, so a request that is never answered names itself instead of hanging the test.
+    let response = request
+        .timeout(LONG)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path} is not answered: {e}"));
     let status = response.status();
     (status, response.text().await.expect("body is read"))
 }
