@@ -44,6 +44,10 @@ pub enum Command {
     /// A webhook receiver that prints each delivery and checks its signature: a stand-in
     /// endpoint for trying the pipeline out.
     WebhookReceiver(ReceiverArgs),
+    /// Replay a window of an integration's inbound events: plan, run, watch, cancel (ops CLI).
+    Replay(crate::ops::replay::ReplayArgs),
+    /// Search monitoring spans and show traces (ops CLI).
+    Events(crate::ops::events::EventsArgs),
 }
 
 /// `webhook-receiver`

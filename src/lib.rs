@@ -8,6 +8,8 @@ pub mod api;
 pub mod broker;
 /// The command line: one subcommand per role.
 pub mod cli;
+/// The ops CLI: replay and event search against the API.
+pub mod ops;
 /// A webhook receiver that checks signatures, for trying endpoints out.
 pub mod receiver;
 /// Each role on its own against a Kafka cluster.

@@ -24,6 +24,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Api(args) => roles::api(args, shutdown).await,
         Command::Processor(args) => roles::processor(args, shutdown).await,
         Command::Dispatcher(args) => roles::dispatcher(args, shutdown).await,
+        Command::Replay(args) => {
+            let exit = erp_toolkit::ops::replay::run(args).await;
+            std::process::exit(exit as i32)
+        }
+        Command::Events(args) => {
+            let exit = erp_toolkit::ops::events::run(args).await;
+            std::process::exit(exit as i32)
+        }
         Command::WebhookReceiver(args) => {
             let receiver =
                 erp_toolkit::receiver::Receiver::start(&args.listen, args.secret, true).await?;
