@@ -17,6 +17,8 @@ pub mod event_schemas;
 pub mod health;
 /// Kafka client settings, producers, consumers, batch helpers.
 pub mod kafka;
+/// Consumer lag of the group consumers, measured on a timer.
+pub mod lag;
 /// The Prometheus registry every role registers in.
 pub mod metrics;
 /// The poison-record guard: records in flight during repeated crashes are set aside.
@@ -36,7 +38,7 @@ pub mod topics;
 
 pub use config::{ConfigState, ConfigView, ConfigWriter};
 pub use error::RuntimeError;
-pub use health::{Readiness, ReadyFlag};
+pub use health::{Readiness, ReadyFlag, ReadyGauge};
 pub use kafka::KafkaSettings;
 pub use metrics::Metrics;
 pub use supervisor::{Failures, Supervisor};

@@ -86,6 +86,8 @@ pub struct AckTracker {
     /// one lock for all: an acknowledgement may wait for the broker (catch-up, writes), and one
     /// organisation's unknown `ack_id` must not stall another's.
     writing: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
+    /// `erp_acks_timed_out_total`.
+    timed_out: prometheus::IntCounter,
 }
 
 /// The outcome of an acknowledgement.
@@ -130,6 +132,7 @@ impl AckTracker {
             topics,
             settings,
             writing: Mutex::default(),
+            timed_out: runtime.metrics.acks_timed_out(),
         });
         let reader = {
             let tracker = Arc::clone(&tracker);
@@ -390,6 +393,7 @@ impl AckTracker {
                         .await
                         .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
                     timed_out += 1;
+                    self.timed_out.inc();
                 }
                 AckState::TimedOut if age >= timeout.saturating_add(retention) => {
                     let tombstone = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key.as_bytes());
