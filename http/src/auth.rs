@@ -55,7 +55,7 @@
 //! | `PUT`, `DELETE /v1/environments/{key}` | manage |
 //! | `GET`, `POST /v1/access-tokens`, `DELETE /v1/access-tokens/{id}` | owner |
 //! | `/healthz`, `/readyz`, `GET /v1/webhooks/.well-known/public-key`, `GET /openapi.json` | none (no token, no rate limit) |
-//! | `GET /metrics` on the API listener (only without `--metrics-listen`; it carries labels of every organisation) | the deployment admin token |
+//! | `GET /metrics` on the API listener (only without `--metrics-listen`; it carries labels of every organisation) | the deployment admin token (no rate limit) |
 //!
 //! Answers: no, an unknown or a revoked token is 401; a known token without the permission is
 //! 403; an object of another organisation is 404 (handlers look objects up by the caller's
@@ -421,21 +421,26 @@ fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
     };
     let caller = authenticate(state, token)
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let admin_only =
+        rule_of(req.method(), &pattern).is_some_and(|rule| rule.need == Need::DeploymentAdmin);
+    if admin_only {
+        // Operational like the probes: no rate budget, so a scrape is never refused because
+        // the admin's organisation spent its budget (nor spends it).
+        if !caller.deployment_admin {
+            return Err(ApiError::forbidden(format!(
+                "{} {pattern} needs the deployment admin token",
+                req.method()
+            ))
+            .into());
+        }
+        return Ok(caller);
+    }
     state
         .rate_limit
         .check(&caller.org_id)
         .map_err(Refusal::RateLimited)?;
-    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let needed = required(req.method(), &pattern);
-    let admin_only =
-        rule_of(req.method(), &pattern).is_some_and(|rule| rule.need == Need::DeploymentAdmin);
-    if admin_only && !caller.deployment_admin {
-        return Err(ApiError::forbidden(format!(
-            "{} {pattern} needs the deployment admin token",
-            req.method()
-        ))
-        .into());
-    }
     if !caller.permissions.allows(needed) {
         return Err(ApiError::forbidden(format!(
             "the token lacks the permission for {} {pattern}",

@@ -392,6 +392,16 @@ impl AckTracker {
                     erp_runtime::kafka::send(producer, &self.topic, &key, &value)
                         .await
                         .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
+                    // Into the fold at once (as an acknowledgement does): a sweep before the
+                    // reader has read the record back would report the same timeout again.
+                    if let Ok(mut fold) = self.fold.lock() {
+                        let identity = (updated.org_id.clone(), updated.ack_id.clone());
+                        if let Some(entry) = fold.rows.get_mut(&identity)
+                            && entry.0.state == AckState::Pending
+                        {
+                            entry.0 = updated;
+                        }
+                    }
                     timed_out += 1;
                     self.timed_out.inc();
                 }
