@@ -203,16 +203,14 @@ impl Meter {
             if left.is_zero() {
                 break;
             }
-            match reader.poll(left) {
-                Some(Ok(message)) => {
-                    let key = (message.topic().to_owned(), message.partition());
-                    if let Some(at_ms) = message.timestamp().to_millis() {
-                        found
-                            .entry(key)
-                            .or_insert_with(|| (now - at_ms).max(0) as f64 / 1000.0);
-                    }
+            // An error or nothing in time: the partition keeps its last age.
+            if let Some(Ok(message)) = reader.poll(left) {
+                let key = (message.topic().to_owned(), message.partition());
+                if let Some(at_ms) = message.timestamp().to_millis() {
+                    found
+                        .entry(key)
+                        .or_insert_with(|| (now - at_ms).max(0) as f64 / 1000.0);
                 }
-                Some(Err(_)) | None => {}
             }
         }
         let _ = reader.unassign();
