@@ -33,6 +33,8 @@ pub mod shutdown;
 pub mod supervisor;
 /// Tracing: text or JSON logs.
 pub mod telemetry;
+/// The check of existing topics against what the project needs.
+pub mod topic_check;
 /// Topic creation with the retention each topic needs.
 pub mod topics;
 
