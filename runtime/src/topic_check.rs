@@ -1,5 +1,5 @@
 //! Topics are checked, not assumed: at start every topic of the installation that already exists
-//! is compared with what the project needs ([`crate::topics::standard_topics`]). A mismatch that
+//! is compared with what the project needs (`topics::standard_topics`). A mismatch that
 //! loses data or order (the configuration log compacted, with a finite retention or more than
 //! one partition; a state topic that is not compacted) refuses the start with what to change; a
 //! minor one (fewer partitions than configured, another retention of dead letters or poll
@@ -7,7 +7,17 @@
 
 use std::collections::HashMap;
 
-use crate::topics::TopicSpec;
+/// What the project needs of a topic (a `topics::TopicSpec`, seen from here; this module imports
+/// none of `topics`, which calls it).
+#[derive(Debug, Clone, Copy)]
+pub struct Needed<'a> {
+    /// The topic.
+    pub name: &'a str,
+    /// Partitions it is created with.
+    pub partitions: i32,
+    /// Configs it is created with.
+    pub configs: &'a [(&'static str, &'static str)],
+}
 
 /// How bad a difference is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +61,7 @@ fn default_of(key: &str) -> &'static str {
 
 /// The differences of `described` from `spec`. `config_topic` names the configuration log,
 /// whose order and history every role depends on.
-pub fn compare(spec: &TopicSpec, described: &Described, config_topic: &str) -> Vec<Mismatch> {
+pub fn compare(spec: Needed<'_>, described: &Described, config_topic: &str) -> Vec<Mismatch> {
     let value = |key: &str| {
         described
             .configs
@@ -69,7 +79,7 @@ pub fn compare(spec: &TopicSpec, described: &Described, config_topic: &str) -> V
     let mut found = Vec::new();
     let mut push = |severity, message: String| {
         found.push(Mismatch {
-            topic: spec.name.clone(),
+            topic: spec.name.to_owned(),
             severity,
             message,
         })
@@ -104,7 +114,7 @@ pub fn compare(spec: &TopicSpec, described: &Described, config_topic: &str) -> V
             ),
         );
     }
-    for (key, want) in &spec.configs {
+    for (key, want) in spec.configs {
         let have = value(key);
         if have == *want {
             continue;
@@ -140,9 +150,13 @@ pub fn compare(spec: &TopicSpec, described: &Described, config_topic: &str) -> V
 mod tests {
     use super::*;
 
-    fn spec(name: &str, partitions: i32, configs: Vec<(&'static str, &'static str)>) -> TopicSpec {
-        TopicSpec {
-            name: name.into(),
+    fn spec<'a>(
+        name: &'a str,
+        partitions: i32,
+        configs: &'a [(&'static str, &'static str)],
+    ) -> Needed<'a> {
+        Needed {
+            name,
             partitions,
             configs,
         }
@@ -163,38 +177,38 @@ mod tests {
         let config = spec(
             "erp.config",
             1,
-            vec![("retention.ms", "-1"), ("retention.bytes", "-1")],
+            &[("retention.ms", "-1"), ("retention.bytes", "-1")],
         );
         let good = described(1, &[("retention.ms", "-1"), ("retention.bytes", "-1")]);
-        assert!(compare(&config, &good, "erp.config").is_empty());
+        assert!(compare(config, &good, "erp.config").is_empty());
         let finite = described(1, &[("retention.bytes", "-1")]);
-        let found = compare(&config, &finite, "erp.config");
+        let found = compare(config, &finite, "erp.config");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].severity, Severity::Critical);
         assert!(found[0].message.contains("retention.ms=-1"), "{found:?}");
         let compacted = described(3, &[("retention.ms", "-1"), ("cleanup.policy", "compact")]);
-        let found = compare(&config, &compacted, "erp.config");
+        let found = compare(config, &compacted, "erp.config");
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found.iter().all(|m| m.severity == Severity::Critical));
     }
 
     #[test]
     fn state_topics_must_be_compacted_and_the_rest_is_minor() {
-        let state = spec("erp.acks", 6, vec![("cleanup.policy", "compact")]);
-        let found = compare(&state, &described(6, &[]), "erp.config");
+        let state = spec("erp.acks", 6, &[("cleanup.policy", "compact")]);
+        let found = compare(state, &described(6, &[]), "erp.config");
         assert_eq!(found[0].severity, Severity::Critical, "{found:?}");
         let both = described(6, &[("cleanup.policy", "compact,delete")]);
-        assert!(compare(&state, &both, "erp.config").is_empty());
+        assert!(compare(state, &both, "erp.config").is_empty());
         let few = compare(
-            &state,
+            state,
             &described(2, &[("cleanup.policy", "compact")]),
             "erp.config",
         );
         assert_eq!(few.len(), 1);
         assert_eq!(few[0].severity, Severity::Minor);
-        let dlq = spec("erp.dlq", 6, vec![("retention.ms", "-1")]);
+        let dlq = spec("erp.dlq", 6, &[("retention.ms", "-1")]);
         let found = compare(
-            &dlq,
+            dlq,
             &described(6, &[("retention.ms", "1000")]),
             "erp.config",
         );

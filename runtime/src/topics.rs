@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::error::RuntimeError;
 use crate::kafka::KafkaSettings;
-use crate::topic_check::{Described, Severity, compare};
+use crate::topic_check::{Described, Needed, Severity, compare};
 
 /// A topic and how it must be created.
 #[derive(Debug, Clone)]
@@ -205,7 +205,12 @@ async fn check_existing(
             partitions: existing.get(&spec.name).copied().unwrap_or_default(),
             configs,
         };
-        for mismatch in compare(spec, &described, &config_topic) {
+        let needed = Needed {
+            name: &spec.name,
+            partitions: spec.partitions,
+            configs: &spec.configs,
+        };
+        for mismatch in compare(needed, &described, &config_topic) {
             match mismatch.severity {
                 Severity::Minor => {
                     warn!(topic = mismatch.topic, "{}", mismatch.message);
