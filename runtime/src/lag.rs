@@ -173,9 +173,17 @@ impl Meter {
             return Vec::new();
         }
         if self.reader.is_none() {
-            self.reader = self
+            let mut config = self
                 .kafka
-                .reader_config(&format!("erp-toolkit-lag-{}", self.group))
+                .reader_config(&format!("erp-toolkit-lag-{}", self.group));
+            // One record per partition is wanted: fetch as little as the broker allows (it
+            // still returns the first record batch whole) and prefetch nothing beyond it, so
+            // a lagging partition of large records costs no megabytes per tick.
+            config
+                .set("max.partition.fetch.bytes", "1024")
+                .set("queued.min.messages", "1")
+                .set("queued.max.messages.kbytes", "64");
+            self.reader = config
                 .create()
                 .map_err(|error| tracing::warn!(%error, "no consumer lag reader"))
                 .ok();
