@@ -48,7 +48,7 @@ grep -c '"status": "success"' send.log | grep -qx 2 || { echo "posts not accepte
 for _ in $(seq 300); do grep -q 'signature valid' receiver.log && break; sleep 0.1; done
 skipped=0
 for _ in $(seq 300); do
-  skipped=$(curl -s "$ERP/metrics" | awk '/^erp_processor_events_total\{outcome="skipped"\}/ {print $2}')
+  skipped=$(curl -s -H "Authorization: Bearer $TOKEN" "$ERP/metrics" | awk '/^erp_processor_events_total\{outcome="skipped"\}/ {print $2}')
   [ "${skipped:-0}" = 1 ] && break; sleep 0.1
 done
 sleep 1

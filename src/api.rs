@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use rdkafka::producer::FutureProducer;
 
@@ -24,21 +24,59 @@ pub struct Services {
     pub api: Option<web::Data<ApiState>>,
 }
 
-/// Binds `services` to `listen`. Returns the bound address (useful with port 0) and the server
-/// to run.
+/// Where `/metrics` is served for an HTTP role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsRoute {
+    /// On the API listener, to the deployment admin token only (no `--metrics-listen`): the
+    /// page carries labels of every organisation.
+    AdminOnly,
+    /// On a listener of its own (`--metrics-listen`); the API listener has no `/metrics`.
+    OwnListener,
+}
+
+/// The service label of a request on a listener serving `services`.
+fn classifier(services: &Services) -> fn(&str) -> &'static str {
+    match (services.ingest.is_some(), services.api.is_some()) {
+        (true, true) => erp_http::metrics::service_of_path,
+        (true, false) => |_| "ingest",
+        _ => |_| "api",
+    }
+}
+
+/// Binds `services` to `listen`, with `/healthz` and `/readyz` (where the probes go) and
+/// `/metrics` as `metrics_route` says. Returns the bound address (useful with port 0) and the
+/// server to run.
 pub fn server(
     listen: &str,
     services: Services,
     metrics: Metrics,
     readiness: Readiness,
+    metrics_route: MetricsRoute,
 ) -> std::io::Result<(SocketAddr, Server)> {
+    let http_metrics = erp_http::metrics::HttpMetrics::new(&metrics);
+    let service_of = classifier(&services);
     let metrics = web::Data::new(metrics);
     let readiness = web::Data::new(readiness);
     let server = HttpServer::new(move || {
         let services = services.clone();
+        let http_metrics = http_metrics.clone();
         App::new()
             .app_data(metrics.clone())
             .app_data(readiness.clone())
+            .wrap_fn(move |req, srv| {
+                let service = service_of(req.path());
+                let http_metrics = http_metrics.clone();
+                let answer = srv.call(req);
+                async move {
+                    let answer = answer.await;
+                    let status = match &answer {
+                        Ok(response) => response.status(),
+                        Err(error) => error.as_response_error().status_code(),
+                    };
+                    http_metrics.answered(service, status);
+                    answer
+                }
+            })
             .configure(move |cfg| {
                 if let Some(access) = services.access {
                     cfg.app_data(access);
@@ -50,7 +88,12 @@ pub fn server(
                     cfg.app_data(api).configure(erp_api::routes);
                 }
             })
-            .configure(health::routes)
+            .configure(health::probe_routes)
+            .configure(move |cfg| {
+                if metrics_route == MetricsRoute::AdminOnly {
+                    cfg.route("/metrics", web::get().to(admin_metrics));
+                }
+            })
             .default_service(web::to(erp_http::not_found))
     })
     .workers(2)
@@ -63,6 +106,21 @@ pub fn server(
         .copied()
         .ok_or_else(|| std::io::Error::other("listener has no address"))?;
     Ok((address, server.run()))
+}
+
+/// `/metrics` on the API listener: the `Caller` extractor admits the deployment admin token only
+/// (`erp_http::auth::ROUTES`).
+async fn admin_metrics(_admin: erp_http::Caller, metrics: web::Data<Metrics>) -> HttpResponse {
+    health::metrics_page(&metrics)
+}
+
+/// The metrics listener of an HTTP role (`--metrics-listen`): `/metrics`, `/healthz`, `/readyz`.
+pub fn metrics_server(
+    listen: &str,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> std::io::Result<(SocketAddr, Server)> {
+    health::serve_ops(listen, metrics, readiness)
 }
 
 /// Authentication for the services of one process.

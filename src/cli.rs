@@ -71,9 +71,14 @@ pub struct StandaloneArgs {
         default_value = "./erp-toolkit-data"
     )]
     pub data_dir: PathBuf,
-    /// HTTP address of the API, `/metrics`, `/healthz` and `/readyz`.
+    /// HTTP address of the API, `/healthz` and `/readyz` (and of `/metrics`, for the admin
+    /// token only, when `--metrics-listen` is not given).
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Address of the metrics listener: `/metrics` without a token, `/healthz`, `/readyz`.
+    /// Keep it on the monitoring network: the metrics carry labels of every organisation.
+    #[arg(long, env = "ERP_TOOLKIT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Address of the embedded Kafka broker (port 0 picks a free one).
     #[arg(
         long,
@@ -285,9 +290,14 @@ pub fn load_event_schemas(
 pub struct IngestArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// HTTP address of the API and the operational routes.
+    /// HTTP address of the API, `/healthz` and `/readyz` (and of `/metrics`, for the admin
+    /// token only, when `--metrics-listen` is not given).
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Address of the metrics listener: `/metrics` without a token, `/healthz`, `/readyz`.
+    /// Keep it on the monitoring network: the metrics carry labels of every organisation.
+    #[arg(long, env = "ERP_TOOLKIT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// The deployment admin token: owner of `--org-id`, and the only token that may create
     /// tokens for other organisations. An empty (or blank) value is refused: it would make
     /// every request that sends `Bearer ` with nothing after it the deployment admin.
@@ -422,7 +432,8 @@ pub struct ProcessorArgs {
     /// docs/operations.md for the embedded broker's limits.
     #[arg(long, env = "ERP_TOOLKIT_GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
-    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    /// Address of the operational listener: `/metrics`, `/healthz` and `/readyz` (a worker
+    /// has no API, so its one listener is its metrics listener).
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: String,
     /// Where the dedup store lives.
@@ -567,7 +578,8 @@ pub struct DispatcherArgs {
     /// docs/operations.md for the embedded broker's limits.
     #[arg(long, env = "ERP_TOOLKIT_GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
-    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    /// Address of the operational listener: `/metrics`, `/healthz` and `/readyz` (a worker
+    /// has no API, so its one listener is its metrics listener).
     #[arg(long, env = "ERP_TOOLKIT_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: String,
     /// PEM file of the organisation's Ed25519 signing key: deliveries also carry a `v1a`

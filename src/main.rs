@@ -56,6 +56,7 @@ async fn standalone(
     dispatcher.destinations.allow_loopback();
     let options = StandaloneOptions {
         listen: args.listen.clone(),
+        metrics_listen: args.metrics_listen.clone(),
         broker_listen: args.broker_listen,
         partitions: args.partitions,
         org_id: args.api.org_id.clone(),
@@ -78,6 +79,13 @@ async fn standalone(
     let running = Standalone::start(options, shutdown.clone()).await?;
     println!("erp-toolkit standalone");
     println!("  API:         http://{}", running.http_address);
+    match running.metrics_address {
+        Some(address) => println!("  Metrics:     http://{address}/metrics"),
+        None => println!(
+            "  Metrics:     http://{}/metrics (admin token; --metrics-listen serves it without)",
+            running.http_address
+        ),
+    }
     println!("  Kafka:       {}", running.broker_address);
     println!("  data:        {}", args.data_dir.display());
     println!("  admin token: {}", running.admin_token);

@@ -6,22 +6,30 @@ use tracing::info;
 
 use erp_runtime::settings::KafkaArgs;
 use erp_runtime::topics::{ensure_topics, standard_topics};
-use erp_runtime::{ConfigView, Failures, Metrics, Readiness, Runtime, Supervisor, health};
+use erp_runtime::{
+    ConfigView, Failures, Metrics, Readiness, ReadyGauge, Runtime, Supervisor, health,
+};
 
-use crate::api::Services;
+use crate::api::{MetricsRoute, Services};
 use crate::cli::{DispatcherArgs, IngestArgs, ProcessorArgs};
 
-async fn runtime(kafka: &KafkaArgs, shutdown: CancellationToken) -> anyhow::Result<Runtime> {
+async fn runtime(
+    kafka: &KafkaArgs,
+    role: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Runtime> {
     let kafka = kafka.settings()?;
     ensure_topics(&kafka, &standard_topics(&kafka))
         .await
         .with_context(|| format!("cannot prepare topics on {}", kafka.brokers))?;
-    Ok(Runtime {
+    let runtime = Runtime {
         kafka,
         metrics: Metrics::new(),
         readiness: Readiness::new(),
         shutdown,
-    })
+    };
+    ReadyGauge::export(&runtime.metrics, &runtime.readiness, role);
+    Ok(runtime)
 }
 
 /// The configuration view and producer every HTTP role starts from.
@@ -39,28 +47,50 @@ async fn http_role(
     Ok((view, producer))
 }
 
-/// Serves `services` until shutdown, then stops the server and `tasks`.
+/// Serves `services` on `listen` (and the metrics on `metrics_listen`, if given) until
+/// shutdown, then stops the servers and `tasks`.
 async fn serve(
     runtime: &Runtime,
     listen: &str,
+    metrics_listen: Option<&str>,
     services: Services,
     what: &str,
     tasks: Supervisor,
 ) -> anyhow::Result<()> {
+    let metrics_route = match metrics_listen {
+        Some(_) => MetricsRoute::OwnListener,
+        None => MetricsRoute::AdminOnly,
+    };
     let (address, server) = crate::api::server(
         listen,
         services,
         runtime.metrics.clone(),
         runtime.readiness.clone(),
+        metrics_route,
     )?;
     info!(%address, "{what} listening");
-    let handle = server.handle();
-    let serving = tokio::spawn(tasks.watch("http server", server));
+    let mut handles = vec![server.handle()];
+    let mut serving = vec![tokio::spawn(tasks.watch("http server", server))];
+    if let Some(metrics_listen) = metrics_listen {
+        let (address, server) = crate::api::metrics_server(
+            metrics_listen,
+            runtime.metrics.clone(),
+            runtime.readiness.clone(),
+        )
+        .with_context(|| format!("cannot listen on {metrics_listen}"))?;
+        info!(%address, "{what} metrics listening");
+        handles.push(server.handle());
+        serving.push(tokio::spawn(tasks.watch("metrics server", server)));
+    }
     let failures = tasks.failures();
     let failure = until_stop(&runtime.shutdown, &failures).await;
     let drain = async {
-        handle.stop(true).await;
-        let _ = serving.await;
+        for handle in handles {
+            handle.stop(true).await;
+        }
+        for server in serving {
+            let _ = server.await;
+        }
         tasks.stop().await;
         Ok(())
     };
@@ -109,7 +139,7 @@ async fn stopped(
 
 /// `erp-toolkit ingest`: the inbound events and the mapping simulation.
 pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let runtime = runtime(&args.kafka, "ingest", shutdown.clone()).await?;
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, producer) = http_role(&runtime, &args, "ingest", &mut tasks).await?;
     let services = Services {
@@ -128,12 +158,21 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
         )),
         api: None,
     };
-    serve(&runtime, &args.listen, services, "ingest", tasks).await
+    let metrics_listen = args.metrics_listen.as_deref();
+    serve(
+        &runtime,
+        &args.listen,
+        metrics_listen,
+        services,
+        "ingest",
+        tasks,
+    )
+    .await
 }
 
 /// `erp-toolkit api`: the control plane.
 pub async fn api(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let runtime = runtime(&args.kafka, "api", shutdown.clone()).await?;
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, producer) = http_role(&runtime, &args, "api", &mut tasks).await?;
     let settings = args.api_settings()?;
@@ -143,7 +182,17 @@ pub async fn api(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Resul
         ingest: None,
         api: Some(state),
     };
-    serve(&runtime, &args.listen, services, "control plane API", tasks).await
+    let metrics_listen = args.metrics_listen.as_deref();
+    let what = "control plane API";
+    serve(
+        &runtime,
+        &args.listen,
+        metrics_listen,
+        services,
+        what,
+        tasks,
+    )
+    .await
 }
 
 fn access_of(
@@ -166,7 +215,7 @@ fn mapping_timeout(args: &IngestArgs) -> std::time::Duration {
 
 /// `erp-toolkit processor`
 pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let mut runtime = runtime(&args.kafka, "processor", shutdown.clone()).await?;
     runtime.kafka.group_instance_id = args.group_instance_id.clone();
     // The processor neither signs nor authenticates: it has no use for webhook secrets.
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
@@ -187,7 +236,7 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
             path,
         )?));
     }
-    let mut runtime = runtime(&args.kafka, shutdown.clone()).await?;
+    let mut runtime = runtime(&args.kafka, "dispatcher", shutdown.clone()).await?;
     runtime.kafka.group_instance_id = args.group_instance_id.clone();
     let secrets = crate::cli::load_secrets(args.secrets_key_file.as_deref())?;
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);

@@ -31,6 +31,9 @@ pub struct StandaloneOptions {
     pub data_dir: PathBuf,
     /// HTTP listen address (port 0 picks a free one).
     pub listen: String,
+    /// Listen address of `/metrics` without a token (`None`: `/metrics` is served on `listen`
+    /// to the admin token only).
+    pub metrics_listen: Option<String>,
     /// Broker listen address (port 0 picks a free one).
     pub broker_listen: SocketAddr,
     /// Partitions of the partitioned topics.
@@ -74,6 +77,7 @@ impl StandaloneOptions {
         Self {
             data_dir: data_dir.into(),
             listen: "127.0.0.1:0".into(),
+            metrics_listen: None,
             broker_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             partitions: 6,
             org_id: "default".into(),
@@ -103,6 +107,8 @@ impl StandaloneOptions {
 pub struct Standalone {
     /// Where the API listens.
     pub http_address: SocketAddr,
+    /// Where `/metrics` is served without a token, if a metrics listener was asked for.
+    pub metrics_address: Option<SocketAddr>,
     /// Where the embedded broker listens.
     pub broker_address: SocketAddr,
     /// The deployment admin token (owner of the first organisation).
@@ -114,6 +120,7 @@ pub struct Standalone {
     shutdown: CancellationToken,
     server: ServerHandle,
     serving: JoinHandle<std::io::Result<()>>,
+    metrics_server: Option<(ServerHandle, JoinHandle<std::io::Result<()>>)>,
     processor: JoinHandle<Result<(), erp_processor::ProcessorError>>,
     dispatcher: JoinHandle<Result<(), erp_dispatcher::DispatcherError>>,
     /// The configuration fold and the control plane's background tasks.
@@ -151,6 +158,7 @@ impl Standalone {
             readiness: Readiness::new(),
             shutdown: shutdown.clone(),
         };
+        erp_runtime::ReadyGauge::export(&runtime.metrics, &runtime.readiness, "standalone");
 
         let secrets_key_file = match &options.secrets_key_file {
             Some(path) => path.clone(),
@@ -211,15 +219,33 @@ impl Standalone {
             )),
             api: Some(api),
         };
+        let metrics_route = match options.metrics_listen {
+            Some(_) => crate::api::MetricsRoute::OwnListener,
+            None => crate::api::MetricsRoute::AdminOnly,
+        };
         let (http_address, server) = crate::api::server(
             &options.listen,
             services,
             runtime.metrics.clone(),
             runtime.readiness.clone(),
+            metrics_route,
         )
         .with_context(|| format!("cannot listen on {}", options.listen))?;
         let server_handle = server.handle();
         let serving = tokio::spawn(tasks.watch("http server", server));
+        let mut metrics_address = None;
+        let mut metrics_server = None;
+        if let Some(listen) = &options.metrics_listen {
+            let (address, server) = crate::api::metrics_server(
+                listen,
+                runtime.metrics.clone(),
+                runtime.readiness.clone(),
+            )
+            .with_context(|| format!("cannot listen on {listen}"))?;
+            metrics_address = Some(address);
+            let handle = server.handle();
+            metrics_server = Some((handle, tokio::spawn(tasks.watch("metrics server", server))));
+        }
 
         let processor_settings = ProcessorSettings {
             data_dir: data_dir.join("processor"),
@@ -240,6 +266,7 @@ impl Standalone {
         info!(%http_address, broker = %broker.address(), "standalone running");
         Ok(Self {
             http_address,
+            metrics_address,
             broker_address: broker.address(),
             admin_token,
             metrics: runtime.metrics.clone(),
@@ -247,6 +274,7 @@ impl Standalone {
             shutdown,
             server: server_handle,
             serving,
+            metrics_server,
             processor,
             dispatcher,
             tasks,
@@ -277,6 +305,10 @@ impl Standalone {
         self.shutdown.cancel();
         self.server.stop(true).await;
         let _ = join_within("http", self.serving, Duration::from_secs(35)).await;
+        if let Some((handle, serving)) = self.metrics_server {
+            handle.stop(true).await;
+            let _ = join_within("metrics http", serving, Duration::from_secs(35)).await;
+        }
         let processed = join_within("processor", self.processor, Duration::from_secs(30)).await;
         let dispatched = join_within("dispatcher", self.dispatcher, Duration::from_secs(30)).await;
         self.tasks.stop().await;

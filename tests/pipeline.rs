@@ -438,6 +438,11 @@ async fn bad_input_gets_precise_errors_and_breaks_nothing() {
     assert_eq!(letters.len(), 2, "{letters:?}");
     assert_eq!(letters[1].1["code"], "POISON_RECORD");
     assert_eq!(letters[1].1["source"]["topic"], "erp.inbound.events");
+    // Every dead letter is counted under its stage and code.
+    for code in ["MAPPING_EXPRESSION_FAILED", "POISON_RECORD"] {
+        let series = format!("erp_dead_letters_total{{code=\"{code}\",stage=\"processor\"}}");
+        assert_eq!(h.metric(&series), 1.0, "{series}");
+    }
 
     // Unknown routes and methods answer in the same error shape.
     let (status, answer) = h.get("/v9/nothing").await;
@@ -792,6 +797,11 @@ async fn ack_tracking_confirms_times_out_and_accepts_late_acks() {
         }
         assert!(started.elapsed() < LONG, "no ACK_TIMEOUT: {spans:?}");
     }
+    assert_eq!(
+        h.metric("erp_acks_timed_out_total"),
+        1.0,
+        "the timeout is counted"
+    );
     let (status, answer) = h.post(ack, json!({"ack_id": forgotten})).await;
     assert_eq!(status, StatusCode::OK, "a late ACK: {answer}");
     let spans = read_topic(

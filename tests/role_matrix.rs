@@ -56,6 +56,16 @@ async fn every_role_meets_every_route_as_the_table_says() {
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let token = created["token"].as_str().expect("token").to_owned();
         let held = Permissions::of_roles([*role]);
+        // `/metrics` on the API listener: no organisation's token, not even an owner's.
+        let metrics = h
+            .client
+            .get(format!("{}/metrics", h.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answered")
+            .status();
+        assert_eq!(metrics, StatusCode::FORBIDDEN, "{role} GET /metrics");
         for rule in ROUTES {
             let Need::Any(needed) = rule.need else {
                 continue;
@@ -105,6 +115,13 @@ async fn every_role_meets_every_route_as_the_table_says() {
             .status();
         match rule.need {
             Need::Any(_) => assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{} {}",
+                rule.method,
+                rule.pattern
+            ),
+            Need::DeploymentAdmin => assert_eq!(
                 status,
                 StatusCode::UNAUTHORIZED,
                 "{} {}",

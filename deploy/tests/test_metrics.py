@@ -193,6 +193,8 @@ def scrape(binary, tmp_path_factory) -> dict[str, list[dict[str, str]]]:
     log = open(work / "standalone.log", "w")
     process = subprocess.Popen(
         [binary, "standalone", "--data-dir", str(work / "data"), "--listen", "127.0.0.1:0",
+         # Scraped where Prometheus scrapes it: the metrics listener, without a token.
+         "--metrics-listen", "127.0.0.1:0",
          "--broker-listen", "127.0.0.1:0", "--partitions", "2",
          # Short waits and a breaker that opens at the first failure, so retries, tier lag and
          # breaker transitions show within seconds.
@@ -205,6 +207,8 @@ def scrape(binary, tmp_path_factory) -> dict[str, list[dict[str, str]]]:
             assert process.poll() is None, f"standalone exited:\n{text}"
             return match.group(1) if match else None
         erp = wait_for("the standalone API address", api_address)
+        metrics_url = wait_for("the standalone metrics address", lambda: next(iter(re.findall(
+            r"^  Metrics:\s+(\S+)/metrics$", (work / "standalone.log").read_text(), re.M)), None))
         wait_for("readiness", lambda: request("GET", f"{erp}/readyz", None)[0] == 200)
         token = (work / "data" / "admin-token").read_text().strip()
 
@@ -231,7 +235,7 @@ def scrape(binary, tmp_path_factory) -> dict[str, list[dict[str, str]]]:
         assert request("GET", f"{erp}/v1/integrations", "not-a-token")[0] == 401
 
         def families() -> dict[str, list[dict[str, str]]]:
-            text = request("GET", f"{erp}/metrics", None)[1]
+            text = request("GET", f"{metrics_url}/metrics", None)[1]
             samples: dict[str, list[dict[str, str]]] = {}
             for family in text_string_to_metric_families(text):
                 for sample in family.samples:
@@ -248,6 +252,11 @@ def scrape(binary, tmp_path_factory) -> dict[str, list[dict[str, str]]]:
             ("erp_dispatcher_tier_lag_ms", "tier", None),
             ("erp_dispatcher_breaker_transitions_total", "state", "open"),
             ("erp_dispatcher_throttled_total", "result", None),
+            ("erp_dead_letters_total", "stage", "dispatcher"),
+            ("erp_consumer_lag_records", "group", None),
+            ("erp_consumer_lag_seconds", "group", None),
+            ("erp_ready", "role", "standalone"),
+            ("erp_http_requests_total", "status", "200"),
         ]
 
         def complete():

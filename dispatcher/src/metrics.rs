@@ -7,6 +7,8 @@ use erp_runtime::Metrics;
 /// Counters and timings of the dispatcher.
 #[derive(Clone)]
 pub struct DispatcherMetrics {
+    /// `erp_dead_letters_total{stage,code}`, shared with every role of the process.
+    pub dead_letters: IntCounterVec,
     /// Final outcomes per (event, endpoint): `delivered`, `failed` (dead-lettered after its
     /// retries or a terminal answer), `parked` (endpoint gone, disabled or deleted).
     pub deliveries: IntCounterVec,
@@ -57,6 +59,7 @@ impl DispatcherMetrics {
         let in_flight = IntGauge::new("erp_dispatcher_in_flight", "HTTP requests in progress")
             .expect("static metric definition");
         let this = Self {
+            dead_letters: metrics.dead_letters(),
             deliveries: counter(
                 "erp_dispatcher_deliveries_total",
                 "Deliveries by final outcome",

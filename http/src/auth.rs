@@ -54,7 +54,8 @@
 //! | `GET /v1/environments` (secrets masked) | view |
 //! | `PUT`, `DELETE /v1/environments/{key}` | manage |
 //! | `GET`, `POST /v1/access-tokens`, `DELETE /v1/access-tokens/{id}` | owner |
-//! | `/healthz`, `/readyz`, `/metrics`, `GET /v1/webhooks/.well-known/public-key`, `GET /openapi.json` | none (no token, no rate limit) |
+//! | `/healthz`, `/readyz`, `GET /v1/webhooks/.well-known/public-key`, `GET /openapi.json` | none (no token, no rate limit) |
+//! | `GET /metrics` on the API listener (only without `--metrics-listen`; it carries labels of every organisation) | the deployment admin token (no rate limit) |
 //!
 //! Answers: no, an unknown or a revoked token is 401; a known token without the permission is
 //! 403; an object of another organisation is 404 (handlers look objects up by the caller's
@@ -147,8 +148,11 @@ impl Permissions {
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// No token, no rate limit (health, metrics, the public key, the OpenAPI document).
+    /// No token, no rate limit (health, the public key, the OpenAPI document).
     Public,
+    /// The deployment admin token and nothing else: `/metrics` on the API listener shows
+    /// labels of every organisation, so no organisation's token (not even an owner's) reads it.
+    DeploymentAdmin,
     /// A token holding any one of these permissions.
     Any(Permissions),
 }
@@ -195,7 +199,11 @@ pub const ROUTES: &[RouteRule] = &[
     // Health, metrics and documents.
     public("GET", "/healthz"),
     public("GET", "/readyz"),
-    public("GET", "/metrics"),
+    RouteRule {
+        method: "GET",
+        pattern: "/metrics",
+        need: Need::DeploymentAdmin,
+    },
     public("GET", "/openapi.json"),
     public("GET", "/v1/webhooks/.well-known/public-key"),
     // Ingest.
@@ -326,6 +334,8 @@ pub fn rule_of(method: &Method, pattern: &str) -> Option<&'static RouteRule> {
 pub fn required(method: &Method, pattern: &str) -> Permissions {
     match rule_of(method, pattern).map(|r| r.need) {
         Some(Need::Any(needed)) => needed,
+        // Owner passes the permission check; `check` then insists on the deployment admin.
+        Some(Need::DeploymentAdmin) => Permissions::OWNER,
         Some(Need::Public) | None => Permissions::MANAGE,
     }
 }
@@ -440,11 +450,25 @@ fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
     };
     let caller = authenticate(state, token)
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let admin_only =
+        rule_of(req.method(), &pattern).is_some_and(|rule| rule.need == Need::DeploymentAdmin);
+    if admin_only {
+        // Operational like the probes: no rate budget, so a scrape is never refused because
+        // the admin's organisation spent its budget (nor spends it).
+        if !caller.deployment_admin {
+            return Err(ApiError::forbidden(format!(
+                "{} {pattern} needs the deployment admin token",
+                req.method()
+            ))
+            .into());
+        }
+        return Ok(caller);
+    }
     state
         .rate_limit
         .check(&caller.org_id)
         .map_err(Refusal::RateLimited)?;
-    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let needed = required(req.method(), &pattern);
     if !caller.permissions.allows(needed) {
         return Err(ApiError::forbidden(format!(

@@ -19,6 +19,8 @@ pub struct ProcessorMetrics {
     pub batch_retries: prometheus::IntCounter,
     /// Changelog records replayed into the state store on assignment.
     pub restored_records: prometheus::IntCounter,
+    /// `erp_dead_letters_total{stage,code}`, shared with every role of the process.
+    pub dead_letters: IntCounterVec,
 }
 
 impl ProcessorMetrics {
@@ -72,6 +74,7 @@ impl ProcessorMetrics {
             dedup_keys,
             batch_retries,
             restored_records,
+            dead_letters: metrics.dead_letters(),
         }
     }
 }

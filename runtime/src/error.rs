@@ -15,6 +15,9 @@ pub enum RuntimeError {
     Timeout(String),
     #[error("cannot create topic {topic}: {message}")]
     TopicCreation { topic: String, message: String },
+    /// Existing topics differ from what the project needs in ways that lose data or order.
+    #[error("topics need changes before this can start:\n{0}")]
+    TopicMismatch(String),
     #[error("secrets: {0}")]
     Secrets(#[from] crate::secrets::SecretsError),
     /// The poison-record guard's sled tree failed.

@@ -61,11 +61,66 @@ impl Readiness {
     }
 }
 
-/// Adds `/healthz`, `/readyz` and `/metrics`. Needs `Readiness` and `Metrics` as app data.
+/// Adds `/healthz`, `/readyz` and `/metrics`: the routes of an operational listener. Needs
+/// `Readiness` and `Metrics` as app data.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    probe_routes(cfg);
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
+/// Adds `/healthz` and `/readyz` only: the probes every listener answers (a public API listener
+/// serves `/metrics` behind the admin token, or not at all). Needs `Readiness` as app data.
+pub fn probe_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/readyz", web::get().to(readyz));
+}
+
+/// The `/metrics` answer: the registry in the Prometheus text format.
+pub fn metrics_page(metrics: &Metrics) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.encode())
+}
+
+/// `erp_ready{role}`: 1 while every readiness check of the process passes, else 0. Read from
+/// the checks at each scrape, so it can never disagree with `/readyz`.
+#[derive(Clone)]
+pub struct ReadyGauge {
+    role: String,
+    readiness: Readiness,
+    gauge: prometheus::IntGaugeVec,
+}
+
+impl ReadyGauge {
+    /// Exports the readiness of `role` in `metrics`.
+    pub fn export(metrics: &Metrics, readiness: &Readiness, role: &str) {
+        let gauge = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "erp_ready",
+                "1 while every readiness check of the process passes (as /readyz), else 0",
+            ),
+            &["role"],
+        )
+        .expect("static metric definition");
+        metrics.register(&Self {
+            role: role.to_owned(),
+            readiness: readiness.clone(),
+            gauge,
+        });
+    }
+}
+
+impl prometheus::core::Collector for ReadyGauge {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge
+            .with_label_values(&[self.role.as_str()])
+            .set(i64::from(self.readiness.is_ready()));
+        self.gauge.collect()
+    }
 }
 
 async fn healthz() -> HttpResponse {
@@ -84,12 +139,11 @@ async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
 }
 
 async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(metrics.encode())
+    metrics_page(&metrics)
 }
 
-/// Serves only the operational routes, for roles without an API of their own.
+/// Serves only the operational routes (`/metrics`, `/healthz`, `/readyz`): the listener of the
+/// worker roles, and the `--metrics-listen` listener of the HTTP roles.
 pub fn serve_ops(
     listen: &str,
     metrics: Metrics,

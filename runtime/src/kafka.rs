@@ -22,7 +22,7 @@ pub struct KafkaSettings {
     pub topics: Topics,
     /// Partitions of partitioned topics created by us.
     pub partitions: i32,
-    /// Replication factor of topics created by us.
+    /// Replication factor of topics created by us (-1: the broker's default).
     pub replication_factor: i32,
     /// Extra librdkafka properties, applied last.
     pub options: Vec<(String, String)>,
@@ -37,7 +37,7 @@ impl KafkaSettings {
             brokers: brokers.into(),
             topics: Topics::default(),
             partitions: 6,
-            replication_factor: 1,
+            replication_factor: -1,
             options: Vec::new(),
             group_instance_id: None,
         }

@@ -17,6 +17,8 @@ pub mod event_schemas;
 pub mod health;
 /// Kafka client settings, producers, consumers, batch helpers.
 pub mod kafka;
+/// Consumer lag of the group consumers, measured on a timer.
+pub mod lag;
 /// The Prometheus registry every role registers in.
 pub mod metrics;
 /// The poison-record guard: records in flight during repeated crashes are set aside.
@@ -31,12 +33,14 @@ pub mod shutdown;
 pub mod supervisor;
 /// Tracing: text or JSON logs.
 pub mod telemetry;
+/// The check of existing topics against what the project needs.
+pub mod topic_check;
 /// Topic creation with the retention each topic needs.
 pub mod topics;
 
 pub use config::{ConfigState, ConfigView, ConfigWriter};
 pub use error::RuntimeError;
-pub use health::{Readiness, ReadyFlag};
+pub use health::{Readiness, ReadyFlag, ReadyGauge};
 pub use kafka::KafkaSettings;
 pub use metrics::Metrics;
 pub use supervisor::{Failures, Supervisor};

@@ -20,8 +20,9 @@ pub struct KafkaArgs {
     /// partitions bound the parallelism of every role and cannot be added on every broker.
     #[arg(long, env = "ERP_TOOLKIT_PARTITIONS", default_value_t = 6)]
     pub partitions: i32,
-    /// Replication factor of topics this process creates.
-    #[arg(long, env = "ERP_TOOLKIT_REPLICATION_FACTOR", default_value_t = 1)]
+    /// Replication factor of topics this process creates (-1: the broker's
+    /// `default.replication.factor`; set 3 on a production cluster, docs/operations.md).
+    #[arg(long, env = "ERP_TOOLKIT_REPLICATION_FACTOR", default_value_t = -1, allow_negative_numbers = true)]
     pub replication_factor: i32,
     /// Extra librdkafka properties as `key=value`, repeatable or comma-separated
     /// (e.g. `security.protocol=SASL_SSL`).

@@ -1,15 +1,17 @@
 //! Topic creation at start-up. Creating is idempotent: a topic that exists is left as it is
-//! (its partition count included, since not every broker can add partitions).
+//! (its partition count included, since not every broker can add partitions), but checked
+//! (`topic_check.rs`): a critical difference refuses the start, a minor one is logged.
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::RuntimeError;
 use crate::kafka::KafkaSettings;
+use crate::topic_check::{Described, Needed, Severity, compare};
 
 /// A topic and how it must be created.
 #[derive(Debug, Clone)]
@@ -111,16 +113,17 @@ pub async fn ensure_topics(
     let admin: AdminClient<DefaultClientContext> =
         settings.client_config("erp-toolkit-admin").create()?;
     // Ask first: some brokers log a create of an existing topic as an error.
-    let existing: Vec<String> = admin
+    let existing: std::collections::HashMap<String, i32> = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(30))?
         .topics()
         .iter()
-        .map(|t| t.name().to_owned())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
         .collect();
+    check_existing(settings, &admin, specs, &existing).await?;
     let missing: Vec<&TopicSpec> = specs
         .iter()
-        .filter(|spec| !existing.contains(&spec.name))
+        .filter(|spec| !existing.contains_key(&spec.name))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -153,4 +156,74 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// Compares every topic of `specs` that exists with what it needs: logs the minor differences,
+/// fails with every critical one.
+async fn check_existing(
+    settings: &KafkaSettings,
+    admin: &AdminClient<DefaultClientContext>,
+    specs: &[TopicSpec],
+    existing: &std::collections::HashMap<String, i32>,
+) -> Result<(), RuntimeError> {
+    let present: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|spec| existing.contains_key(&spec.name))
+        .collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    let resources: Vec<ResourceSpecifier<'_>> = present
+        .iter()
+        .map(|spec| ResourceSpecifier::Topic(&spec.name))
+        .collect();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    // A principal without `DescribeConfigs` (or a broker without the API) leaves the topics
+    // unchecked rather than stopping every role.
+    let described = match admin.describe_configs(&resources, &options).await {
+        Ok(described) => described,
+        Err(error) => {
+            warn!(%error, "cannot read the topics' configuration; not checked");
+            return Ok(());
+        }
+    };
+    let config_topic = settings.topics.config();
+    let mut critical = Vec::new();
+    for (spec, result) in present.iter().zip(described) {
+        let configs = match result {
+            Ok(resource) => resource
+                .entries
+                .into_iter()
+                .filter_map(|entry| Some((entry.name, entry.value?)))
+                .collect(),
+            Err(code) => {
+                warn!(topic = spec.name, %code, "cannot read the topic's configuration; not checked");
+                continue;
+            }
+        };
+        let described = Described {
+            partitions: existing.get(&spec.name).copied().unwrap_or_default(),
+            configs,
+        };
+        let needed = Needed {
+            name: &spec.name,
+            partitions: spec.partitions,
+            configs: &spec.configs,
+        };
+        for mismatch in compare(needed, &described, &config_topic) {
+            match mismatch.severity {
+                Severity::Minor => {
+                    warn!(topic = mismatch.topic, "{}", mismatch.message);
+                }
+                Severity::Critical => {
+                    critical.push(format!("- {}: {}", mismatch.topic, mismatch.message));
+                }
+            }
+        }
+    }
+    if critical.is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeError::TopicMismatch(critical.join("\n")))
+    }
 }

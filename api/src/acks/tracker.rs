@@ -86,6 +86,8 @@ pub struct AckTracker {
     /// one lock for all: an acknowledgement may wait for the broker (catch-up, writes), and one
     /// organisation's unknown `ack_id` must not stall another's.
     writing: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
+    /// `erp_acks_timed_out_total`.
+    timed_out: prometheus::IntCounter,
 }
 
 /// The outcome of an acknowledgement.
@@ -130,6 +132,7 @@ impl AckTracker {
             topics,
             settings,
             writing: Mutex::default(),
+            timed_out: runtime.metrics.acks_timed_out(),
         });
         let reader = {
             let tracker = Arc::clone(&tracker);
@@ -389,7 +392,18 @@ impl AckTracker {
                     erp_runtime::kafka::send(producer, &self.topic, &key, &value)
                         .await
                         .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
+                    // Into the fold at once (as an acknowledgement does): a sweep before the
+                    // reader has read the record back would report the same timeout again.
+                    if let Ok(mut fold) = self.fold.lock() {
+                        let identity = (updated.org_id.clone(), updated.ack_id.clone());
+                        if let Some(entry) = fold.rows.get_mut(&identity)
+                            && entry.0.state == AckState::Pending
+                        {
+                            entry.0 = updated;
+                        }
+                    }
                     timed_out += 1;
+                    self.timed_out.inc();
                 }
                 AckState::TimedOut if age >= timeout.saturating_add(retention) => {
                     let tombstone = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key.as_bytes());

@@ -85,6 +85,8 @@ pub struct PollQueue {
     loaded: AtomicBool,
     /// New messages read into the streams.
     enqueued: IntCounter,
+    /// `erp_dead_letters_total{stage,code}`, shared with every role of the process.
+    dead_letters: prometheus::IntCounterVec,
 }
 
 fn kafka_error(error: impl std::fmt::Display) -> ApiError {
@@ -131,6 +133,7 @@ impl PollQueue {
             writing: Mutex::default(),
             loaded: AtomicBool::new(false),
             enqueued,
+            dead_letters: runtime.metrics.dead_letters(),
         });
         let reader = {
             let queue = Arc::clone(&queue);
@@ -403,6 +406,11 @@ impl PollQueue {
                 .await
                 .map_err(kafka_error)?;
             own.push((key, at));
+            // The poll queue's DLQ entries are its dead letters: counted with the others, under
+            // the code of their monitoring span.
+            self.dead_letters
+                .with_label_values(&["poll", "MSG_DEAD_LETTERED"])
+                .inc();
         }
         let mut spans = Vec::new();
         for spec in &effects.spans {
@@ -451,6 +459,11 @@ impl PollQueue {
                 .map(|d| (d.partition, d.offset))
                 .map_err(|(e, _)| kafka_error(e))?;
             own.push((key, at));
+            // The poll queue's DLQ entries are its dead letters: counted with the others, under
+            // the code of their monitoring span.
+            self.dead_letters
+                .with_label_values(&["poll", "MSG_DEAD_LETTERED"])
+                .inc();
         }
         if let Ok(mut fold) = self.fold.lock() {
             for (key, at) in own {

@@ -97,10 +97,14 @@ pub async fn run(
             &format!("{}.retry.{tier}", core.settings.group_id),
         )?;
         consumer.subscribe(&[&topics.retry(tier)])?;
+        let consumer = Arc::new(consumer);
+        let group = format!("{}.retry.{tier}", core.settings.group_id);
+        // Detached: it ends with the shutdown or when the consumer is dropped.
+        drop(erp_runtime::lag::watch(&runtime, &group, &consumer));
         tiers.push(tokio::spawn(supervise_tier(
             Arc::clone(&core),
             tier,
-            Arc::new(consumer),
+            consumer,
             runtime.readiness.clone(),
             Arc::clone(&tier_failure),
         )));
@@ -113,6 +117,11 @@ pub async fn run(
             .create_with_context(LaneContext { lanes })?,
     );
     consumer.subscribe(&[&topics.core_events()])?;
+    drop(erp_runtime::lag::watch(
+        &runtime,
+        &core.settings.group_id,
+        &consumer,
+    ));
     runtime.readiness.flag("dispatcher").set(true);
     info!(
         topic = topics.core_events(),

@@ -445,6 +445,10 @@ impl Core {
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<(), DispatcherError> {
         let bytes = erp_schemas::error::encode("dead letter", letter)?;
+        self.metrics
+            .dead_letters
+            .with_label_values(&[letter.stage.as_str(), letter.code.as_str()])
+            .inc();
         out.push(
             kafka::enqueue(
                 &self.producer,

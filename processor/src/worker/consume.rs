@@ -62,6 +62,12 @@ pub async fn run(
             .create_with_context(context)?,
     );
     consumer.subscribe(&[&topics.inbound_events(), &topics.platform_events()])?;
+    // Detached: it ends with the shutdown or when the consumer is dropped.
+    drop(erp_runtime::lag::watch(
+        &runtime,
+        &settings.group_id,
+        &consumer,
+    ));
     runtime.readiness.flag("processor").set(true);
     info!(
         topic = topics.inbound_events(),

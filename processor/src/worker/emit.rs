@@ -239,6 +239,7 @@ impl Worker {
                 .await?;
             }
             for letter in letters {
+                self.count_dead_letter(&letter);
                 self.enqueue(
                     "dead letter",
                     &self.topics.dlq(),
@@ -266,6 +267,7 @@ impl Worker {
         if let Some(letter) =
             outcome::dead_letter(outcome, input.source.clone(), key.clone(), value)
         {
+            self.count_dead_letter(&letter);
             self.enqueue(
                 "dead letter",
                 &self.topics.dlq(),
@@ -276,6 +278,17 @@ impl Worker {
             .await?;
         }
         Ok(())
+    }
+}
+
+impl Worker {
+    /// Counts a dead letter as it is handed to the producer (a batch written again after a
+    /// failure counts its letters again, as it writes them again).
+    fn count_dead_letter(&self, letter: &erp_schemas::dead_letter::DeadLetter) {
+        self.metrics
+            .dead_letters
+            .with_label_values(&[letter.stage.as_str(), letter.code.as_str()])
+            .inc();
     }
 }
 
