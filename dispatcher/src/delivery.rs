@@ -11,6 +11,7 @@ use reqwest::header::{
 use erp_runtime::config::WebhookEntry;
 use erp_webhooks::endpoint::{Auth, EndpointConfig};
 use erp_webhooks::org_key::OrgKey;
+use erp_webhooks::redact::Redactor;
 use erp_webhooks::response::read_capped;
 use erp_webhooks::safety::{self, DestinationPolicy, GuardedResolver};
 use erp_webhooks::signing;
@@ -40,6 +41,37 @@ pub enum AttemptResult {
 }
 
 impl AttemptResult {
+    /// The result with `secrets` redacted from its message.
+    pub fn redacted(self, secrets: &Redactor) -> Self {
+        let clean = |message: String| secrets.redact(&message).into_owned();
+        match self {
+            Self::Delivered { status } => Self::Delivered { status },
+            Self::Gone { message } => Self::Gone {
+                message: clean(message),
+            },
+            Self::Retryable {
+                code,
+                message,
+                status,
+                retry_after,
+            } => Self::Retryable {
+                code,
+                message: clean(message),
+                status,
+                retry_after,
+            },
+            Self::Terminal {
+                code,
+                message,
+                status,
+            } => Self::Terminal {
+                code,
+                message: clean(message),
+                status,
+            },
+        }
+    }
+
     /// The HTTP status, when the endpoint answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -157,12 +189,21 @@ impl Sender {
         body: &[u8],
     ) -> Attempt {
         let started = Instant::now();
-        let (result, response_body, body_truncated) =
-            self.send(endpoint, config, message_id, body).await;
+        // What the request carries that its record must not: a receiver may echo our headers
+        // in its answer, an error may quote what was sent.
+        let mut secrets = Redactor::new();
+        erp_webhooks::redact::add_endpoint_secrets(config, &mut secrets);
+        secrets.add(&endpoint.signing_secret);
+        for previous in &endpoint.previous_secrets {
+            secrets.add(&previous.secret);
+        }
+        let (result, response_body, body_truncated) = self
+            .send(endpoint, config, message_id, body, &mut secrets)
+            .await;
         Attempt {
-            result,
+            result: result.redacted(&secrets),
             duration: started.elapsed(),
-            response_body,
+            response_body: secrets.redact_excerpt(&response_body, body_truncated),
             body_truncated,
         }
     }
@@ -187,12 +228,15 @@ impl Sender {
         })
     }
 
+    /// One request; every credentials value it sends (an OAuth token too) is added to
+    /// `secrets`.
     async fn send(
         &self,
         endpoint: &WebhookEntry,
         config: &EndpointConfig,
         message_id: &str,
         body: &[u8],
+        secrets: &mut Redactor,
     ) -> (AttemptResult, String, bool) {
         let terminal = |code: &str, message: String| {
             (
@@ -282,6 +326,12 @@ impl Sender {
         let response = loop {
             let mut request_headers = headers.clone();
             if let Some((name, value, _)) = &credentials {
+                if let Ok(text) = value.to_str() {
+                    secrets.add(text);
+                    if let Some(token) = text.strip_prefix("Bearer ") {
+                        secrets.add(token);
+                    }
+                }
                 request_headers.insert(name.clone(), value.clone());
             }
             let request = self

@@ -94,7 +94,7 @@ impl Core {
                 "event_name": head.event_name,
                 "webhook_config_id": webhook.id,
                 "webhook_id": delivery::webhook_id(&head.event_id),
-                "url": webhook.url,
+                "url": job.shown_url(),
                 "http_method": webhook.http_method,
                 "attempt": job.attempts,
                 "source": job.source,
@@ -281,15 +281,16 @@ impl Core {
         let status = result
             .status()
             .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let reason = format!(
+            "{}: {} (attempt {}, last status {status}, endpoint {})",
+            result.code(),
+            result.message(),
+            job.attempts,
+            job.shown_url().unwrap_or_default()
+        );
         let letter = dead_letter(
             "DELIVERY_FAILED",
-            &format!(
-                "{}: {} (attempt {}, last status {status}, endpoint {})",
-                result.code(),
-                result.message(),
-                job.attempts,
-                job.endpoint.webhook.url.as_deref().unwrap_or_default()
-            ),
+            &job.recording.secrets.redact(&reason),
             job.source.clone(),
             job.key.clone(),
             job.event.as_bytes(),
@@ -371,6 +372,11 @@ impl Core {
             }
             other => format!("webhook {}: {}", webhook.name, other.message()),
         };
+        // Errors and echoed bodies may carry what was sent (the sender redacted what it knew;
+        // the job also knows the environment's secrets).
+        let secrets = &job.recording.secrets;
+        let message = secrets.redact(&message).into_owned();
+        let response_body = secrets.redact_excerpt(&attempt.response_body, attempt.body_truncated);
         let retry_after = match &attempt.result {
             AttemptResult::Retryable { retry_after, .. } => retry_after.map(|r| r.as_secs()),
             _ => None,
@@ -403,11 +409,11 @@ impl Core {
                 // Sent in a batch: the request's `webhook-id` (the event's own id above is what a
                 // replay of this event alone carries).
                 "batch_webhook_id": job.batch_id.as_deref(),
-                "url": webhook.url,
+                "url": job.shown_url(),
                 "attempt": job.attempts,
                 "deferrals": job.deferrals,
                 "status_code": attempt.result.status(),
-                "response_body": attempt.response_body,
+                "response_body": response_body,
                 "response_body_truncated": attempt.body_truncated,
                 "duration_ms": attempt.duration.as_millis() as u64,
                 "retry_after_secs": retry_after,

@@ -127,6 +127,7 @@ impl Core {
                 transformed: false,
                 ordered: false,
                 batch_id: None,
+                recording: Default::default(),
             });
         }
         Ok(parked)
@@ -188,6 +189,7 @@ impl Core {
                     replay: task.replay,
                     ordered: false,
                     batch_id: None,
+                    recording: Default::default(),
                 });
                 Ok(0)
             }

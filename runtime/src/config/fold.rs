@@ -366,6 +366,13 @@ impl ConfigState {
             .unwrap_or(-1)
     }
 
+    /// The organisation's variable `key` as stored (a secret's value encrypted).
+    pub fn env_entry(&self, org_id: &str, key: &str) -> Option<&EnvEntry> {
+        self.environments
+            .get(org_id)
+            .and_then(|values| values.get(key))
+    }
+
     /// The clear value of the organisation's variable `key` (secrets decrypted with `keyring`).
     pub fn env_value(
         &self,
