@@ -38,8 +38,8 @@ pub struct ApiState {
     pub attempt_log: Option<Arc<AttemptLog>>,
     /// ACK tracking (`None`: every acknowledgement is unknown).
     pub acks: Option<Arc<AckTracker>>,
-    /// The PEM public key of the organisation's webhook signing key (`v1a`), if any.
-    pub signing_public_key: Option<String>,
+    /// The deployment's signing key, from which each organisation's `v1a` key derives.
+    pub signing_keys: Option<Arc<erp_webhooks::org_key::SigningKeys>>,
     /// The poll queue (`None`: poll endpoints answer 503).
     pub poll: Option<Arc<PollQueue>>,
 }
@@ -59,8 +59,8 @@ pub struct ApiSettings {
     pub data_dir: Option<PathBuf>,
     /// The attempt log's retention and recovery rate.
     pub attempt_log: AttemptLogSettings,
-    /// The PEM public key of the organisation's signing key.
-    pub signing_public_key: Option<String>,
+    /// The deployment's signing key (organisation keys derive from it).
+    pub signing_keys: Option<Arc<erp_webhooks::org_key::SigningKeys>>,
     /// The catalog's platform event schemas.
     pub event_schemas: Option<Arc<EventSchemas>>,
 }
@@ -121,7 +121,7 @@ impl ApiState {
             event_log,
             attempt_log,
             acks: Some(acks),
-            signing_public_key: settings.signing_public_key,
+            signing_keys: settings.signing_keys,
             poll,
         });
         Ok(Started { state, tasks })

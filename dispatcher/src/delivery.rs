@@ -10,7 +10,7 @@ use reqwest::header::{
 
 use erp_runtime::config::WebhookEntry;
 use erp_webhooks::endpoint::{Auth, EndpointConfig};
-use erp_webhooks::org_key::OrgKey;
+use erp_webhooks::org_key::SigningKeys;
 use erp_webhooks::redact::Redactor;
 use erp_webhooks::response::read_capped;
 use erp_webhooks::safety::{self, DestinationPolicy, GuardedResolver};
@@ -123,7 +123,7 @@ pub struct Sender {
     client: reqwest::Client,
     policy: Arc<DestinationPolicy>,
     body_cap: usize,
-    signing_key: Option<Arc<OrgKey>>,
+    signing_keys: Option<Arc<SigningKeys>>,
 }
 
 impl Sender {
@@ -150,31 +150,36 @@ impl Sender {
             client,
             policy,
             body_cap,
-            signing_key: None,
+            signing_keys: None,
         })
     }
 
-    /// Also signs with the organisation's Ed25519 key (`v1a`).
-    pub fn with_signing_key(mut self, key: Option<Arc<OrgKey>>) -> Self {
-        self.signing_key = key;
+    /// Also signs with each organisation's own Ed25519 key (`v1a`), derived from the
+    /// deployment's signing key file.
+    pub fn with_signing_keys(mut self, keys: Option<Arc<SigningKeys>>) -> Self {
+        self.signing_keys = keys;
         self
     }
 
-    /// The `webhook-signature` value: `v1a` with the organisation's key when there is one, then
-    /// `v1` with the endpoint's secret and with each secret of a rotation in its grace period.
+    /// The `webhook-signature` value: `v1a` with the endpoint's organisation's key when there
+    /// is one, then `v1` with the endpoint's secret and with each secret of a rotation in its
+    /// grace period.
     fn signature(
         &self,
         endpoint: &WebhookEntry,
         message_id: &str,
         timestamp: i64,
         body: &[u8],
-    ) -> Result<String, signing::SignatureError> {
+    ) -> Result<String, String> {
         let mut parts = Vec::new();
-        if let Some(key) = &self.signing_key {
+        if let Some(keys) = &self.signing_keys {
+            let key = keys.for_org(&endpoint.org_id).map_err(|e| e.to_string())?;
             parts.push(key.sign(message_id, timestamp, body));
         }
         for secret in endpoint.signing_secrets(timestamp.saturating_mul(1000)) {
-            parts.push(signing::sign(secret, message_id, timestamp, body)?);
+            parts.push(
+                signing::sign(secret, message_id, timestamp, body).map_err(|e| e.to_string())?,
+            );
         }
         Ok(parts.join(" "))
     }
@@ -274,7 +279,7 @@ impl Sender {
         let timestamp = erp_schemas::timestamp::now_millis() / 1000;
         let signature = match self.signature(endpoint, message_id, timestamp, body) {
             Ok(signature) => signature,
-            Err(error) => return terminal("WEBHOOK_SECRET_INVALID", error.to_string()),
+            Err(error) => return terminal("WEBHOOK_SECRET_INVALID", error),
         };
         let token_failure = |error: erp_webhooks::oauth::TokenError| match error {
             // The same policy as deliveries, and as terminal: the token URL will not change
