@@ -139,17 +139,24 @@ impl ApiState {
 
     /// Like [`Self::record`], for an object of organisation `org_id` (the deployment admin
     /// creating another organisation's token).
+    ///
+    /// The change carries the revision its object has in this process's view (handlers decide
+    /// under [`ConfigWriter::exclusive`], so that is the revision they decided on): when
+    /// another process (a dispatcher disabling the endpoint, another API replica) wrote the
+    /// object first, the change is skipped and answered 409 `REVISION_CONFLICT`.
     pub async fn record_in(
         &self,
         org_id: &str,
         caller: &Caller,
         change: erp_schemas::config::ConfigChange,
     ) -> Result<(), ApiError> {
+        let base_revision = self.view().snapshot().revision_of(org_id, &change);
         self.config
             .append(&erp_schemas::config::ConfigRecord {
                 org_id: org_id.to_owned(),
                 at: erp_schemas::timestamp::now_rfc3339(),
                 actor: Some(caller.actor.clone()),
+                base_revision,
                 change,
             })
             .await?;

@@ -134,6 +134,7 @@ mod tests {
                     org_id: "org".into(),
                     at: "t".into(),
                     actor: None,
+                    base_revision: None,
                     change: ConfigChange::EnvironmentValueSet {
                         key: (*key).into(),
                         value_type: EnvValueType::String,

@@ -21,6 +21,9 @@ use crate::error::DispatcherError;
 use super::pipeline::*;
 use super::settings::DISABLED_REASON;
 
+/// How often a disable is decided again when the endpoint changed under it.
+const DISABLE_TRIES: usize = 3;
+
 /// What an attempt's answer means for its delivery; the record stage acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Decision {
@@ -303,48 +306,71 @@ impl Core {
     /// Disables an endpoint that answered 410 Gone, through the configuration log like any
     /// other change. A failure is logged, not fatal: the event is parked either way, and the
     /// next 410 tries again.
+    ///
+    /// The change is based on the endpoint's revision in this process's view: if the API
+    /// changed the endpoint first (a secret rotation, a new url), every fold skips the disable
+    /// rather than let it restore what the API replaced, and it is decided again on the
+    /// endpoint as it now is.
     pub(super) async fn disable(&self, entry: &WebhookEntry) {
         let _exclusive = self.writer.exclusive().await;
-        let config = self.view.snapshot();
-        let Some(current) = config.webhook(&entry.org_id, &entry.webhook.id) else {
-            return;
-        };
-        if !current.webhook.enabled {
-            return;
-        }
-        let mut webhook = current.webhook.clone();
-        webhook.enabled = false;
-        webhook.updated_time = now_rfc3339();
-        webhook
-            .extra
-            .insert("status".into(), Value::String("inactive".into()));
-        webhook.extra.insert(
-            DISABLED_REASON.into(),
-            Value::String("HTTP_410_GONE".into()),
-        );
-        let record = ConfigRecord {
-            org_id: current.org_id.clone(),
-            at: now_rfc3339(),
-            actor: Some("erp-toolkit-dispatcher".into()),
-            change: ConfigChange::WebhookUpserted {
-                webhook,
-                signing_secret: current.signing_secret.clone(),
-                previous_secrets: current.previous_secrets.clone(),
-            },
-        };
-        match self.writer.append(&record).await {
-            Ok(_) => {
-                warn!(
-                    webhook = entry.webhook.id,
-                    "endpoint answered 410 Gone; disabled it"
-                );
-                self.metrics
-                    .endpoints_disabled
-                    .with_label_values(&["HTTP_410_GONE"])
-                    .inc();
+        for _ in 0..DISABLE_TRIES {
+            let config = self.view.snapshot();
+            let Some(current) = config.webhook(&entry.org_id, &entry.webhook.id) else {
+                return;
+            };
+            if !current.webhook.enabled {
+                return;
             }
-            Err(error) => warn!(webhook = entry.webhook.id, %error, "cannot disable endpoint"),
+            let mut webhook = current.webhook.clone();
+            webhook.enabled = false;
+            webhook.updated_time = now_rfc3339();
+            webhook
+                .extra
+                .insert("status".into(), Value::String("inactive".into()));
+            webhook.extra.insert(
+                DISABLED_REASON.into(),
+                Value::String("HTTP_410_GONE".into()),
+            );
+            let record = ConfigRecord {
+                org_id: current.org_id.clone(),
+                at: now_rfc3339(),
+                actor: Some("erp-toolkit-dispatcher".into()),
+                base_revision: Some(current.revision),
+                change: ConfigChange::WebhookUpserted {
+                    webhook,
+                    signing_secret: current.signing_secret.clone(),
+                    previous_secrets: current.previous_secrets.clone(),
+                },
+            };
+            match self.writer.append(&record).await {
+                Ok(_) => {
+                    warn!(
+                        webhook = entry.webhook.id,
+                        "endpoint answered 410 Gone; disabled it"
+                    );
+                    self.metrics
+                        .endpoints_disabled
+                        .with_label_values(&["HTTP_410_GONE"])
+                        .inc();
+                    return;
+                }
+                // The view has applied the other writer's change by now: decide again.
+                Err(erp_runtime::RuntimeError::Conflict { .. }) => {
+                    debug!(
+                        webhook = entry.webhook.id,
+                        "endpoint changed while being disabled; deciding again"
+                    );
+                }
+                Err(error) => {
+                    warn!(webhook = entry.webhook.id, %error, "cannot disable endpoint");
+                    return;
+                }
+            }
         }
+        warn!(
+            webhook = entry.webhook.id,
+            "endpoint kept changing while being disabled; the next 410 tries again"
+        );
     }
 
     /// The monitoring span of one attempt.

@@ -96,12 +96,70 @@ pub struct ConfigState {
     app_mappings: BTreeMap<(String, String, String), AppMapping>,
     /// Documentation pages by (organisation, integration id, page id).
     documentation: BTreeMap<(String, String, String), DocumentationPage>,
+    /// Offsets of records skipped because their object moved on since their base revision.
+    rejected: std::collections::BTreeSet<i64>,
 }
 
+/// How many skipped records [`ConfigState::was_rejected`] remembers: far more than writers
+/// wait on at once.
+pub const REJECTED_KEPT: usize = 1024;
+
 impl ConfigState {
-    /// Applies one record read at `offset`.
+    /// Applies one record read at `offset`, unless it was based on a revision of its object
+    /// that is no longer the current one (then it is skipped and [`Self::was_rejected`] says
+    /// so): every reader folds the same log, so every reader skips the same records.
     pub fn apply(&mut self, record: ConfigRecord, offset: i64) {
+        if let Some(base) = record.base_revision
+            && self
+                .revision_of(&record.org_id, &record.change)
+                .is_some_and(|now| now != base)
+        {
+            if self.rejected.len() >= REJECTED_KEPT {
+                self.rejected.pop_first();
+            }
+            self.rejected.insert(offset);
+            return;
+        }
         self.apply_change(&record.org_id, &record.at, record.change, offset);
+    }
+
+    /// The current revision of the object a change is about (`-1`: it does not exist), for
+    /// the objects that have one; `None` for the others.
+    pub fn revision_of(&self, org_id: &str, change: &ConfigChange) -> Option<i64> {
+        let org = org_id.to_owned();
+        match change {
+            ConfigChange::WebhookUpserted { webhook, .. } => Some(
+                self.webhooks
+                    .get(&(org, webhook.id.clone()))
+                    .map_or(-1, |e| e.revision),
+            ),
+            ConfigChange::WebhookDeleted { webhook_id } => Some(
+                self.webhooks
+                    .get(&(org, webhook_id.clone()))
+                    .map_or(-1, |e| e.revision),
+            ),
+            ConfigChange::UseCaseUpserted { use_case } => Some(
+                self.use_cases
+                    .get(&(org, use_case.id.clone()))
+                    .map_or(-1, |e| e.revision),
+            ),
+            ConfigChange::UseCaseDeleted { use_case_id, .. } => Some(
+                self.use_cases
+                    .get(&(org, use_case_id.clone()))
+                    .map_or(-1, |e| e.revision),
+            ),
+            ConfigChange::EnvironmentValueSet { .. }
+            | ConfigChange::EnvironmentValueDeleted { .. } => {
+                Some(self.environment_revision(org_id))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the record at `offset` was skipped because another writer came first (among
+    /// the last [`REJECTED_KEPT`] such records).
+    pub fn was_rejected(&self, offset: i64) -> bool {
+        self.rejected.contains(&offset)
     }
 
     /// Applies one record as read from the log at `offset`: its webhook secrets decrypted with
@@ -116,6 +174,10 @@ impl ConfigState {
         let unreadable = crate::config::secrets::reveal(&mut record, keyring);
         let record_org = record.org_id.clone();
         self.apply(record, offset);
+        if self.was_rejected(offset) {
+            // Skipped: the endpoints keep the secrets they had.
+            return Vec::new();
+        }
         for u in &unreadable {
             if let Some(entry) = self
                 .webhooks
