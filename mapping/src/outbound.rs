@@ -245,7 +245,8 @@ impl CompiledOutbound {
 
     /// Applies the use case to an event: filter, then every enabled mapping. A filter or
     /// mapping that throws is an error (the caller records it; nothing is delivered for this use
-    /// case).
+    /// case), and so is an enabled `file_proxy` mapping: nothing runs a file proxy yet, and a
+    /// message for it would be reported as a success (with a pending ACK) and never delivered.
     pub fn apply(&self, event: &Value, timeout: Duration) -> Result<OutboundOutcome, MappingError> {
         let root = to_jvalue(event);
         let evaluation = Evaluation::new(&root, timeout);
@@ -263,6 +264,12 @@ impl CompiledOutbound {
         }
         let mut messages = Vec::new();
         for mapping in self.mappings.iter().filter(|m| m.enabled) {
+            if let Delivery::FileProxy { .. } = mapping.delivery {
+                return Err(MappingError::DeliveryNotSupported {
+                    location: format!("configuration.mappings ({}).delivery", mapping.name),
+                    delivery: "file_proxy".into(),
+                });
+            }
             let payload = match (&mapping.delivery, &mapping.expression) {
                 (Delivery::Webhook { .. }, Some(expression)) => {
                     let output = evaluation.evaluate(expression, &root).map_err(|error| {
@@ -308,6 +315,20 @@ fn truthy_json(value: Option<Value>) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_file_proxy_mapping_fails_its_event_instead_of_reporting_success() {
+        let compiled = CompiledOutbound::compile(&json!({
+            "event_catalog_event": "ContractUpdated",
+            "mappings": [{"name": "Upload", "enabled": true,
+                "delivery": {"type": "file_proxy", "use_case_slug": "upload-documents"}}]
+        }))
+        .expect("compiles: stored configurations stay readable");
+        let error = compiled
+            .apply(&json!({"contract": 1}), Duration::from_secs(1))
+            .expect_err("no file proxy runs");
+        assert_eq!(error.code(), "DELIVERY_TYPE_NOT_SUPPORTED");
+    }
 
     const T: Duration = Duration::from_secs(1);
 
