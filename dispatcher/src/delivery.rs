@@ -197,7 +197,7 @@ impl Sender {
         // What the request carries that its record must not: a receiver may echo our headers
         // in its answer, an error may quote what was sent.
         let mut secrets = Redactor::new();
-        erp_webhooks::redact::add_endpoint_secrets(config, &mut secrets);
+        config.add_secrets(&mut secrets);
         secrets.add(&endpoint.signing_secret);
         for previous in &endpoint.previous_secrets {
             secrets.add(&previous.secret);

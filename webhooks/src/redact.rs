@@ -13,8 +13,6 @@ use std::borrow::Cow;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::endpoint::{Auth, EndpointConfig};
-
 /// What a secret value is replaced by.
 pub const REDACTED: &str = "[redacted]";
 
@@ -158,25 +156,6 @@ impl Redactor {
             }
             _ => {}
         }
-    }
-}
-
-/// Adds the credentials of an endpoint's configuration: the Basic header, the API key, the
-/// OAuth client secret. Custom header values are not credentials: the API shows them.
-pub fn add_endpoint_secrets(config: &EndpointConfig, secrets: &mut Redactor) {
-    match &config.auth {
-        Auth::None => {}
-        Auth::Basic(value) => {
-            if let Ok(value) = value.to_str() {
-                secrets.add_basic(value);
-            }
-        }
-        Auth::ApiKey(_, value) => {
-            if let Ok(value) = value.to_str() {
-                secrets.add(value);
-            }
-        }
-        Auth::OAuth(client) => client.add_secrets(secrets),
     }
 }
 

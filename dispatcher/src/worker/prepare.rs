@@ -78,7 +78,7 @@ impl Core {
         }
         let parsed = self.endpoint_config(&job.endpoint).1;
         if let Ok(config) = &parsed {
-            erp_webhooks::redact::add_endpoint_secrets(config, &mut secrets);
+            config.add_secrets(&mut secrets);
         }
         job.recording.secrets = Arc::new(secrets);
         let config = match parsed {
