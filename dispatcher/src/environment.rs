@@ -186,6 +186,57 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_values_put_into_the_copy_are_collected() {
+        let keys = erp_runtime::secrets::Keyring::from_keys(&[[7u8; 32]]).expect("keyring");
+        let mut state = ConfigState::default();
+        for (n, (key, value, value_type)) in [
+            ("host", "erp.example", EnvValueType::String),
+            ("token", "t0ken-value", EnvValueType::SecretString),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stored = match value_type {
+                EnvValueType::String => value.to_owned(),
+                EnvValueType::SecretString => keys
+                    .encrypt(value, &erp_runtime::environment::secret_context("org", key))
+                    .expect("sealed"),
+            };
+            state.apply(
+                ConfigRecord {
+                    org_id: "org".into(),
+                    at: "t".into(),
+                    actor: None,
+                    base_revision: None,
+                    change: ConfigChange::EnvironmentValueSet {
+                        key: key.into(),
+                        value_type,
+                        value: stored,
+                        updated_at: "t".into(),
+                    },
+                },
+                n as i64,
+            );
+        }
+        let view = ConfigView::fixed(state).with_secrets(keys);
+        let endpoint = entry(json!({
+            "id": "w", "name": "n", "eventName": "e", "creationTime": "t", "updatedTime": "t",
+            "url": "https://{{env.host}}/hook?t={{env.token}}"
+        }));
+        let mut secrets = Redactor::new();
+        let resolved = resolve(&view, &endpoint, &mut secrets).expect("resolves");
+        assert_eq!(
+            resolved.webhook.url.as_deref(),
+            Some("https://erp.example/hook?t=t0ken-value")
+        );
+        assert_eq!(
+            secrets.redact("https://erp.example/hook?t=t0ken-value"),
+            "https://erp.example/hook?t=[redacted]",
+            "only the secret is redacted"
+        );
+    }
+
+    #[test]
     fn an_unknown_variable_is_named() {
         let view = view_with(&[]);
         let endpoint = entry(json!({
