@@ -243,10 +243,33 @@ impl CompiledOutbound {
         })
     }
 
+    /// What [`Self::apply`] yields, for delivery: a message for a `file_proxy` mapping is an
+    /// error, since nothing runs a file proxy yet and such a message would be reported as a
+    /// success (with a pending ACK) and never delivered. The processor calls this; templates
+    /// and simulations call `apply` and see what the mapping makes.
+    pub fn apply_for_delivery(
+        &self,
+        event: &Value,
+        timeout: Duration,
+    ) -> Result<OutboundOutcome, MappingError> {
+        let outcome = self.apply(event, timeout)?;
+        if let OutboundOutcome::Messages(messages) = &outcome
+            && let Some(mapping) = self.mappings.iter().find(|m| {
+                matches!(m.delivery, Delivery::FileProxy { .. })
+                    && messages.iter().any(|message| message.mapping_id == m.id)
+            })
+        {
+            return Err(MappingError::DeliveryNotSupported {
+                location: format!("configuration.mappings ({}).delivery", mapping.name),
+                delivery: "file_proxy".into(),
+            });
+        }
+        Ok(outcome)
+    }
+
     /// Applies the use case to an event: filter, then every enabled mapping. A filter or
     /// mapping that throws is an error (the caller records it; nothing is delivered for this use
-    /// case), and so is an enabled `file_proxy` mapping: nothing runs a file proxy yet, and a
-    /// message for it would be reported as a success (with a pending ACK) and never delivered.
+    /// case).
     pub fn apply(&self, event: &Value, timeout: Duration) -> Result<OutboundOutcome, MappingError> {
         let root = to_jvalue(event);
         let evaluation = Evaluation::new(&root, timeout);
@@ -264,12 +287,6 @@ impl CompiledOutbound {
         }
         let mut messages = Vec::new();
         for mapping in self.mappings.iter().filter(|m| m.enabled) {
-            if let Delivery::FileProxy { .. } = mapping.delivery {
-                return Err(MappingError::DeliveryNotSupported {
-                    location: format!("configuration.mappings ({}).delivery", mapping.name),
-                    delivery: "file_proxy".into(),
-                });
-            }
             let payload = match (&mapping.delivery, &mapping.expression) {
                 (Delivery::Webhook { .. }, Some(expression)) => {
                     let output = evaluation.evaluate(expression, &root).map_err(|error| {
@@ -324,8 +341,13 @@ mod tests {
                 "delivery": {"type": "file_proxy", "use_case_slug": "upload-documents"}}]
         }))
         .expect("compiles: stored configurations stay readable");
+        let event = json!({"contract": 1});
+        assert!(
+            compiled.apply(&event, Duration::from_secs(1)).is_ok(),
+            "the mapping itself works"
+        );
         let error = compiled
-            .apply(&json!({"contract": 1}), Duration::from_secs(1))
+            .apply_for_delivery(&event, Duration::from_secs(1))
             .expect_err("no file proxy runs");
         assert_eq!(error.code(), "DELIVERY_TYPE_NOT_SUPPORTED");
     }
