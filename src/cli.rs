@@ -196,13 +196,15 @@ impl ApiArgs {
         std::time::Duration::from_millis(self.produce_timeout_ms.max(1))
     }
 
-    /// The public key of the signing key, if one is configured.
-    pub fn signing_public_key(&self) -> anyhow::Result<Option<String>> {
+    /// The deployment's signing key (organisation keys derive from it), if one is configured.
+    pub fn signing_keys(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<erp_webhooks::org_key::SigningKeys>>> {
         self.signing_key_file
             .as_deref()
             .map(|path| {
-                erp_webhooks::org_key::OrgKey::load(path)
-                    .map(|key| key.public_key_pem())
+                erp_webhooks::org_key::SigningKeys::load(path)
+                    .map(std::sync::Arc::new)
                     .map_err(anyhow::Error::from)
             })
             .transpose()
@@ -367,7 +369,7 @@ impl IngestArgs {
             poll: self.api.poll_queue.then(|| self.api.poll_settings()),
             data_dir: self.data_dir.clone(),
             attempt_log: self.api.attempt_log_settings(),
-            signing_public_key: self.api.signing_public_key()?,
+            signing_keys: self.api.signing_keys()?,
             event_schemas: self.api.event_schemas()?,
             monitoring_store: self.api.monitoring_store.clone(),
             monitoring_retention: self.api.monitoring_retention(),

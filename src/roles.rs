@@ -232,9 +232,9 @@ pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyh
 pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut settings = args.delivery.settings()?;
     if let Some(path) = &args.signing_key_file {
-        settings.signing_key = Some(std::sync::Arc::new(erp_webhooks::org_key::OrgKey::load(
-            path,
-        )?));
+        settings.signing_keys = Some(std::sync::Arc::new(
+            erp_webhooks::org_key::SigningKeys::load(path)?,
+        ));
     }
     let mut runtime = runtime(&args.kafka, "dispatcher", shutdown.clone()).await?;
     runtime.kafka.group_instance_id = args.group_instance_id.clone();

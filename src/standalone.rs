@@ -19,7 +19,7 @@ use erp_dispatcher::DispatcherSettings;
 use erp_processor::ProcessorSettings;
 use erp_runtime::topics::{ensure_topics, standard_topics};
 use erp_runtime::{ConfigView, Failures, KafkaSettings, Metrics, Readiness, Runtime, Supervisor};
-use erp_webhooks::org_key::OrgKey;
+use erp_webhooks::org_key::{OrgKey, SigningKeys};
 
 use crate::api::Services;
 use crate::broker::EmbeddedBroker;
@@ -139,7 +139,7 @@ impl Standalone {
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         let admin_token = admin_token(&data_dir)?;
         let signing_key = match &options.signing_key_file {
-            Some(path) => std::sync::Arc::new(OrgKey::load(path)?),
+            Some(path) => std::sync::Arc::new(SigningKeys::load(path)?),
             None => signing_key(&data_dir)?,
         };
         let reset = crate::broker::forget_group_members(&data_dir.join("kafka")).await?;
@@ -183,7 +183,7 @@ impl Standalone {
             poll: Some(options.poll.clone()),
             data_dir: Some(data_dir.clone()),
             attempt_log: options.attempt_log.clone(),
-            signing_public_key: Some(signing_key.public_key_pem()),
+            signing_keys: Some(std::sync::Arc::clone(&signing_key)),
             event_schemas: event_schemas.clone(),
             monitoring_store: options.monitoring_store.clone(),
             monitoring_retention: options.monitoring_retention,
@@ -256,7 +256,7 @@ impl Standalone {
             erp_processor::run(runtime.clone(), view.clone(), processor_settings),
         ));
         let dispatcher_settings = DispatcherSettings {
-            signing_key: Some(signing_key),
+            signing_keys: Some(signing_key),
             ..options.dispatcher
         };
         let dispatcher = tokio::spawn(tasks.watch(
@@ -323,14 +323,15 @@ impl Standalone {
     }
 }
 
-/// The organisation's Ed25519 webhook signing key, created in the data directory on first start.
-fn signing_key(data_dir: &Path) -> anyhow::Result<std::sync::Arc<OrgKey>> {
+/// The deployment's Ed25519 webhook signing key (each organisation's key is derived from it),
+/// created in the data directory on first start.
+fn signing_key(data_dir: &Path) -> anyhow::Result<std::sync::Arc<SigningKeys>> {
     let path = data_dir.join("signing-key.pem");
     if !path.exists() {
         write_private(&path, &OrgKey::generate_pem()?)
             .with_context(|| format!("cannot store the signing key in {}", path.display()))?;
     }
-    Ok(std::sync::Arc::new(OrgKey::load(&path)?))
+    Ok(std::sync::Arc::new(SigningKeys::load(&path)?))
 }
 
 /// The deployment's secrets key file, created (one random key) in the data directory on first

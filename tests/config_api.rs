@@ -571,6 +571,7 @@ async fn stored_use_cases_that_predate_the_checks_are_served_and_must_be_fixed_b
         org_id: "default".into(),
         at: "2025-01-01T00:00:00Z".into(),
         actor: None,
+        base_revision: None,
         change: erp_schemas::config::ConfigChange::UseCaseUpserted {
             use_case: erp_schemas::config::UseCase {
                 id: id.into(),

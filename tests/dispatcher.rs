@@ -406,6 +406,7 @@ async fn a_dispatcher_killed_with_sigkill_redelivers_everything_with_the_same_we
             org_id: "default".into(),
             at: "2025-01-01T00:00:00.000Z".into(),
             actor: None,
+            base_revision: None,
             change: ConfigChange::WebhookUpserted {
                 webhook,
                 signing_secret: secret,
@@ -496,4 +497,96 @@ async fn a_dispatcher_killed_with_sigkill_redelivers_everything_with_the_same_we
     }
     drop(second);
     broker.stop().await;
+}
+
+/// No lost updates (issue 10, item 7): a dispatcher read the endpoint before the API rotated
+/// its secret and then disables it after a 410, its change based on the revision it read. Every
+/// fold skips that change: the endpoint stays enabled and signs with the rotated secret, where
+/// before the disable would have brought the old secret back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disable_based_on_the_revision_before_a_rotation_does_not_undo_it() {
+    use erp_schemas::config::{ConfigChange, ConfigRecord};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let receiver = Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (status, webhook) = h
+        .post(
+            "/v1/webhooks/configs",
+            json!({"name": "erp", "eventName": "event_Test", "url": receiver.url()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{webhook}");
+    let id = webhook["id"].as_str().expect("id").to_owned();
+    let old_secret = webhook["signingSecret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    // The endpoint's revision is the offset of its record: the log's last one so far (one
+    // partition, no transactions, so offsets count the records).
+    let brokers = h.standalone.broker_address.to_string();
+    let log = common::read_topic(&brokers, "erp.config", usize::MAX, Duration::from_secs(2)).await;
+    assert_eq!(log.last().map(|(key, _)| key.as_str()), Some(id.as_str()));
+    let read_revision = log.len() as i64 - 1;
+
+    let (status, rotated) = h
+        .post(
+            &format!("/v1/webhooks/configs/{id}/rotate-secret"),
+            json!({"grace_period_hours": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_secret = rotated["signingSecret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+
+    // What the dispatcher's disable writes, based on what it read before the rotation.
+    let mut stale = webhook.clone();
+    stale["enabled"] = json!(false);
+    let record = ConfigRecord {
+        org_id: "default".into(),
+        at: "2025-01-01T00:00:00.000Z".into(),
+        actor: Some("erp-toolkit-dispatcher".into()),
+        base_revision: Some(read_revision),
+        change: ConfigChange::WebhookUpserted {
+            webhook: serde_json::from_value(stale).expect("endpoint"),
+            signing_secret: old_secret.clone(),
+            previous_secrets: Vec::new(),
+        },
+    };
+    let producer = erp_runtime::KafkaSettings::new(&brokers)
+        .producer("test")
+        .expect("producer");
+    erp_runtime::kafka::send(
+        &producer,
+        "erp.config",
+        &id,
+        &serde_json::to_vec(&record).expect("json"),
+    )
+    .await
+    .expect("appended");
+    // A write through the API after it: once answered, the API's view has folded the stale one.
+    let (status, _) = h.post("/v1/integrations", json!({"name": "after"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (_, current) = h.get(&format!("/v1/webhooks/configs/{id}")).await;
+    assert_eq!(current["enabled"], true, "{current}");
+    let (status, answer) = h
+        .post(
+            &format!("/v1/webhooks/configs/{id}/trigger"),
+            json!({"metadata": {"organization_id": "default", "action": "test"}}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {answer}");
+    assert!(receiver.wait_for(1, LIMIT).await, "delivered");
+    let delivery = receiver.deliveries()[0].clone();
+    assert!(
+        delivery.verify(&new_secret),
+        "signed with the rotated secret: {}",
+        delivery.signature
+    );
+    h.standalone.stop().await.expect("clean stop");
 }

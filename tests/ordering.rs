@@ -309,6 +309,7 @@ async fn a_dispatcher_killed_with_sigkill_keeps_held_lanes_in_order() {
         org_id: "default".into(),
         at: "2025-01-01T00:00:00.000Z".into(),
         actor: None,
+        base_revision: None,
         change: ConfigChange::WebhookUpserted {
             webhook,
             signing_secret: secret.clone(),

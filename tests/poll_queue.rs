@@ -359,3 +359,115 @@ async fn poll_ack_redelivery_dead_letters_and_a_restart_keep_their_promises() {
     }
     h.standalone.stop().await.expect("clean stop");
 }
+
+/// No silent success (issue 10, item 7): an outbound mapping with `file_proxy` delivery stored
+/// before the API refused it on save. Its events are dead-lettered with an error span: never a
+/// success span, a message for delivery or a pending ACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_file_proxy_mapping_dead_letters_its_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start_with(options(dir.path())).await;
+    let (integration, use_case_id) =
+        poll_integration(&h, "Documents", "ContractUpdated", json!({"type": "poll"})).await;
+    let path = format!("/v1/integrations/{integration}/use-cases/{use_case_id}");
+    let (status, stored) = h.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+
+    // What an earlier version accepted, written straight to the log.
+    let file_proxy = json!({"type": "file_proxy", "use_case_slug": "upload-documents"});
+    let configuration = json!({"event_catalog_event": "ContractUpdated",
+        "mappings": [{"name": "Upload", "enabled": true, "delivery": file_proxy}]});
+    let record = erp_schemas::config::ConfigRecord {
+        org_id: "default".into(),
+        at: "2025-01-01T00:00:00Z".into(),
+        actor: None,
+        base_revision: None,
+        change: erp_schemas::config::ConfigChange::UseCaseUpserted {
+            use_case: erp_schemas::config::UseCase {
+                id: use_case_id.clone(),
+                integration_id: integration.clone(),
+                name: "Contracts".into(),
+                slug: Some("contracts".into()),
+                kind: "outbound".into(),
+                enabled: true,
+                configuration: Some(configuration),
+                change_description: None,
+                changed_by: None,
+                created_at: "2025-01-01T00:00:00Z".into(),
+                updated_at: "2025-01-01T00:00:00Z".into(),
+            },
+        },
+    };
+    let brokers = h.standalone.broker_address.to_string();
+    let producer = erp_runtime::KafkaSettings::new(&brokers)
+        .producer("test")
+        .expect("producer");
+    erp_runtime::kafka::send(
+        &producer,
+        "erp.config",
+        &use_case_id,
+        serde_json::to_string(&record).expect("json").as_bytes(),
+    )
+    .await
+    .expect("sent");
+    // Once the API serves it, the processor (same log, same fold) has it too, or will before
+    // the event below: it reads the configuration log before routing.
+    let started = Instant::now();
+    loop {
+        let (_, served) = h.get(&path).await;
+        if served["configuration"]["mappings"][0]["delivery"]["type"] == "file_proxy" {
+            break;
+        }
+        assert!(started.elapsed() < LONG, "never served: {served}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let sent = event(7);
+    let (status, answer) = h.post("/v1/events", json!({"events": [sent]})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let event_id = sent["_event_id"].as_str().expect("id");
+    let letters = common::records_until(
+        &h,
+        "erp.dlq",
+        |l| l["event_id"] == event_id,
+        |letters| !letters.is_empty(),
+    )
+    .await;
+    assert_eq!(
+        letters.first().map(|l| l["code"].clone()),
+        Some(json!("DELIVERY_TYPE_NOT_SUPPORTED")),
+        "{letters:#?}"
+    );
+    let spans = common::records_until(
+        &h,
+        "erp.monitoring",
+        |s| s["event_id"] == event_id && s["use_case_id"] == use_case_id.as_str(),
+        |spans| !spans.is_empty(),
+    )
+    .await;
+    assert!(
+        spans.iter().all(|s| s["level"] == "error"),
+        "only error spans: {spans:#?}"
+    );
+    assert!(!spans.is_empty());
+    let ack_id = sent["_ack_id"].as_str().expect("ack id");
+    let acks = read_topic(&brokers, "erp.acks", usize::MAX, Duration::from_secs(2)).await;
+    assert!(
+        acks.iter()
+            .all(|(key, value)| !key.contains(ack_id) && !value.to_string().contains(ack_id)),
+        "no pending ACK: {acks:?}"
+    );
+    let core = read_topic(
+        &brokers,
+        "erp.core.events",
+        usize::MAX,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        core.iter()
+            .all(|(_, value)| value["source_event_id"] != event_id),
+        "nothing for delivery: {core:?}"
+    );
+    h.standalone.stop().await.expect("clean stop");
+}

@@ -421,3 +421,85 @@ async fn an_organisation_that_spends_its_budget_gets_429_with_retry_after() {
     assert!(h.metric("erp_api_denied_requests_total{code=\"RATE_LIMITED\"}") >= 1.0);
     h.standalone.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_organisation_signs_with_its_own_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let receiver = erp_toolkit::receiver::Receiver::start("127.0.0.1:0", None, false)
+        .await
+        .expect("receiver");
+    let (_, beta) = create_token(
+        &h,
+        json!({"name": "beta owner", "roles": ["owner"], "org_id": "beta"}),
+    )
+    .await;
+    let admin = h.standalone.admin_token.clone();
+    for (token, org) in [(admin.as_str(), "default"), (beta.as_str(), "beta")] {
+        let (status, webhook) = post_as(
+            &h,
+            token,
+            "/v1/webhooks/configs",
+            json!({"name": org, "eventName": "event_Test", "url": receiver.url()}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{webhook}");
+        let id = webhook["id"].as_str().expect("id");
+        let (status, answer) = post_as(
+            &h,
+            token,
+            &format!("/v1/webhooks/configs/{id}/trigger"),
+            json!({"metadata": {"organization_id": org, "action": "test"}, "org": org}),
+        )
+        .await;
+        assert!(status.is_success(), "{status}: {answer}");
+    }
+    assert!(receiver.wait_for(2, LONG).await, "both deliveries arrive");
+
+    // The public key of each organisation, without a token; no orgId means the admin's.
+    let public_key = |org: Option<&'static str>| {
+        let url = match org {
+            Some(org) => format!("{}/v1/webhooks/.well-known/public-key?orgId={org}", h.base),
+            None => format!("{}/v1/webhooks/.well-known/public-key", h.base),
+        };
+        let client = h.client.clone();
+        async move {
+            let response = client.get(url).send().await.expect("answered");
+            assert_eq!(response.status(), StatusCode::OK);
+            let key: Value = response.json().await.expect("json");
+            key["public_key"].as_str().expect("public key").to_owned()
+        }
+    };
+    let default_key = public_key(Some("default")).await;
+    let beta_key = public_key(Some("beta")).await;
+    assert_ne!(default_key, beta_key);
+    assert_eq!(public_key(None).await, default_key);
+    // Stable: the same key on every read.
+    assert_eq!(public_key(Some("beta")).await, beta_key);
+
+    let deliveries = receiver.deliveries();
+    for (org, own, other) in [
+        ("default", &default_key, &beta_key),
+        ("beta", &beta_key, &default_key),
+    ] {
+        let delivery = deliveries
+            .iter()
+            .find(|d| d.json()["org"] == org)
+            .unwrap_or_else(|| panic!("{org}'s delivery in {deliveries:?}"));
+        let verifies = |key: &str| {
+            erp_webhooks::org_key::verify_v1a(
+                key,
+                &delivery.webhook_id,
+                delivery.timestamp,
+                &delivery.body,
+                &delivery.signature,
+            )
+        };
+        assert!(verifies(own), "{org}'s delivery verifies with its own key");
+        assert!(
+            !verifies(other),
+            "{org}'s delivery does not verify with the other's key"
+        );
+    }
+    h.standalone.stop().await.expect("clean stop");
+}

@@ -39,8 +39,8 @@ pub struct ApiState {
     pub attempt_log: Option<Arc<AttemptLog>>,
     /// ACK tracking (`None`: every acknowledgement is unknown).
     pub acks: Option<Arc<AckTracker>>,
-    /// The PEM public key of the organisation's webhook signing key (`v1a`), if any.
-    pub signing_public_key: Option<String>,
+    /// The deployment's signing key, from which each organisation's `v1a` key derives.
+    pub signing_keys: Option<Arc<erp_webhooks::org_key::SigningKeys>>,
     /// The poll queue (`None`: poll endpoints answer 503).
     pub poll: Option<Arc<PollQueue>>,
     /// The monitoring store (`None`: the monitoring routes answer 503).
@@ -66,8 +66,8 @@ pub struct ApiSettings {
     pub data_dir: Option<PathBuf>,
     /// The attempt log's retention and recovery rate.
     pub attempt_log: AttemptLogSettings,
-    /// The PEM public key of the organisation's signing key.
-    pub signing_public_key: Option<String>,
+    /// The deployment's signing key (organisation keys derive from it).
+    pub signing_keys: Option<Arc<erp_webhooks::org_key::SigningKeys>>,
     /// The catalog's platform event schemas.
     pub event_schemas: Option<Arc<EventSchemas>>,
     /// The monitoring store's address (`sqlite://<path>`); `None`: `<data_dir>/monitoring.db`
@@ -169,7 +169,7 @@ impl ApiState {
             event_log,
             attempt_log,
             acks: Some(acks),
-            signing_public_key: settings.signing_public_key,
+            signing_keys: settings.signing_keys,
             poll,
             monitoring,
             replays: Default::default(),
@@ -190,17 +190,24 @@ impl ApiState {
 
     /// Like [`Self::record`], for an object of organisation `org_id` (the deployment admin
     /// creating another organisation's token).
+    ///
+    /// The change carries the revision its object has in this process's view (handlers decide
+    /// under [`ConfigWriter::exclusive`], so that is the revision they decided on): when
+    /// another process (a dispatcher disabling the endpoint, another API replica) wrote the
+    /// object first, the change is skipped and answered 409 `REVISION_CONFLICT`.
     pub async fn record_in(
         &self,
         org_id: &str,
         caller: &Caller,
         change: erp_schemas::config::ConfigChange,
     ) -> Result<(), ApiError> {
+        let base_revision = self.view().snapshot().revision_of(org_id, &change);
         self.config
             .append(&erp_schemas::config::ConfigRecord {
                 org_id: org_id.to_owned(),
                 at: erp_schemas::timestamp::now_rfc3339(),
                 actor: Some(caller.actor.clone()),
+                base_revision,
                 change,
             })
             .await?;

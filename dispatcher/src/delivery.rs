@@ -10,7 +10,8 @@ use reqwest::header::{
 
 use erp_runtime::config::WebhookEntry;
 use erp_webhooks::endpoint::{Auth, EndpointConfig};
-use erp_webhooks::org_key::OrgKey;
+use erp_webhooks::org_key::SigningKeys;
+use erp_webhooks::redact::Redactor;
 use erp_webhooks::response::read_capped;
 use erp_webhooks::safety::{self, DestinationPolicy, GuardedResolver};
 use erp_webhooks::signing;
@@ -40,6 +41,37 @@ pub enum AttemptResult {
 }
 
 impl AttemptResult {
+    /// The result with `secrets` redacted from its message.
+    pub fn redacted(self, secrets: &Redactor) -> Self {
+        let clean = |message: String| secrets.redact(&message).into_owned();
+        match self {
+            Self::Delivered { status } => Self::Delivered { status },
+            Self::Gone { message } => Self::Gone {
+                message: clean(message),
+            },
+            Self::Retryable {
+                code,
+                message,
+                status,
+                retry_after,
+            } => Self::Retryable {
+                code,
+                message: clean(message),
+                status,
+                retry_after,
+            },
+            Self::Terminal {
+                code,
+                message,
+                status,
+            } => Self::Terminal {
+                code,
+                message: clean(message),
+                status,
+            },
+        }
+    }
+
     /// The HTTP status, when the endpoint answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -91,7 +123,7 @@ pub struct Sender {
     client: reqwest::Client,
     policy: Arc<DestinationPolicy>,
     body_cap: usize,
-    signing_key: Option<Arc<OrgKey>>,
+    signing_keys: Option<Arc<SigningKeys>>,
 }
 
 impl Sender {
@@ -118,31 +150,36 @@ impl Sender {
             client,
             policy,
             body_cap,
-            signing_key: None,
+            signing_keys: None,
         })
     }
 
-    /// Also signs with the organisation's Ed25519 key (`v1a`).
-    pub fn with_signing_key(mut self, key: Option<Arc<OrgKey>>) -> Self {
-        self.signing_key = key;
+    /// Also signs with each organisation's own Ed25519 key (`v1a`), derived from the
+    /// deployment's signing key file.
+    pub fn with_signing_keys(mut self, keys: Option<Arc<SigningKeys>>) -> Self {
+        self.signing_keys = keys;
         self
     }
 
-    /// The `webhook-signature` value: `v1a` with the organisation's key when there is one, then
-    /// `v1` with the endpoint's secret and with each secret of a rotation in its grace period.
+    /// The `webhook-signature` value: `v1a` with the endpoint's organisation's key when there
+    /// is one, then `v1` with the endpoint's secret and with each secret of a rotation in its
+    /// grace period.
     fn signature(
         &self,
         endpoint: &WebhookEntry,
         message_id: &str,
         timestamp: i64,
         body: &[u8],
-    ) -> Result<String, signing::SignatureError> {
+    ) -> Result<String, String> {
         let mut parts = Vec::new();
-        if let Some(key) = &self.signing_key {
+        if let Some(keys) = &self.signing_keys {
+            let key = keys.for_org(&endpoint.org_id).map_err(|e| e.to_string())?;
             parts.push(key.sign(message_id, timestamp, body));
         }
         for secret in endpoint.signing_secrets(timestamp.saturating_mul(1000)) {
-            parts.push(signing::sign(secret, message_id, timestamp, body)?);
+            parts.push(
+                signing::sign(secret, message_id, timestamp, body).map_err(|e| e.to_string())?,
+            );
         }
         Ok(parts.join(" "))
     }
@@ -157,12 +194,21 @@ impl Sender {
         body: &[u8],
     ) -> Attempt {
         let started = Instant::now();
-        let (result, response_body, body_truncated) =
-            self.send(endpoint, config, message_id, body).await;
+        // What the request carries that its record must not: a receiver may echo our headers
+        // in its answer, an error may quote what was sent.
+        let mut secrets = Redactor::new();
+        config.add_secrets(&mut secrets);
+        secrets.add(&endpoint.signing_secret);
+        for previous in &endpoint.previous_secrets {
+            secrets.add(&previous.secret);
+        }
+        let (result, response_body, body_truncated) = self
+            .send(endpoint, config, message_id, body, &mut secrets)
+            .await;
         Attempt {
-            result,
+            result: result.redacted(&secrets),
             duration: started.elapsed(),
-            response_body,
+            response_body: secrets.redact_excerpt(&response_body, body_truncated),
             body_truncated,
         }
     }
@@ -187,12 +233,15 @@ impl Sender {
         })
     }
 
+    /// One request; every credentials value it sends (an OAuth token too) is added to
+    /// `secrets`.
     async fn send(
         &self,
         endpoint: &WebhookEntry,
         config: &EndpointConfig,
         message_id: &str,
         body: &[u8],
+        secrets: &mut Redactor,
     ) -> (AttemptResult, String, bool) {
         let terminal = |code: &str, message: String| {
             (
@@ -230,7 +279,7 @@ impl Sender {
         let timestamp = erp_schemas::timestamp::now_millis() / 1000;
         let signature = match self.signature(endpoint, message_id, timestamp, body) {
             Ok(signature) => signature,
-            Err(error) => return terminal("WEBHOOK_SECRET_INVALID", error.to_string()),
+            Err(error) => return terminal("WEBHOOK_SECRET_INVALID", error),
         };
         let token_failure = |error: erp_webhooks::oauth::TokenError| match error {
             // The same policy as deliveries, and as terminal: the token URL will not change
@@ -282,6 +331,12 @@ impl Sender {
         let response = loop {
             let mut request_headers = headers.clone();
             if let Some((name, value, _)) = &credentials {
+                if let Ok(text) = value.to_str() {
+                    secrets.add(text);
+                    if let Some(token) = text.strip_prefix("Bearer ") {
+                        secrets.add(token);
+                    }
+                }
                 request_headers.insert(name.clone(), value.clone());
             }
             let request = self

@@ -16,7 +16,9 @@ use erp_runtime::ConfigView;
 use erp_runtime::config::WebhookEntry;
 use erp_runtime::environment::{EnvError, has_reference, render};
 
+use erp_schemas::config::EnvValueType;
 use erp_webhooks::endpoint::SECRET_FIELDS;
+use erp_webhooks::redact::Redactor;
 
 /// The flag naming a variable for each secret field (`password` → `passwordIsEnvVar`).
 fn flag_of(field: &str) -> String {
@@ -55,17 +57,30 @@ pub fn uses_environment(entry: &WebhookEntry) -> bool {
 }
 
 /// The endpoint with every environment reference replaced by its value, or the first variable
-/// that is missing or unreadable. Borrows the entry when it has no references.
+/// that is missing or unreadable. Borrows the entry when it has no references. Every
+/// `SecretString` value put into the copy is added to `secrets`, so whatever is recorded about
+/// the delivery can be redacted of it.
 pub fn resolve<'a>(
     view: &ConfigView,
     entry: &'a WebhookEntry,
+    secrets: &mut Redactor,
 ) -> Result<Cow<'a, WebhookEntry>, EnvError> {
     if !uses_environment(entry) {
         return Ok(Cow::Borrowed(entry));
     }
     let config = view.snapshot();
     let org = entry.org_id.as_str();
-    let lookup = |key: &str| config.env_value(org, key, view.secrets());
+    let secrets = std::cell::RefCell::new(secrets);
+    let lookup = |key: &str| {
+        let value = config.env_value(org, key, view.secrets())?;
+        if config
+            .env_entry(org, key)
+            .is_some_and(|e| e.value_type == EnvValueType::SecretString)
+        {
+            secrets.borrow_mut().add(&value);
+        }
+        Ok(value)
+    };
     let mut resolved = entry.clone();
     resolved.revision = entry.revision.max(config.environment_revision(org));
     if let Some(url) = &entry.webhook.url {
@@ -108,7 +123,7 @@ pub fn resolve<'a>(
 mod tests {
     use super::*;
     use erp_runtime::ConfigState;
-    use erp_schemas::config::{ConfigChange, ConfigRecord, EnvValueType};
+    use erp_schemas::config::{ConfigChange, ConfigRecord};
     use serde_json::json;
 
     fn view_with(values: &[(&str, &str)]) -> ConfigView {
@@ -119,6 +134,7 @@ mod tests {
                     org_id: "org".into(),
                     at: "t".into(),
                     actor: None,
+                    base_revision: None,
                     change: ConfigChange::EnvironmentValueSet {
                         key: (*key).into(),
                         value_type: EnvValueType::String,
@@ -153,7 +169,7 @@ mod tests {
             "auth": {"authType": "API_KEY", "apiKeyConfig": {"keyName": "X-Key",
                      "keyValue": "erp.key", "keyValueIsEnvVar": true}}
         }));
-        let resolved = resolve(&view, &endpoint).expect("resolves");
+        let resolved = resolve(&view, &endpoint, &mut Redactor::new()).expect("resolves");
         assert_eq!(
             resolved.webhook.url.as_deref(),
             Some("https://erp.example/hook")
@@ -170,6 +186,57 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_values_put_into_the_copy_are_collected() {
+        let keys = erp_runtime::secrets::Keyring::from_keys(&[[7u8; 32]]).expect("keyring");
+        let mut state = ConfigState::default();
+        for (n, (key, value, value_type)) in [
+            ("host", "erp.example", EnvValueType::String),
+            ("token", "t0ken-value", EnvValueType::SecretString),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stored = match value_type {
+                EnvValueType::String => value.to_owned(),
+                EnvValueType::SecretString => keys
+                    .encrypt(value, &erp_runtime::environment::secret_context("org", key))
+                    .expect("sealed"),
+            };
+            state.apply(
+                ConfigRecord {
+                    org_id: "org".into(),
+                    at: "t".into(),
+                    actor: None,
+                    base_revision: None,
+                    change: ConfigChange::EnvironmentValueSet {
+                        key: key.into(),
+                        value_type,
+                        value: stored,
+                        updated_at: "t".into(),
+                    },
+                },
+                n as i64,
+            );
+        }
+        let view = ConfigView::fixed(state).with_secrets(keys);
+        let endpoint = entry(json!({
+            "id": "w", "name": "n", "eventName": "e", "creationTime": "t", "updatedTime": "t",
+            "url": "https://{{env.host}}/hook?t={{env.token}}"
+        }));
+        let mut secrets = Redactor::new();
+        let resolved = resolve(&view, &endpoint, &mut secrets).expect("resolves");
+        assert_eq!(
+            resolved.webhook.url.as_deref(),
+            Some("https://erp.example/hook?t=t0ken-value")
+        );
+        assert_eq!(
+            secrets.redact("https://erp.example/hook?t=t0ken-value"),
+            "https://erp.example/hook?t=[redacted]",
+            "only the secret is redacted"
+        );
+    }
+
+    #[test]
     fn an_unknown_variable_is_named() {
         let view = view_with(&[]);
         let endpoint = entry(json!({
@@ -177,13 +244,16 @@ mod tests {
             "url": "https://{{env.nope}}/hook"
         }));
         assert_eq!(
-            resolve(&view, &endpoint).map(|_| ()),
+            resolve(&view, &endpoint, &mut Redactor::new()).map(|_| ()),
             Err(EnvError::Unknown("nope".into()))
         );
         let plain = entry(json!({
             "id": "w", "name": "n", "eventName": "e", "creationTime": "t", "updatedTime": "t",
             "url": "https://x/hook"
         }));
-        assert!(matches!(resolve(&view, &plain), Ok(Cow::Borrowed(_))));
+        assert!(matches!(
+            resolve(&view, &plain, &mut Redactor::new()),
+            Ok(Cow::Borrowed(_))
+        ));
     }
 }

@@ -122,6 +122,12 @@ impl ResponseError for ApiError {
 
 impl From<erp_runtime::RuntimeError> for ApiError {
     fn from(error: erp_runtime::RuntimeError) -> Self {
+        if let erp_runtime::RuntimeError::Conflict { .. } = error {
+            return ApiError::conflict(
+                "REVISION_CONFLICT",
+                "the object was changed by another writer at the same time; read it again and retry",
+            );
+        }
         tracing::error!(%error, "configuration log unavailable");
         ApiError::unavailable(
             "CONFIGURATION_UNAVAILABLE",

@@ -41,6 +41,11 @@ pub enum MappingError {
     /// record only.
     #[error("internal failure while mapping: {0}")]
     Internal(String),
+    /// An outbound mapping's delivery type has no runtime in this deployment (`file_proxy`,
+    /// stored before the API refused it on save): the event is dead-lettered, never reported
+    /// as delivered.
+    #[error("{location}: delivery type {delivery} is not supported by this deployment")]
+    DeliveryNotSupported { location: String, delivery: String },
 }
 
 impl MappingError {
@@ -56,6 +61,8 @@ impl MappingError {
             MappingError::InvalidPayload { .. } => "INVALID_PAYLOAD",
             MappingError::PayloadLimit(_) => erp_schemas::limits::LimitExceeded::CODE,
             MappingError::Internal(_) => "MAPPING_PANICKED",
+            // The API's code for the same refusal on save.
+            MappingError::DeliveryNotSupported { .. } => "DELIVERY_TYPE_NOT_SUPPORTED",
         }
     }
 

@@ -243,6 +243,30 @@ impl CompiledOutbound {
         })
     }
 
+    /// What [`Self::apply`] yields, for delivery: a message for a `file_proxy` mapping is an
+    /// error, since nothing runs a file proxy yet and such a message would be reported as a
+    /// success (with a pending ACK) and never delivered. The processor calls this; templates
+    /// and simulations call `apply` and see what the mapping makes.
+    pub fn apply_for_delivery(
+        &self,
+        event: &Value,
+        timeout: Duration,
+    ) -> Result<OutboundOutcome, MappingError> {
+        let outcome = self.apply(event, timeout)?;
+        if let OutboundOutcome::Messages(messages) = &outcome
+            && let Some(mapping) = self.mappings.iter().find(|m| {
+                matches!(m.delivery, Delivery::FileProxy { .. })
+                    && messages.iter().any(|message| message.mapping_id == m.id)
+            })
+        {
+            return Err(MappingError::DeliveryNotSupported {
+                location: format!("configuration.mappings ({}).delivery", mapping.name),
+                delivery: "file_proxy".into(),
+            });
+        }
+        Ok(outcome)
+    }
+
     /// Applies the use case to an event: filter, then every enabled mapping. A filter or
     /// mapping that throws is an error (the caller records it; nothing is delivered for this use
     /// case).
@@ -308,6 +332,25 @@ fn truthy_json(value: Option<Value>) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_file_proxy_mapping_fails_its_event_instead_of_reporting_success() {
+        let compiled = CompiledOutbound::compile(&json!({
+            "event_catalog_event": "ContractUpdated",
+            "mappings": [{"name": "Upload", "enabled": true,
+                "delivery": {"type": "file_proxy", "use_case_slug": "upload-documents"}}]
+        }))
+        .expect("compiles: stored configurations stay readable");
+        let event = json!({"contract": 1});
+        assert!(
+            compiled.apply(&event, Duration::from_secs(1)).is_ok(),
+            "the mapping itself works"
+        );
+        let error = compiled
+            .apply_for_delivery(&event, Duration::from_secs(1))
+            .expect_err("no file proxy runs");
+        assert_eq!(error.code(), "DELIVERY_TYPE_NOT_SUPPORTED");
+    }
 
     const T: Duration = Duration::from_secs(1);
 

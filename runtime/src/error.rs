@@ -25,4 +25,8 @@ pub enum RuntimeError {
     Storage(String),
     #[error("shutting down")]
     ShuttingDown,
+    /// A configuration change was based on a revision of its object that another writer
+    /// replaced first: it was not applied (read again, then decide again).
+    #[error("the object changed since revision {base}: another writer came first")]
+    Conflict { base: i64 },
 }

@@ -350,6 +350,14 @@ pub struct ConfigRecord {
     /// Who made it (token or user id), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The revision (log offset of the last change; `-1`: absent) of the changed object the
+    /// writer based this change on. Every reader's fold skips a change whose object has moved
+    /// on since, so a writer that read a stale view never undoes another's change (a disable
+    /// after a 410 replacing a rotated secret with the old one). `None`: applied regardless.
+    /// Only objects with a revision honour it: webhook endpoints, use cases, an organisation's
+    /// environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_revision: Option<i64>,
     pub change: ConfigChange,
 }
 

@@ -242,6 +242,34 @@ pub async fn read_topic(
     want: usize,
     limit: Duration,
 ) -> Vec<(String, Value)> {
+    read_topic_raw(brokers, topic, want, limit)
+        .await
+        .into_iter()
+        .map(|(key, value)| (key, serde_json::from_str(&value).unwrap_or(Value::Null)))
+        .collect()
+}
+
+/// The names of every topic on the broker.
+pub fn topic_names(brokers: &str) -> Vec<String> {
+    let settings = KafkaSettings::new(brokers);
+    let consumer: StreamConsumer = settings.reader("erp-toolkit-test").expect("reader");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect()
+}
+
+/// Like [`read_topic`], with each value as (lossy) text rather than JSON.
+pub async fn read_topic_raw(
+    brokers: &str,
+    topic: &str,
+    want: usize,
+    limit: Duration,
+) -> Vec<(String, String)> {
     let settings = KafkaSettings::new(brokers);
     let consumer: StreamConsumer = settings.reader("erp-toolkit-test").expect("reader");
     // Generous: on a loaded machine (two cores, several brokers and builds) a metadata request
@@ -271,9 +299,8 @@ pub async fn read_topic(
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned())
                     .unwrap_or_default();
-                let value = serde_json::from_slice(message.payload().unwrap_or_default())
-                    .unwrap_or(Value::Null);
-                records.push((key, value));
+                let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
+                records.push((key, value.into_owned()));
             }
             Ok(Err(error)) => panic!("consume failed: {error}"),
             Err(_) => break,

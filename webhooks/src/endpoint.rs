@@ -367,6 +367,25 @@ fn parse_headers(
 }
 
 impl EndpointConfig {
+    /// Adds the credentials of the configuration to `secrets`: the Basic header, the API key,
+    /// the OAuth client secret. Custom header values are not credentials: the API shows them.
+    pub fn add_secrets(&self, secrets: &mut crate::redact::Redactor) {
+        match &self.auth {
+            Auth::None => {}
+            Auth::Basic(value) => {
+                if let Ok(value) = value.to_str() {
+                    secrets.add_basic(value);
+                }
+            }
+            Auth::ApiKey(_, value) => {
+                if let Ok(value) = value.to_str() {
+                    secrets.add(value);
+                }
+            }
+            Auth::OAuth(client) => client.add_secrets(secrets),
+        }
+    }
+
     /// Parses and validates the configuration kept in a `WebhookEndpoint`'s `extra`, compiling
     /// its JSONata expressions.
     pub fn parse(config: &Map<String, Value>) -> Result<Self, ConfigError> {

@@ -13,6 +13,8 @@ pub mod filter;
 pub mod oauth;
 /// The organisation's Ed25519 key: `v1a` signatures and the public key the API serves.
 pub mod org_key;
+/// The one redaction helper: secret values replaced by `[redacted]` in what is recorded.
+pub mod redact;
 /// Reading a receiver's answer up to a size cap.
 pub mod response;
 /// Where webhooks may go: the destination policy against SSRF.

@@ -11,6 +11,11 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderVal
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::redact::Redactor;
+
+/// How much of a failed token response's body its error keeps.
+const EXCERPT_CHARS: usize = 500;
+
 /// Where a `customParameterList` entry goes in the token request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamKind {
@@ -126,6 +131,21 @@ impl OAuthClient {
         Ok((token.header, true))
     }
 
+    /// Adds the values a token request carries that must never be recorded: the client secret
+    /// and the Basic credentials of a `GET` request.
+    pub fn add_secrets(&self, secrets: &mut Redactor) {
+        secrets.add(&self.settings.client_secret);
+        if let Ok((_, _, headers)) = self.request_parts() {
+            for (name, value) in headers {
+                if name == AUTHORIZATION
+                    && let Ok(value) = value.to_str()
+                {
+                    secrets.add_basic(value);
+                }
+            }
+        }
+    }
+
     /// The token request's URL, form body and extra headers. Synchronous: the form serialiser
     /// is not `Send`, so it must not live across an await.
     ///
@@ -216,12 +236,18 @@ impl OAuthClient {
             TokenError::Failed(format!("token request to {endpoint} failed: {text}"))
         })?;
         let status = response.status();
-        let (body, _) = crate::response::read_capped(response, body_cap).await;
+        let (body, truncated) = crate::response::read_capped(response, body_cap).await;
         if !status.is_success() {
+            // A token endpoint may echo the request (the form with our client secret, the
+            // Basic header): kept for diagnosis only with those values redacted.
+            let mut secrets = Redactor::new();
+            self.add_secrets(&mut secrets);
+            let excerpt: String = body.chars().take(EXCERPT_CHARS).collect();
+            let cut = truncated || excerpt.len() < body.len();
             return Err(TokenError::Failed(format!(
                 "token endpoint {endpoint} answered {}: {}",
                 status.as_u16(),
-                body.chars().take(500).collect::<String>()
+                secrets.redact_excerpt(&excerpt, cut)
             )));
         }
         parse_token(&body, Instant::now()).map_err(TokenError::Failed)

@@ -1,11 +1,13 @@
-//! The organisation's Ed25519 signing key: the `v1a,` signature of Standard Webhooks, which a
-//! receiver checks with the public key served at `GET /v1/webhooks/.well-known/public-key`
-//! (no shared secret to leak or rotate on the receiver's side).
+//! Each organisation's Ed25519 signing key: the `v1a,` signature of Standard Webhooks, which a
+//! receiver checks with the public key served at
+//! `GET /v1/webhooks/.well-known/public-key?orgId=` (no shared secret to leak or rotate on the
+//! receiver's side).
 //!
-//! The key is a PKCS#8 document in a PEM file (`-----BEGIN PRIVATE KEY-----`), as
+//! The deployment key is a PKCS#8 document in a PEM file (`-----BEGIN PRIVATE KEY-----`), as
 //! `openssl genpkey -algorithm ed25519` writes it; a Kubernetes secret mounts it into the
 //! dispatcher and the API. It is deliberately not in the configuration log, which every role
-//! reads. The standalone mode creates one in its data directory on first start.
+//! reads. The standalone mode creates one in its data directory on first start. Organisation
+//! keys are derived from it ([`SigningKeys`]).
 
 use std::path::Path;
 
@@ -98,6 +100,108 @@ impl OrgKey {
     }
 }
 
+/// The start of a PKCS#8 Ed25519 document (v1 or v2: the version byte differs) up to the
+/// 32-byte seed: `SEQUENCE { INTEGER v, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET
+/// STRING seed } … }`.
+const PKCS8_SEED_AT: usize = 16;
+
+/// The seed of a PKCS#8 Ed25519 document.
+fn seed_of(der: &[u8]) -> Option<[u8; 32]> {
+    let expected_after_length = [0x02, 0x01];
+    let algorithm = [
+        0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    if der.first() != Some(&0x30)
+        || der.get(2..4) != Some(&expected_after_length[..])
+        || der.get(5..PKCS8_SEED_AT) != Some(&algorithm[..])
+    {
+        return None;
+    }
+    der.get(PKCS8_SEED_AT..PKCS8_SEED_AT + 32)?.try_into().ok()
+}
+
+/// The deployment's signing key file, from which each organisation's own Ed25519 key is derived
+/// on first use: HKDF-SHA256 of the file's seed with the organisation id as context. Derived
+/// rather than stored, so the API (which serves the public key) and every dispatcher (which
+/// signs) hold the same key for an organisation without a write racing another, and a key
+/// survives as long as the file does. One organisation's key tells nothing about another's.
+pub struct SigningKeys {
+    seed: [u8; 32],
+    derived: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<OrgKey>>>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the seed.
+        f.debug_struct("SigningKeys").finish_non_exhaustive()
+    }
+}
+
+/// The HKDF salt of organisation keys; a new derivation scheme gets a new one.
+const ORG_KEY_SALT: &[u8] = b"erp-toolkit organisation signing key v1";
+
+struct SeedLength;
+
+impl ring::hkdf::KeyType for SeedLength {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+impl SigningKeys {
+    /// Reads the deployment key from a PEM file.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_pem(&text)
+    }
+
+    /// Parses a PEM PKCS#8 Ed25519 document (v1 or v2).
+    pub fn from_pem(text: &str) -> Result<Self, KeyError> {
+        // Parsed as a key first, so a document ring refuses is refused here too.
+        OrgKey::from_pem(text)?;
+        let der = STANDARD
+            .decode(pem_body(text))
+            .map_err(|_| KeyError::Invalid)?;
+        let seed = seed_of(&der).ok_or(KeyError::Invalid)?;
+        Ok(Self {
+            seed,
+            derived: Default::default(),
+        })
+    }
+
+    /// The organisation's key, derived on its first use and kept.
+    pub fn for_org(&self, org_id: &str) -> Result<std::sync::Arc<OrgKey>, KeyError> {
+        if let Ok(derived) = self.derived.lock()
+            && let Some(key) = derived.get(org_id)
+        {
+            return Ok(std::sync::Arc::clone(key));
+        }
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, ORG_KEY_SALT);
+        let info = [org_id.as_bytes()];
+        let mut seed = [0u8; 32];
+        salt.extract(&self.seed)
+            .expand(&info, SeedLength)
+            .and_then(|okm| okm.fill(&mut seed))
+            .map_err(|_| KeyError::Generate)?;
+        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| KeyError::Generate)?;
+        let key = std::sync::Arc::new(OrgKey { pair });
+        if let Ok(mut derived) = self.derived.lock() {
+            derived.insert(org_id.to_owned(), std::sync::Arc::clone(&key));
+        }
+        Ok(key)
+    }
+}
+
+fn pem_body(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect()
+}
+
 fn pem(label: &str, der: &[u8]) -> String {
     let encoded = STANDARD.encode(der);
     let mut text = format!("-----BEGIN {label}-----\n");
@@ -176,6 +280,39 @@ mod tests {
             b"{\"a\":1}",
             &header
         ));
+    }
+
+    #[test]
+    fn each_organisation_signs_with_its_own_stable_key() {
+        let pem = OrgKey::generate_pem().expect("generates");
+        let keys = SigningKeys::from_pem(&pem).expect("parses");
+        let a = keys.for_org("org-a").expect("derives");
+        let b = keys.for_org("org-b").expect("derives");
+        assert_ne!(a.public_key_pem(), b.public_key_pem());
+        // The same file gives the same keys in another process.
+        let again = SigningKeys::from_pem(&pem).expect("parses");
+        assert_eq!(
+            again.for_org("org-a").expect("derives").public_key_pem(),
+            a.public_key_pem()
+        );
+        let signature = a.sign("msg_1", 7, b"{}");
+        assert!(verify_v1a(
+            &a.public_key_pem(),
+            "msg_1",
+            7,
+            b"{}",
+            &signature
+        ));
+        assert!(!verify_v1a(
+            &b.public_key_pem(),
+            "msg_1",
+            7,
+            b"{}",
+            &signature
+        ));
+        // RFC 8410's v1 document has its seed at the same place.
+        let rfc = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+        assert!(SigningKeys::from_pem(rfc).is_ok());
     }
 
     #[test]

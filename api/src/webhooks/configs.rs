@@ -333,30 +333,43 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET /v1/webhooks/.well-known/public-key?orgId=`: the public key receivers check `v1a`
-/// signatures with. Public, like any public key: no token needed.
+/// `GET /v1/webhooks/.well-known/public-key?orgId=`: the public key receivers check the `v1a`
+/// signatures of that organisation's deliveries with (each organisation has its own key,
+/// derived from the deployment's). Public, like any public key: no token needed. Without
+/// `orgId` (epilot requires it; older clients of ours omit it) the deployment admin's
+/// organisation is meant. Any organisation id is answered alike, so the route tells nothing
+/// about which organisations exist.
 pub async fn public_key(
     state: web::Data<ApiState>,
     query: web::Query<std::collections::HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    if query.get("orgId").is_some_and(|org| *org != state.org_id) {
-        return Err(ApiError::not_found(
-            "ORG_NOT_FOUND",
-            "this deployment does not serve that organisation",
+    let org_id = query
+        .get("orgId")
+        .map_or(state.org_id.as_str(), String::as_str);
+    if org_id.is_empty() || org_id.len() > MAX_ORG_ID_LEN {
+        return Err(ApiError::bad_request_code(
+            "INVALID_ORG_ID",
+            format!("orgId must be 1 to {MAX_ORG_ID_LEN} characters"),
         ));
     }
-    let Some(public_key) = &state.signing_public_key else {
+    let Some(keys) = &state.signing_keys else {
         return Err(ApiError::not_found(
             "NO_SIGNING_KEY",
             "no signing key is configured (--signing-key-file)",
         ));
     };
+    let key = keys
+        .for_org(org_id)
+        .map_err(|error| ApiError::internal("SIGNING_KEY_UNAVAILABLE", error.to_string()))?;
     Ok(HttpResponse::Ok().json(json!({
-        "public_key": public_key,
+        "public_key": key.public_key_pem(),
         "algorithm": "ed25519",
         "issuer": "erp-toolkit",
     })))
 }
+
+/// The longest `orgId` the public-key route derives a key for.
+const MAX_ORG_ID_LEN: usize = 256;
 
 /// The longest grace period of a secret rotation, in hours.
 const MAX_GRACE_HOURS: i64 = 7 * 24;

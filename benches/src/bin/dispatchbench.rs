@@ -185,6 +185,7 @@ async fn configure(
         org_id: "bench".into(),
         at: "2025-01-01T00:00:00.000Z".into(),
         actor: None,
+        base_revision: None,
         change: ConfigChange::WebhookUpserted {
             webhook: serde_json::from_value(webhook)?,
             signing_secret: erp_toolkit::signing::new_secret(),

@@ -168,6 +168,7 @@ async fn prepare(
             org_id: "bench".into(),
             at: now.clone(),
             actor: None,
+            base_revision: None,
             change,
         };
         kafka::send(

@@ -309,6 +309,7 @@ impl Core {
                     transformed: false,
                     ordered: false,
                     batch_id: Some(Arc::clone(&batch_id)),
+                    recording: Default::default(),
                 }),
                 found => {
                     self.park(

@@ -48,7 +48,7 @@ pub async fn run(
         settings.destinations.clone(),
         settings.max_response_body,
     )?
-    .with_signing_key(settings.signing_key.clone());
+    .with_signing_keys(settings.signing_keys.clone());
     let producer = runtime.kafka.producer("erp-toolkit-dispatcher")?;
     let topics = runtime.kafka.topics.clone();
     let lanes = Lanes::new(

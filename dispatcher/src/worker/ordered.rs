@@ -144,6 +144,7 @@ impl Core {
                     transformed: false,
                     ordered: true,
                     batch_id: None,
+                    recording: Default::default(),
                 };
                 self.handle(job, &mut out).await?
             }

@@ -21,6 +21,7 @@ use crate::ordering::Lanes;
 use crate::schedule::Schedule;
 use erp_webhooks::ConfigError;
 use erp_webhooks::endpoint::EndpointConfig;
+use erp_webhooks::redact::Redactor;
 
 use super::settings::DispatcherSettings;
 
@@ -119,9 +120,29 @@ pub(super) struct Job {
     pub(super) ordered: bool,
     /// The `webhook-id` of the batch the job is sent in, for an endpoint with `batch`.
     pub(super) batch_id: Option<Arc<str>>,
+    /// What keeps secrets out of what is recorded about the job; set by the prepare stage.
+    pub(super) recording: Recording,
+}
+
+/// How a job is recorded once its endpoint is resolved: `endpoint` then holds the values of
+/// `{{env.X}}` references, which spans, dead letters and errors must never show.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Recording {
+    /// The endpoint's url as stored, references unresolved (`None` until prepared).
+    pub(super) url: Option<String>,
+    /// The secrets the request carries: environment secrets, credentials, signing secrets.
+    pub(super) secrets: Arc<Redactor>,
 }
 
 impl Job {
+    /// The endpoint's url as recorded: the stored template, never the resolved one.
+    pub(super) fn shown_url(&self) -> Option<&str> {
+        self.recording
+            .url
+            .as_deref()
+            .or(self.endpoint.webhook.url.as_deref())
+    }
+
     /// The parts of an attempt or skip span id beyond event, stage and endpoint. A replay adds
     /// its id, so its attempts never collide with earlier ones while an automatic attempt keeps
     /// the id it always had.

@@ -54,18 +54,34 @@ impl Core {
             ));
         }
         // Integration environments: `{{env.*}}` references resolved at send time; a missing
-        // variable fails the delivery, naming it (spec §8.2).
-        match crate::environment::resolve(&self.view, &job.endpoint) {
+        // variable fails the delivery, naming it (spec §8.2). A job prepared again (the head
+        // of a lane) keeps what it recorded the first time: its endpoint is resolved already.
+        let first = job.recording.url.is_none();
+        let mut secrets = (*job.recording.secrets).clone();
+        if first {
+            job.recording.url = job.endpoint.webhook.url.clone();
+            secrets.add(&job.endpoint.signing_secret);
+            for previous in &job.endpoint.previous_secrets {
+                secrets.add(&previous.secret);
+            }
+        }
+        match crate::environment::resolve(&self.view, &job.endpoint, &mut secrets) {
             Ok(std::borrow::Cow::Owned(resolved)) => job.endpoint = resolved,
             Ok(std::borrow::Cow::Borrowed(_)) => {}
             Err(error) => {
+                job.recording.secrets = Arc::new(secrets);
                 let code = error.code();
                 return Ok(Ready::Ended(
                     self.fail_unsent(job, code, error.to_string(), out).await?,
                 ));
             }
         }
-        let config = match self.endpoint_config(&job.endpoint).1 {
+        let parsed = self.endpoint_config(&job.endpoint).1;
+        if let Ok(config) = &parsed {
+            config.add_secrets(&mut secrets);
+        }
+        job.recording.secrets = Arc::new(secrets);
+        let config = match parsed {
             Ok(config) => config,
             // Stored before the API validated it: nothing can be sent until it is fixed.
             Err(error) => {

@@ -21,6 +21,9 @@ use crate::error::DispatcherError;
 use super::pipeline::*;
 use super::settings::DISABLED_REASON;
 
+/// How often a disable is decided again when the endpoint changed under it.
+const DISABLE_TRIES: usize = 3;
+
 /// What an attempt's answer means for its delivery; the record stage acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Decision {
@@ -94,7 +97,7 @@ impl Core {
                 "event_name": head.event_name,
                 "webhook_config_id": webhook.id,
                 "webhook_id": delivery::webhook_id(&head.event_id),
-                "url": webhook.url,
+                "url": job.shown_url(),
                 "http_method": webhook.http_method,
                 "attempt": job.attempts,
                 "source": job.source,
@@ -281,15 +284,16 @@ impl Core {
         let status = result
             .status()
             .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let reason = format!(
+            "{}: {} (attempt {}, last status {status}, endpoint {})",
+            result.code(),
+            result.message(),
+            job.attempts,
+            job.shown_url().unwrap_or_default()
+        );
         let letter = dead_letter(
             "DELIVERY_FAILED",
-            &format!(
-                "{}: {} (attempt {}, last status {status}, endpoint {})",
-                result.code(),
-                result.message(),
-                job.attempts,
-                job.endpoint.webhook.url.as_deref().unwrap_or_default()
-            ),
+            &job.recording.secrets.redact(&reason),
             job.source.clone(),
             job.key.clone(),
             job.event.as_bytes(),
@@ -302,48 +306,71 @@ impl Core {
     /// Disables an endpoint that answered 410 Gone, through the configuration log like any
     /// other change. A failure is logged, not fatal: the event is parked either way, and the
     /// next 410 tries again.
+    ///
+    /// The change is based on the endpoint's revision in this process's view: if the API
+    /// changed the endpoint first (a secret rotation, a new url), every fold skips the disable
+    /// rather than let it restore what the API replaced, and it is decided again on the
+    /// endpoint as it now is.
     pub(super) async fn disable(&self, entry: &WebhookEntry) {
         let _exclusive = self.writer.exclusive().await;
-        let config = self.view.snapshot();
-        let Some(current) = config.webhook(&entry.org_id, &entry.webhook.id) else {
-            return;
-        };
-        if !current.webhook.enabled {
-            return;
-        }
-        let mut webhook = current.webhook.clone();
-        webhook.enabled = false;
-        webhook.updated_time = now_rfc3339();
-        webhook
-            .extra
-            .insert("status".into(), Value::String("inactive".into()));
-        webhook.extra.insert(
-            DISABLED_REASON.into(),
-            Value::String("HTTP_410_GONE".into()),
-        );
-        let record = ConfigRecord {
-            org_id: current.org_id.clone(),
-            at: now_rfc3339(),
-            actor: Some("erp-toolkit-dispatcher".into()),
-            change: ConfigChange::WebhookUpserted {
-                webhook,
-                signing_secret: current.signing_secret.clone(),
-                previous_secrets: current.previous_secrets.clone(),
-            },
-        };
-        match self.writer.append(&record).await {
-            Ok(_) => {
-                warn!(
-                    webhook = entry.webhook.id,
-                    "endpoint answered 410 Gone; disabled it"
-                );
-                self.metrics
-                    .endpoints_disabled
-                    .with_label_values(&["HTTP_410_GONE"])
-                    .inc();
+        for _ in 0..DISABLE_TRIES {
+            let config = self.view.snapshot();
+            let Some(current) = config.webhook(&entry.org_id, &entry.webhook.id) else {
+                return;
+            };
+            if !current.webhook.enabled {
+                return;
             }
-            Err(error) => warn!(webhook = entry.webhook.id, %error, "cannot disable endpoint"),
+            let mut webhook = current.webhook.clone();
+            webhook.enabled = false;
+            webhook.updated_time = now_rfc3339();
+            webhook
+                .extra
+                .insert("status".into(), Value::String("inactive".into()));
+            webhook.extra.insert(
+                DISABLED_REASON.into(),
+                Value::String("HTTP_410_GONE".into()),
+            );
+            let record = ConfigRecord {
+                org_id: current.org_id.clone(),
+                at: now_rfc3339(),
+                actor: Some("erp-toolkit-dispatcher".into()),
+                base_revision: Some(current.revision),
+                change: ConfigChange::WebhookUpserted {
+                    webhook,
+                    signing_secret: current.signing_secret.clone(),
+                    previous_secrets: current.previous_secrets.clone(),
+                },
+            };
+            match self.writer.append(&record).await {
+                Ok(_) => {
+                    warn!(
+                        webhook = entry.webhook.id,
+                        "endpoint answered 410 Gone; disabled it"
+                    );
+                    self.metrics
+                        .endpoints_disabled
+                        .with_label_values(&["HTTP_410_GONE"])
+                        .inc();
+                    return;
+                }
+                // The view has applied the other writer's change by now: decide again.
+                Err(erp_runtime::RuntimeError::Conflict { .. }) => {
+                    debug!(
+                        webhook = entry.webhook.id,
+                        "endpoint changed while being disabled; deciding again"
+                    );
+                }
+                Err(error) => {
+                    warn!(webhook = entry.webhook.id, %error, "cannot disable endpoint");
+                    return;
+                }
+            }
         }
+        warn!(
+            webhook = entry.webhook.id,
+            "endpoint kept changing while being disabled; the next 410 tries again"
+        );
     }
 
     /// The monitoring span of one attempt.
@@ -371,6 +398,11 @@ impl Core {
             }
             other => format!("webhook {}: {}", webhook.name, other.message()),
         };
+        // Errors and echoed bodies may carry what was sent (the sender redacted what it knew;
+        // the job also knows the environment's secrets).
+        let secrets = &job.recording.secrets;
+        let message = secrets.redact(&message).into_owned();
+        let response_body = secrets.redact_excerpt(&attempt.response_body, attempt.body_truncated);
         let retry_after = match &attempt.result {
             AttemptResult::Retryable { retry_after, .. } => retry_after.map(|r| r.as_secs()),
             _ => None,
@@ -403,11 +435,11 @@ impl Core {
                 // Sent in a batch: the request's `webhook-id` (the event's own id above is what a
                 // replay of this event alone carries).
                 "batch_webhook_id": job.batch_id.as_deref(),
-                "url": webhook.url,
+                "url": job.shown_url(),
                 "attempt": job.attempts,
                 "deferrals": job.deferrals,
                 "status_code": attempt.result.status(),
-                "response_body": attempt.response_body,
+                "response_body": response_body,
                 "response_body_truncated": attempt.body_truncated,
                 "duration_ms": attempt.duration.as_millis() as u64,
                 "retry_after_secs": retry_after,

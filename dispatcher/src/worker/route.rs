@@ -127,6 +127,7 @@ impl Core {
                 transformed: false,
                 ordered: false,
                 batch_id: None,
+                recording: Default::default(),
             });
         }
         Ok(parked)
@@ -188,6 +189,7 @@ impl Core {
                     replay: task.replay,
                     ordered: false,
                     batch_id: None,
+                    recording: Default::default(),
                 });
                 Ok(0)
             }
@@ -261,6 +263,7 @@ mod tests {
             org_id: "org".into(),
             at: "t".into(),
             actor: None,
+            base_revision: None,
             change: ConfigChange::WebhookUpserted {
                 webhook: WebhookEndpoint {
                     id: id.into(),

@@ -51,8 +51,9 @@ pub struct DispatcherSettings {
     /// On shutdown, how long deliveries in progress may finish (and be committed) before they
     /// are abandoned uncommitted, to be redelivered after the restart.
     pub shutdown_grace: Duration,
-    /// The organisation's Ed25519 key for `v1a` signatures (`None`: `v1` only).
-    pub signing_key: Option<Arc<erp_webhooks::org_key::OrgKey>>,
+    /// The deployment's signing key file, from which each organisation's Ed25519 key for `v1a`
+    /// signatures is derived (`None`: `v1` only).
+    pub signing_keys: Option<Arc<erp_webhooks::org_key::SigningKeys>>,
     /// Time limit of one evaluation of an endpoint's JSONata filter or transform.
     pub jsonata_timeout: Duration,
     /// The rate limit of endpoints that set no `rateLimit` (`None`: unlimited).
@@ -78,7 +79,7 @@ impl Default for DispatcherSettings {
             max_response_body: 64 * 1024,
             tier_hold: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
-            signing_key: None,
+            signing_keys: None,
             jsonata_timeout: Duration::from_secs(1),
             default_rate_limit: None,
         }

@@ -100,7 +100,8 @@ fn map_guarded(shared: &Shared, work: Work) -> Outcome {
             let results = use_cases
                 .into_iter()
                 .map(|(use_case, compiled)| {
-                    let result = caught(|| compiled.apply(&head.event, shared.timeout));
+                    let result =
+                        caught(|| compiled.apply_for_delivery(&head.event, shared.timeout));
                     (use_case, result)
                 })
                 .collect();

@@ -104,6 +104,7 @@ mod tests {
             org_id: org_id.into(),
             at: "t".into(),
             actor: None,
+            base_revision: None,
             change: ConfigChange::EnvironmentValueSet {
                 key: key.into(),
                 value_type,

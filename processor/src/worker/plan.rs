@@ -42,7 +42,7 @@ pub(super) fn plan_outbound(
     if !failed.is_empty() {
         let mut results = failed;
         for (entry, compiled) in use_cases {
-            let result = compiled.apply(&head.event, timeout);
+            let result = compiled.apply_for_delivery(&head.event, timeout);
             results.push((entry, result));
         }
         return Plan::Done(Outcome::Outbound { head, results });

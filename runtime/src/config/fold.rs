@@ -96,11 +96,30 @@ pub struct ConfigState {
     app_mappings: BTreeMap<(String, String, String), AppMapping>,
     /// Documentation pages by (organisation, integration id, page id).
     documentation: BTreeMap<(String, String, String), DocumentationPage>,
+    /// Offsets of records skipped because their object moved on since their base revision.
+    rejected: std::collections::BTreeSet<i64>,
 }
 
+/// How many skipped records [`ConfigState::was_rejected`] remembers: far more than writers
+/// wait on at once.
+pub const REJECTED_KEPT: usize = 1024;
+
 impl ConfigState {
-    /// Applies one record read at `offset`.
+    /// Applies one record read at `offset`, unless it was based on a revision of its object
+    /// that is no longer the current one (then it is skipped and [`Self::was_rejected`] says
+    /// so): every reader folds the same log, so every reader skips the same records.
     pub fn apply(&mut self, record: ConfigRecord, offset: i64) {
+        if let Some(base) = record.base_revision
+            && self
+                .revision_of(&record.org_id, &record.change)
+                .is_some_and(|now| now != base)
+        {
+            if self.rejected.len() >= REJECTED_KEPT {
+                self.rejected.pop_first();
+            }
+            self.rejected.insert(offset);
+            return;
+        }
         self.apply_change(&record.org_id, &record.at, record.change, offset);
     }
 
@@ -116,6 +135,10 @@ impl ConfigState {
         let unreadable = crate::config::secrets::reveal(&mut record, keyring);
         let record_org = record.org_id.clone();
         self.apply(record, offset);
+        if self.was_rejected(offset) {
+            // Skipped: the endpoints keep the secrets they had.
+            return Vec::new();
+        }
         for u in &unreadable {
             if let Some(entry) = self
                 .webhooks
@@ -366,6 +389,13 @@ impl ConfigState {
             .unwrap_or(-1)
     }
 
+    /// The organisation's variable `key` as stored (a secret's value encrypted).
+    pub fn env_entry(&self, org_id: &str, key: &str) -> Option<&EnvEntry> {
+        self.environments
+            .get(org_id)
+            .and_then(|values| values.get(key))
+    }
+
     /// The clear value of the organisation's variable `key` (secrets decrypted with `keyring`).
     pub fn env_value(
         &self,
@@ -558,6 +588,10 @@ impl ConfigState {
             .collect()
     }
 }
+
+/// Revisions of objects, for conditional writes.
+#[path = "revisions.rs"]
+mod revisions;
 
 #[cfg(test)]
 #[path = "fold_tests.rs"]

@@ -7,6 +7,7 @@ fn use_case(id: &str, name: &str, slug: Option<&str>, enabled: bool) -> ConfigRe
         org_id: "org".into(),
         at: "t".into(),
         actor: None,
+        base_revision: None,
         change: ConfigChange::UseCaseUpserted {
             use_case: UseCase {
                 id: id.into(),
@@ -63,6 +64,7 @@ fn tokens_are_found_by_hash_until_revoked() {
         org_id: "org".into(),
         at: "t".into(),
         actor: None,
+        base_revision: None,
         change,
     };
     let mut state = ConfigState::default();
@@ -89,6 +91,7 @@ fn mappings_and_pages_go_with_their_integration_and_use_case() {
         org_id: "org".into(),
         at: "t".into(),
         actor: None,
+        base_revision: None,
         change,
     };
     let integration = Integration {
@@ -188,6 +191,7 @@ fn deleting_an_integration_removes_its_use_cases() {
             org_id: "org".into(),
             at: "t".into(),
             actor: None,
+            base_revision: None,
             change: ConfigChange::IntegrationDeleted {
                 integration_id: "int".into(),
             },
@@ -227,6 +231,7 @@ fn records_of_another_organisation_never_touch_a() {
                 org_id: "beta".into(),
                 at: "t".into(),
                 actor: None,
+                base_revision: None,
                 change,
             },
             2,
@@ -234,4 +239,77 @@ fn records_of_another_organisation_never_touch_a() {
     }
     assert!(state.use_case("org", "int", "1").is_some());
     assert!(state.use_case("beta", "int", "1").is_none());
+}
+
+fn webhook(enabled: bool, secret: &str, base_revision: Option<i64>) -> ConfigRecord {
+    ConfigRecord {
+        org_id: "org".into(),
+        at: "t".into(),
+        actor: None,
+        base_revision,
+        change: ConfigChange::WebhookUpserted {
+            webhook: serde_json::from_value(serde_json::json!({
+                "id": "w", "name": "n", "eventName": "e", "url": "https://erp.example/hook",
+                "enabled": enabled, "creationTime": "t", "updatedTime": "t"
+            }))
+            .expect("endpoint"),
+            signing_secret: secret.into(),
+            previous_secrets: Vec::new(),
+        },
+    }
+}
+
+/// No lost updates (issue 10, item 7): the dispatcher read the endpoint at revision 3 and
+/// disables it after a 410 while the API rotates its secret (revision 5): every fold skips the
+/// disable instead of restoring the old secret; decided again on revision 5, it applies and
+/// keeps the rotated secret.
+#[test]
+fn a_change_based_on_a_replaced_revision_is_skipped_by_every_fold() {
+    let mut state = ConfigState::default();
+    state.apply(webhook(true, "whsec_old", Some(-1)), 3);
+    assert_eq!(state.webhook("org", "w").map(|w| w.revision), Some(3));
+    state.apply(webhook(true, "whsec_rotated", Some(3)), 5);
+    state.apply(webhook(false, "whsec_old", Some(3)), 6);
+    assert!(state.was_rejected(6));
+    let current = state.webhook("org", "w").expect("endpoint");
+    assert_eq!(current.signing_secret, "whsec_rotated");
+    assert!(current.webhook.enabled);
+    assert_eq!(current.revision, 5);
+
+    state.apply(webhook(false, "whsec_rotated", Some(5)), 7);
+    assert!(!state.was_rejected(7));
+    let current = state.webhook("org", "w").expect("endpoint");
+    assert!(!current.webhook.enabled);
+    assert_eq!(current.signing_secret, "whsec_rotated");
+
+    // A create based on "absent" loses to an earlier create; no base: applied regardless.
+    state.apply(webhook(true, "whsec_other", Some(-1)), 8);
+    assert!(state.was_rejected(8));
+    state.apply(webhook(true, "whsec_forced", None), 9);
+    assert_eq!(
+        state.webhook("org", "w").map(|w| w.signing_secret.as_str()),
+        Some("whsec_forced")
+    );
+}
+
+#[test]
+fn environment_changes_are_based_on_the_organisations_environment_revision() {
+    let set = |value: &str, base| ConfigRecord {
+        org_id: "org".into(),
+        at: "t".into(),
+        actor: None,
+        base_revision: base,
+        change: ConfigChange::EnvironmentValueSet {
+            key: "k".into(),
+            value_type: erp_schemas::config::EnvValueType::String,
+            value: value.into(),
+            updated_at: "t".into(),
+        },
+    };
+    let mut state = ConfigState::default();
+    state.apply(set("one", Some(-1)), 1);
+    state.apply(set("two", Some(1)), 2);
+    state.apply(set("stale", Some(1)), 3);
+    assert!(state.was_rejected(3));
+    assert_eq!(state.env_value("org", "k", None).as_deref(), Ok("two"));
 }

@@ -43,6 +43,12 @@ impl ConfigView {
         }
     }
 
+    /// The view with the deployment's secrets keys, for tests and tools that resolve secrets.
+    pub fn with_secrets(mut self, keyring: Keyring) -> Self {
+        self.secrets = Some(Arc::new(keyring));
+        self
+    }
+
     /// The deployment's secrets keys, if this process was given them.
     pub fn secrets(&self) -> Option<&Keyring> {
         self.secrets.as_deref()

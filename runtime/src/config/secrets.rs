@@ -162,6 +162,7 @@ mod tests {
             org_id: org.into(),
             at: "t".into(),
             actor: None,
+            base_revision: None,
             change: ConfigChange::WebhookUpserted {
                 webhook: WebhookEndpoint {
                     id: id.into(),

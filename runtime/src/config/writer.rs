@@ -46,6 +46,8 @@ impl ConfigWriter {
 
     /// Appends a change and waits until this process's view has applied it.
     /// Webhook secrets are encrypted on the way when the process has a secrets key.
+    /// A change with a `base_revision` its object no longer has is skipped by every fold and
+    /// answered [`RuntimeError::Conflict`].
     pub async fn append(&self, record: &ConfigRecord) -> Result<Arc<ConfigState>, RuntimeError> {
         let bytes = match self.view.secrets() {
             Some(keyring) => {
@@ -59,6 +61,12 @@ impl ConfigWriter {
         self.view
             .wait_applied(offset, Duration::from_secs(15))
             .await?;
-        Ok(self.view.snapshot())
+        let state = self.view.snapshot();
+        if let Some(base) = record.base_revision
+            && state.was_rejected(offset)
+        {
+            return Err(RuntimeError::Conflict { base });
+        }
+        Ok(state)
     }
 }
