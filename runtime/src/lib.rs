@@ -5,6 +5,8 @@
 //! Roles (`ingest`, `api`, `processor`, `dispatcher`) take a [`Runtime`] and never build these
 //! pieces themselves, so one deployment setting means the same thing in every role.
 
+/// Blocking work in synchronous callbacks that run on tokio workers.
+pub mod blocking;
 /// The configuration log: pure fold, follower (the view), writer, secret sealing.
 pub mod config;
 /// Organisation environments: entries, `{{env.*}}` rendering, secret values.
