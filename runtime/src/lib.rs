@@ -7,6 +7,8 @@
 
 /// Blocking work in synchronous callbacks that run on tokio workers.
 pub mod blocking;
+/// Broker reachability as a readiness check.
+pub mod broker_watch;
 /// The configuration log: pure fold, follower (the view), writer, secret sealing.
 pub mod config;
 /// Organisation environments: entries, `{{env.*}}` rendering, secret values.
