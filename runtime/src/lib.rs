@@ -37,6 +37,8 @@ pub mod supervisor;
 pub mod telemetry;
 /// Topic creation with the retention each topic needs.
 pub mod topics;
+/// The consumer watchdog: a consumer stuck without partitions while work waits.
+pub mod watchdog;
 
 pub use config::{ConfigState, ConfigView, ConfigWriter};
 pub use error::RuntimeError;
