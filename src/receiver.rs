@@ -2,7 +2,7 @@
 //! Webhooks signature. Used by `erp-toolkit webhook-receiver` for trying the pipeline out, by the
 //! tests and by the load generator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,6 +76,11 @@ struct Behaviour {
     hang: bool,
     /// Requests whose body contains this text answer this status.
     fail_matching: Option<(String, u16)>,
+    /// The first request of each `webhook-id` answers this status (a flaky endpoint that
+    /// takes every delivery on its retry).
+    fail_first_attempt: Option<u16>,
+    /// The `webhook-id`s seen so far, for `fail_first_attempt`.
+    seen: BTreeSet<String>,
 }
 
 /// A running receiver.
@@ -146,6 +151,12 @@ impl Receiver {
     /// stops it), so one event can fail while others are delivered.
     pub fn fail_matching(&self, failing: Option<(&str, u16)>) {
         self.with_behaviour(|b| b.fail_matching = failing.map(|(n, s)| (n.to_owned(), s)));
+    }
+
+    /// Makes the first request of each `webhook-id` answer `status` and its later ones the
+    /// plain status (`None` stops it).
+    pub fn fail_first_attempt(&self, status: Option<u16>) {
+        self.with_behaviour(|b| b.fail_first_attempt = status);
     }
 
     /// Sends `Retry-After: value` with every answer that is not 2xx (`None` stops it).
@@ -247,6 +258,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
             serde_json::to_string_pretty(&delivery.json()).unwrap_or_default()
         );
     }
+    let webhook_id = delivery.webhook_id.clone();
     if let Ok(mut deliveries) = shared.deliveries.lock() {
         deliveries.push(delivery);
     }
@@ -273,7 +285,9 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
             });
             let failing = (b.fail_remaining > 0).then_some(b.fail_status);
             b.fail_remaining = b.fail_remaining.saturating_sub(1);
-            let failing = matching.or(failing);
+            let first_seen = b.seen.insert(webhook_id);
+            let first = b.fail_first_attempt.filter(|_| first_seen);
+            let failing = matching.or(failing).or(first);
             (failing, b.retry_after.clone())
         }
         Err(_) => (None, None),

@@ -32,6 +32,15 @@ async fn runtime(
     Ok(runtime)
 }
 
+/// Tracks whether the brokers answer, as the readiness check `kafka` with a reason.
+fn watch_brokers(runtime: &Runtime, tasks: &mut Supervisor) {
+    let flag = runtime.readiness.flag(erp_runtime::broker_watch::CHECK);
+    tasks.spawn(
+        "broker watch",
+        erp_runtime::broker_watch::watch(runtime.kafka.clone(), flag, runtime.shutdown.clone()),
+    );
+}
+
 /// The configuration view and producer every HTTP role starts from.
 async fn http_role(
     runtime: &Runtime,
@@ -39,6 +48,7 @@ async fn http_role(
     name: &str,
     tasks: &mut Supervisor,
 ) -> anyhow::Result<(ConfigView, rdkafka::producer::FutureProducer)> {
+    watch_brokers(runtime, tasks);
     let secrets = crate::cli::load_secrets(args.api.secrets_key_file.as_deref())?;
     let (view, view_task) = ConfigView::start(runtime, name, secrets).await?;
     tasks.adopt("configuration view", view_task);
@@ -219,6 +229,7 @@ pub async fn processor(args: ProcessorArgs, shutdown: CancellationToken) -> anyh
     runtime.kafka.group_instance_id = args.group_instance_id.clone();
     // The processor neither signs nor authenticates: it has no use for webhook secrets.
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
+    watch_brokers(&runtime, &mut tasks);
     let (view, view_task) = ConfigView::start(&runtime, "processor", None).await?;
     tasks.adopt("configuration view", view_task);
     let settings = args.processing.settings(args.data_dir.join("processor"));
@@ -240,6 +251,7 @@ pub async fn dispatcher(args: DispatcherArgs, shutdown: CancellationToken) -> an
     runtime.kafka.group_instance_id = args.group_instance_id.clone();
     let secrets = crate::cli::load_secrets(args.secrets_key_file.as_deref())?;
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
+    watch_brokers(&runtime, &mut tasks);
     let (view, view_task) = ConfigView::start(&runtime, "dispatcher", secrets).await?;
     tasks.adopt("configuration view", view_task);
     crate::cli::check_secrets(&view).await?;

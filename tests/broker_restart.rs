@@ -19,6 +19,30 @@ const TOKEN: &str = "erpt_broker_restart_token";
 /// Longer than the 30 s message timeout the producers used to have: the old trigger.
 const OUTAGE: Duration = Duration::from_secs(35);
 
+/// Asks `/readyz` until `wanted` holds for its status and body, for at most `limit`; the last
+/// answer.
+async fn readyz_until(
+    client: &reqwest::Client,
+    url: &str,
+    limit: Duration,
+    wanted: impl Fn(u16, &Value) -> bool,
+) -> (u16, Value) {
+    let started = Instant::now();
+    loop {
+        let answer = match client.get(url).timeout(Duration::from_secs(5)).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap_or_default())
+            }
+            Err(error) => (0, json!({"error": error.to_string()})),
+        };
+        if wanted(answer.0, &answer.1) || started.elapsed() > limit {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Posts one event; the status and whether `Retry-After` was set.
 async fn post_one(client: &reqwest::Client, url: &str, integration: &str, n: usize) -> (u16, bool) {
     let body = json!({"integration_id": integration,
@@ -139,6 +163,20 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
         refused += 1;
     }
     assert!(refused > 0);
+    // Readiness says why while the broker is gone.
+    let readyz = format!("http://{ingest_address}/readyz");
+    let unreachable = |status: u16, body: &Value| {
+        status == 503
+            && body["reasons"]["kafka"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("kafka: broker unreachable for"))
+    };
+    let (status, body) = readyz_until(&client, &readyz, Duration::from_secs(20), unreachable).await;
+    assert!(
+        unreachable(status, &body),
+        "/readyz during the outage: {status} {body}"
+    );
+    println!("ingest /readyz during the outage: {status} {body}");
 
     // Back on the same data and address: the running ingest resumes by itself.
     broker = Role::spawn("broker", &broker_args, &dir.join("broker-2.log"), &[]);
@@ -167,6 +205,11 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
         std::fs::read_to_string(dir.join("broker-2.log")).unwrap_or_default()
     );
     assert!(ingest.is_running(), "ingest died");
+    let (status, body) = readyz_until(&client, &readyz, Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+    assert_eq!(status, 200, "/readyz after the broker is back: {body}");
 
     // Every event answered 200 is there exactly once.
     let records = read_topic(

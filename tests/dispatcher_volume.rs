@@ -196,7 +196,7 @@ async fn wait_for_members(receiver: &Receiver, want: usize) -> BTreeSet<String> 
 async fn a_batching_endpoint_gets_every_event_in_signed_batches_and_a_failed_batch_again() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut options = fast_options(dir.path());
-    // One failed request must not open the breaker and turn the retry into CIRCUIT_OPEN.
+    // One failed request must not open the breaker and hold the retry back.
     options.dispatcher.breaker_threshold = 100;
     let h = Harness::start_with(options).await;
     let single = Receiver::start("127.0.0.1:0", None, false)

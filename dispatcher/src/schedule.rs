@@ -69,6 +69,12 @@ impl Schedule {
         &self.delays
     }
 
+    /// All waits together: how long a delivery that fails every time takes from its first
+    /// attempt to its dead letter (without jitter and `Retry-After`).
+    pub fn total(&self) -> Duration {
+        self.delays.iter().sum()
+    }
+
     /// The wait of `tier` (1-based; out-of-range tiers are clamped).
     pub fn delay(&self, tier: u32) -> Duration {
         let index = (tier.max(1) as usize - 1).min(self.delays.len() - 1);
@@ -105,6 +111,14 @@ impl Schedule {
         let jitter = wait.mul_f64(rand::rng().random_range(0.0..JITTER_SHARE));
         now_ms.saturating_add((wait + jitter).as_millis() as i64)
     }
+}
+
+/// How many waits of `wait` (at least 1 ms) fit in `total`; at least one.
+pub fn waits_within(total: Duration, wait: Duration) -> u32 {
+    let wait = wait.max(Duration::from_millis(1)).as_millis();
+    u32::try_from(total.as_millis() / wait)
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -160,6 +174,15 @@ mod tests {
             let due = schedule.due_at(1, 1_000);
             assert!((11_000..=12_000).contains(&due), "{due}");
         }
+    }
+
+    #[test]
+    fn the_total_bounds_how_often_a_delivery_may_wait() {
+        let schedule = Schedule::epilot();
+        assert_eq!(schedule.total(), Duration::from_secs(27_305));
+        assert_eq!(waits_within(schedule.total(), schedule.delay(1)), 5_461);
+        assert_eq!(waits_within(Duration::from_secs(1), Duration::ZERO), 1_000);
+        assert_eq!(waits_within(Duration::ZERO, Duration::from_secs(5)), 1);
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl ProcessorContext {
                         attempt += 1;
                         restorer = None;
                         warn!(partition, %error, attempt, "restore failed; retrying");
+                        // A blocking pause is right here: `prepare` runs in place (see
+                        // `rebalance`), off the async workers.
                         std::thread::sleep(Duration::from_secs(1));
                     }
                     Err(error) => {
@@ -133,7 +135,10 @@ impl ConsumerContext for ProcessorContext {
         );
         let outcome = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.prepare(tpl);
+                // This callback runs inside the consumer's `recv()` on a tokio worker; the
+                // restore (changelog reads, sled writes, retry pauses) must end before the
+                // assignment, so it blocks in place rather than stall that worker's tasks.
+                erp_runtime::blocking::in_place(|| self.prepare(tpl));
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<Mutex<BTreeMap<String, bool>>>,
+    /// Why a check is not ready, when its owner said (`/readyz` shows it).
+    reasons: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 /// One readiness check; starts not ready.
@@ -30,6 +32,17 @@ impl ReadyFlag {
     pub fn set(&self, ready: bool) {
         if let Ok(mut checks) = self.readiness.checks.lock() {
             checks.insert(self.name.clone(), ready);
+        }
+        if let Ok(mut reasons) = self.readiness.reasons.lock() {
+            reasons.remove(&self.name);
+        }
+    }
+
+    /// Reports this check not ready, saying why.
+    pub fn unready(&self, reason: impl Into<String>) {
+        self.set(false);
+        if let Ok(mut reasons) = self.readiness.reasons.lock() {
+            reasons.insert(self.name.clone(), reason.into());
         }
     }
 }
@@ -53,6 +66,11 @@ impl Readiness {
     /// Every check and its state.
     pub fn checks(&self) -> BTreeMap<String, bool> {
         self.checks.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Why checks are not ready, for those whose owner said.
+    pub fn reasons(&self) -> BTreeMap<String, String> {
+        self.reasons.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Whether every check is ready.
@@ -130,7 +148,11 @@ async fn healthz() -> HttpResponse {
 async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     let checks = readiness.checks();
     let ready = checks.values().all(|ready| *ready);
-    let body = json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks});
+    let mut body = json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks});
+    let reasons = readiness.reasons();
+    if !reasons.is_empty() {
+        body["reasons"] = json!(reasons);
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {

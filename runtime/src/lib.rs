@@ -5,6 +5,10 @@
 //! Roles (`ingest`, `api`, `processor`, `dispatcher`) take a [`Runtime`] and never build these
 //! pieces themselves, so one deployment setting means the same thing in every role.
 
+/// Blocking work in synchronous callbacks that run on tokio workers.
+pub mod blocking;
+/// Broker reachability as a readiness check.
+pub mod broker_watch;
 /// The configuration log: pure fold, follower (the view), writer, secret sealing.
 pub mod config;
 /// Organisation environments: entries, `{{env.*}}` rendering, secret values.
@@ -37,6 +41,8 @@ pub mod telemetry;
 pub mod topic_check;
 /// Topic creation with the retention each topic needs.
 pub mod topics;
+/// The consumer watchdog: a consumer stuck without partitions while work waits.
+pub mod watchdog;
 
 pub use config::{ConfigState, ConfigView, ConfigWriter};
 pub use error::RuntimeError;

@@ -160,19 +160,44 @@ impl Harness {
             .to_owned();
         (integration_id, secret)
     }
+
+    /// Creates an endpoint at `url` subscribed to `InboundEventMapped`, with `extra` fields;
+    /// returns its id and signing secret.
+    pub async fn webhook(&self, name: &str, url: &str, extra: Value) -> (String, String) {
+        let mut body = json!({"name": name, "eventName": "event_InboundEventMapped", "url": url});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let (status, answer) = self.post("/v1/webhooks/configs", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        (
+            answer["id"].as_str().expect("id").to_owned(),
+            answer["signingSecret"].as_str().expect("secret").to_owned(),
+        )
+    }
 }
 
-/// Sums the samples of `selector` (`name` or `name{label="value"}`) in a Prometheus text page.
+/// Sums the samples of `selector` (`name` or `name{label="value",…}`) in a Prometheus text page:
+/// every sample of `name` whose labels include the selector's.
 pub fn metric_value(page: &str, selector: &str) -> f64 {
+    let (wanted_name, wanted_labels) = match selector.split_once('{') {
+        Some((name, labels)) => (name, labels.trim_end_matches('}')),
+        None => (selector, ""),
+    };
     page.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            let matches = if selector.contains('{') {
-                name == selector
-            } else {
-                name == selector || name.starts_with(&format!("{selector}{{"))
+            let (sample, value) = line.rsplit_once(' ')?;
+            let (name, labels) = match sample.split_once('{') {
+                Some((name, labels)) => (name, labels.trim_end_matches('}')),
+                None => (sample, ""),
             };
+            let have: Vec<&str> = labels.split(',').collect();
+            let matches = name == wanted_name
+                && wanted_labels
+                    .split(',')
+                    .filter(|l| !l.is_empty())
+                    .all(|l| have.contains(&l));
             matches.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()

@@ -92,56 +92,69 @@ pub async fn query(
     let mut prefix = vec![b't'];
     prefix.extend_from_slice(integration_id.as_bytes());
     prefix.push(0);
-    let resolve = |entry: &Entry| -> Option<String> {
-        match config.route(
-            &entry.org_id,
-            &integration_id,
-            entry.use_case_slug.as_deref(),
-            entry.event_name.as_deref(),
-        ) {
-            Route::Matched(u) | Route::Disabled(u) => Some(u.use_case.id.clone()),
-            Route::NotFound => None,
-        }
-    };
-    let mut matches: Vec<(Entry, Option<String>)> = Vec::new();
-    let mut has_more = false;
-    let candidates: Box<dyn Iterator<Item = Entry>> = match &event_id {
-        Some(id) => Box::new(log.entry_by_id(id).map(|(_, e)| e).into_iter()),
-        None => Box::new(
-            log.tree
-                .scan_prefix(&prefix)
-                .filter_map(Result::ok)
-                .filter(|(key, _)| after.as_ref().is_none_or(|a| key.as_ref() > a.as_slice()))
-                .filter_map(|(_, value)| serde_json::from_slice::<Entry>(&value).ok()),
-        ),
-    };
-    for entry in candidates {
-        if entry.org_id != caller.org_id {
-            continue;
-        }
-        let name = entry.event_name.clone().or(entry.use_case_slug.clone());
-        if event_type
-            .as_ref()
-            .is_some_and(|t| entry.event_type.as_ref() != Some(t))
-            || correlation_id
+    // The scan may walk a whole integration's index when the filters match little: work for a
+    // blocking thread, not for an async worker that other requests are queued on.
+    let scan = (
+        Arc::clone(&log),
+        caller.org_id.clone(),
+        integration_id.clone(),
+    );
+    let (matches, has_more) = tokio::task::spawn_blocking(move || {
+        let (log, org_id, integration_id) = scan;
+        let resolve = |entry: &Entry| -> Option<String> {
+            match config.route(
+                &entry.org_id,
+                &integration_id,
+                entry.use_case_slug.as_deref(),
+                entry.event_name.as_deref(),
+            ) {
+                Route::Matched(u) | Route::Disabled(u) => Some(u.use_case.id.clone()),
+                Route::NotFound => None,
+            }
+        };
+        let mut matches: Vec<(Entry, Option<String>)> = Vec::new();
+        let mut has_more = false;
+        let candidates: Box<dyn Iterator<Item = Entry>> = match &event_id {
+            Some(id) => Box::new(log.entry_by_id(id).map(|(_, e)| e).into_iter()),
+            None => Box::new(
+                log.tree
+                    .scan_prefix(&prefix)
+                    .filter_map(Result::ok)
+                    .filter(|(key, _)| after.as_ref().is_none_or(|a| key.as_ref() > a.as_slice()))
+                    .filter_map(|(_, value)| serde_json::from_slice::<Entry>(&value).ok()),
+            ),
+        };
+        for entry in candidates {
+            if entry.org_id != org_id {
+                continue;
+            }
+            let name = entry.event_name.clone().or(entry.use_case_slug.clone());
+            if event_type
                 .as_ref()
-                .is_some_and(|c| *c != entry.correlation_id)
-            || object_type
-                .as_ref()
-                .is_some_and(|o| name.as_ref() != Some(o))
-        {
-            continue;
+                .is_some_and(|t| entry.event_type.as_ref() != Some(t))
+                || correlation_id
+                    .as_ref()
+                    .is_some_and(|c| *c != entry.correlation_id)
+                || object_type
+                    .as_ref()
+                    .is_some_and(|o| name.as_ref() != Some(o))
+            {
+                continue;
+            }
+            let resolved = resolve(&entry);
+            if use_case_id.is_some() && resolved != use_case_id {
+                continue;
+            }
+            if matches.len() == limit {
+                has_more = true;
+                break;
+            }
+            matches.push((entry, resolved));
         }
-        let resolved = resolve(&entry);
-        if use_case_id.is_some() && resolved != use_case_id {
-            continue;
-        }
-        if matches.len() == limit {
-            has_more = true;
-            break;
-        }
-        matches.push((entry, resolved));
-    }
+        (matches, has_more)
+    })
+    .await
+    .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
 
     let coordinates: Vec<(i32, i64)> = matches
         .iter()

@@ -169,17 +169,22 @@ impl ConsumerContext for LaneContext {
         match rebalance {
             Rebalance::Assign(list) => {
                 let partitions = self.lanes.partitions(list);
-                let mut attempt = 0;
-                while let Err(error) = self.lanes.restore(&partitions) {
-                    attempt += 1;
-                    if attempt >= 5 {
-                        error!(%error, ?partitions, "cannot restore held ordered deliveries; stopping");
-                        self.lanes.failed.store(true, Ordering::SeqCst);
-                        return;
+                // This callback runs inside the consumer's `recv()` on a tokio worker; the
+                // restore (lanes topic reads, committed offsets, retry pauses) must end before
+                // the assignment, so it blocks in place rather than stall that worker's tasks.
+                erp_runtime::blocking::in_place(|| {
+                    let mut attempt = 0;
+                    while let Err(error) = self.lanes.restore(&partitions) {
+                        attempt += 1;
+                        if attempt >= 5 {
+                            error!(%error, ?partitions, "cannot restore held ordered deliveries; stopping");
+                            self.lanes.failed.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        warn!(%error, attempt, "restoring held ordered deliveries failed; retrying");
+                        std::thread::sleep(Duration::from_secs(1));
                     }
-                    warn!(%error, attempt, "restoring held ordered deliveries failed; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
+                });
             }
             Rebalance::Revoke(list) => {
                 let partitions = self.lanes.partitions(list);

@@ -1,6 +1,7 @@
 //! Admit: whether a job may go to its endpoint now: the circuit breaker, the endpoint's rate
 //! limit, a free slot of the endpoint's concurrency cap and of the global one. A job that is not
-//! admitted is deferred (or, in a tier, an open breaker counts as its attempt).
+//! admitted is deferred without using one of its attempts; one held back by an open breaker for
+//! longer than the whole retry schedule ends as a dead letter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,48 +30,73 @@ pub(super) struct Admitted {
 /// What a breaker's refusal means for a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Refusal {
-    /// Not sent and not counted: to the first tier (or wait in the lane).
+    /// Not sent and not counted: to the first tier (or wait in the lane), so it is close at
+    /// hand when the breaker lets a probe through.
     Defer,
-    /// Counted as a failed attempt, so every task's way through the tiers stays finite.
-    CountAsAttempt,
+    /// Held back longer than the retry schedule's total time: a dead letter, so nothing waits
+    /// forever for an endpoint that stays down.
+    Expire,
 }
 
-/// The refusal of a job: on the main path, or for a replay still waiting out the breaker, the
-/// job is deferred; in a tier the open breaker answers for the endpoint (it failed often enough
-/// in a row that a request would most likely fail too).
-pub(super) fn on_refusal(from_tier: bool, wait_out_breaker: bool) -> Refusal {
-    if !from_tier || wait_out_breaker {
+/// The code of a delivery that an open breaker held back for longer than the schedule.
+pub(super) const CIRCUIT_OPEN_TOO_LONG: &str = "CIRCUIT_OPEN_TOO_LONG";
+
+/// The refusal of a job that has been deferred `deferrals` times, of `waits` allowed. An open
+/// breaker is the dispatcher's own judgement, not the endpoint's answer, so it never spends one
+/// of the job's attempts (the earlier rule, counting it as a `CIRCUIT_OPEN` attempt, moved a
+/// flaky endpoint's retries to the 5-minute tier and dead-lettered events it would have taken).
+pub(super) fn on_refusal(deferrals: u32, waits: u32) -> Refusal {
+    if deferrals < waits {
         Refusal::Defer
     } else {
-        Refusal::CountAsAttempt
+        Refusal::Expire
     }
 }
 
 impl Core {
-    /// Admits a job to `endpoint_id`, or answers what happened instead.
+    /// How often an open breaker may defer one delivery: the schedule's total time over the
+    /// shortest wait between two tries (a tier-1 wait, or a lane head's re-check for `ordered`).
+    /// Every deferral waits at least that long, so a delivery expires only after it was held
+    /// back for at least the whole schedule.
+    pub(super) fn breaker_waits(&self, ordered: bool) -> u32 {
+        let wait = if ordered {
+            self.settings.endpoint_queue_wait
+        } else {
+            self.schedule.delay(1)
+        };
+        crate::schedule::waits_within(self.schedule.total(), wait)
+    }
+
+    /// Admits a job to `endpoint_id`, or answers what happened instead. `deferrals`: how often
+    /// the job was deferred so far (an open breaker holds it back within a bound).
     pub(super) async fn admit(
         &self,
         endpoint_id: &str,
         config: &EndpointConfig,
         from_tier: bool,
-        wait_out_breaker: bool,
+        deferrals: u32,
+        ordered: bool,
     ) -> Result<Admitted, Sent> {
         let state = self.endpoints.get(endpoint_id);
         let probe = match state.admit(from_tier) {
             Admission::Allowed { probe } => probe,
-            Admission::Refused => match on_refusal(from_tier, wait_out_breaker) {
+            Admission::Refused => match on_refusal(deferrals, self.breaker_waits(ordered)) {
                 Refusal::Defer => return Err(Sent::Deferred("circuit_open")),
-                Refusal::CountAsAttempt => {
+                Refusal::Expire => {
                     self.metrics
                         .attempts
                         .with_label_values(&["circuit_open"])
                         .inc();
+                    let total = self.schedule.total();
                     let attempt = Attempt {
-                        result: AttemptResult::Retryable {
-                            code: "CIRCUIT_OPEN".into(),
-                            message: "not sent: the endpoint's circuit breaker is open after consecutive failures".into(),
+                        result: AttemptResult::Terminal {
+                            code: CIRCUIT_OPEN_TOO_LONG.into(),
+                            message: format!(
+                                "not sent: the endpoint's circuit breaker stayed open for longer \
+                                 than the retry schedule ({} s in all)",
+                                total.as_secs()
+                            ),
                             status: None,
-                            retry_after: None,
                         },
                         duration: Duration::ZERO,
                         response_body: String::new(),
@@ -144,11 +170,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refusal_defers_on_the_main_path_and_counts_in_a_tier() {
-        assert_eq!(on_refusal(false, false), Refusal::Defer);
-        assert_eq!(on_refusal(false, true), Refusal::Defer);
-        assert_eq!(on_refusal(true, false), Refusal::CountAsAttempt);
-        // A replay waits out the breaker in a tier too, for a bounded number of waits.
-        assert_eq!(on_refusal(true, true), Refusal::Defer);
+    fn an_open_breaker_defers_until_the_schedule_is_used_up() {
+        assert_eq!(on_refusal(0, 1), Refusal::Defer);
+        assert_eq!(on_refusal(5460, 5461), Refusal::Defer);
+        assert_eq!(on_refusal(5461, 5461), Refusal::Expire);
+        assert_eq!(on_refusal(9999, 5461), Refusal::Expire);
     }
 }

@@ -23,7 +23,7 @@ use erp_schemas::timestamp::now_rfc3339;
 use rdkafka::producer::DeliveryFuture;
 
 use super::pipeline::{Core, Event, Job, Outcome, Ready, Sent};
-use super::record::dead_letter;
+use super::record::{dead_letter, deferral_tier};
 use crate::delivery::{Attempt, AttemptResult};
 use crate::error::DispatcherError;
 use erp_webhooks::endpoint::EndpointConfig;
@@ -158,12 +158,21 @@ impl Core {
         let body = body(chunk.iter().map(|j| &*j.body));
         let endpoint = first.endpoint.clone();
         let from_tier = first.tier > 0;
+        let deferrals = first.deferrals;
         for job in &mut chunk {
             job.batch_id = Some(Arc::clone(&message_id));
         }
         let n = chunk.len();
         match self
-            .send_once(&endpoint, config, &message_id, &body, from_tier, false)
+            .send_once(
+                &endpoint,
+                config,
+                &message_id,
+                &body,
+                from_tier,
+                deferrals,
+                false,
+            )
             .await
         {
             Sent::Interrupted => Ok(vec![Outcome::Interrupted; n]),
@@ -171,7 +180,7 @@ impl Core {
                 for job in &mut chunk {
                     job.deferrals += 1;
                 }
-                let tier = first_tier(&chunk);
+                let tier = deferral_tier(reason, first_tier(&chunk));
                 self.write_batch_task(&chunk, &message_id, tier, None, reason, out)
                     .await?;
                 Ok(vec![Outcome::Deferred; n])

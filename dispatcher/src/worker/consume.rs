@@ -122,6 +122,15 @@ pub async fn run(
         &core.settings.group_id,
         &consumer,
     ));
+    // A main consumer left without partitions while events wait is stuck in group
+    // coordination: the watchdog reports it and the dispatcher stops, so the process restarts.
+    // (Not on the tiers: their records wait for their due time, so waiting work is normal.)
+    tokio::spawn(watch_main(
+        &runtime,
+        &core,
+        Arc::clone(&consumer),
+        Arc::clone(&tier_failure),
+    ));
     runtime.readiness.flag("dispatcher").set(true);
     info!(
         topic = topics.core_events(),
@@ -143,7 +152,37 @@ pub async fn run(
     }
 }
 
-/// The first retry tier that ended on its own.
+/// Runs the main consumer's watchdog: a stall stops the dispatcher with an error.
+fn watch_main(
+    runtime: &Runtime,
+    core: &Arc<Core>,
+    consumer: Arc<StreamConsumer<LaneContext>>,
+    failure: TierFailure,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let group = core.settings.group_id.clone();
+    let shutdown = core.shutdown.clone();
+    let watched = erp_runtime::watchdog::watch(
+        runtime.kafka.clone(),
+        group.clone(),
+        vec![core.topics.core_events()],
+        move || consumer.assignment().map_or(true, |a| a.count() > 0),
+        runtime.readiness.flag(format!("watchdog: {group}")),
+        Default::default(),
+        shutdown.clone(),
+    );
+    async move {
+        if let Some(reason) = watched.await {
+            tracing::error!(
+                reason,
+                "dispatcher consumer stalled; stopping the dispatcher"
+            );
+            record_tier_failure(&failure, reason);
+            shutdown.cancel();
+        }
+    }
+}
+
+/// The first retry tier that ended on its own (or the main consumer's stall).
 type TierFailure = Arc<Mutex<Option<String>>>;
 
 fn record_tier_failure(failure: &TierFailure, what: String) {

@@ -18,6 +18,7 @@ use erp_schemas::timestamp::{format_millis, now_millis, now_rfc3339};
 use crate::delivery::{self, Attempt, AttemptResult};
 use crate::error::DispatcherError;
 
+use super::admit::CIRCUIT_OPEN_TOO_LONG;
 use super::pipeline::*;
 use super::settings::DISABLED_REASON;
 
@@ -59,6 +60,15 @@ pub(super) fn decide(
             retry_after: *retry_after,
         },
     }
+}
+
+/// The tier a deferred delivery goes to from `tier`. One held back by an open breaker goes to the
+/// first tier, from any tier: it then comes back every first-tier wait, so once the breaker is
+/// half-open a probe goes out within that wait and, after the probe succeeded, the held
+/// deliveries follow at the endpoint's pace (its rate limit and cap) instead of a later tier's
+/// wait. A busy endpoint's deferral stays in its tier.
+pub(super) fn deferral_tier(reason: &str, tier: u32) -> u32 {
+    if reason == "circuit_open" { 1 } else { tier }
 }
 
 impl Core {
@@ -185,7 +195,8 @@ impl Core {
     }
 
     /// Sends a job to a retry tier without an attempt: the first tier from the main path, the
-    /// same tier from a tier.
+    /// same tier from a tier, the first tier whenever the breaker was open (see
+    /// [`deferral_tier`]).
     pub(super) async fn defer(
         &self,
         mut job: Job,
@@ -201,7 +212,7 @@ impl Core {
             });
         }
         job.deferrals += 1;
-        let tier = job.tier.max(1);
+        let tier = deferral_tier(reason, job.tier.max(1));
         self.write_task(&job, tier, None, reason, out).await?;
         debug!(
             event_id = job.head.event_id,
@@ -284,6 +295,12 @@ impl Core {
         let status = result
             .status()
             .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        // A delivery the breaker held back past the schedule never got its last answer: its
+        // own code says so, so an operator recovers it knowing the endpoint was down.
+        let code = match result.code() {
+            CIRCUIT_OPEN_TOO_LONG => CIRCUIT_OPEN_TOO_LONG,
+            _ => "DELIVERY_FAILED",
+        };
         let reason = format!(
             "{}: {} (attempt {}, last status {status}, endpoint {})",
             result.code(),
@@ -292,7 +309,7 @@ impl Core {
             job.shown_url().unwrap_or_default()
         );
         let letter = dead_letter(
-            "DELIVERY_FAILED",
+            code,
             &job.recording.secrets.redact(&reason),
             job.source.clone(),
             job.key.clone(),

@@ -14,7 +14,6 @@ use erp_webhooks::endpoint::EndpointConfig;
 
 use super::admit::Admitted;
 use super::pipeline::*;
-use super::settings::REPLAY_BREAKER_WAITS;
 
 impl Core {
     /// One job: the endpoint's filters and transform, admission (breaker, endpoint slot), one
@@ -38,13 +37,9 @@ impl Core {
         out: &mut Vec<DeliveryFuture>,
     ) -> Result<Outcome, DispatcherError> {
         let message_id = delivery::webhook_id(&job.head.event_id);
-        // A lane's head waits for the endpoint like a tier task does: an open breaker counts as
-        // an attempt, and the head may be the half-open probe.
+        // A lane's head waits for the endpoint like a tier task does: it may be the half-open
+        // probe. An open breaker defers either without spending an attempt.
         let from_tier = job.tier > 0 || job.ordered;
-        // A replay was asked for (by a person or a recovery), usually right after the endpoint
-        // was fixed, while its breaker may still be cooling down: an open breaker holds it back
-        // instead of counting as its attempt, for a bounded number of tier-1 waits.
-        let wait_out_breaker = job.replay.is_some() && job.deferrals < REPLAY_BREAKER_WAITS;
         match self
             .send_once(
                 &job.endpoint,
@@ -52,7 +47,8 @@ impl Core {
                 &message_id,
                 &job.body,
                 from_tier,
-                wait_out_breaker,
+                job.deferrals,
+                job.ordered,
             )
             .await
         {
@@ -63,7 +59,9 @@ impl Core {
     }
 
     /// Admission (breaker, rate limit, endpoint slot, global slot) and one request: what the
-    /// main path and the tiers do for a single delivery and for a batch alike.
+    /// main path and the tiers do for a single delivery and for a batch alike. `deferrals` and
+    /// `ordered` bound how long an open breaker may hold the delivery back.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_once(
         &self,
         endpoint: &WebhookEntry,
@@ -71,7 +69,8 @@ impl Core {
         message_id: &str,
         body: &[u8],
         from_tier: bool,
-        wait_out_breaker: bool,
+        deferrals: u32,
+        ordered: bool,
     ) -> Sent {
         let endpoint_id = endpoint.webhook.id.clone();
         let Admitted {
@@ -80,7 +79,7 @@ impl Core {
             permit,
             global,
         } = match self
-            .admit(&endpoint_id, config, from_tier, wait_out_breaker)
+            .admit(&endpoint_id, config, from_tier, deferrals, ordered)
             .await
         {
             Ok(admitted) => admitted,

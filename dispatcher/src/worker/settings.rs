@@ -6,10 +6,6 @@ use std::time::Duration;
 use crate::schedule::Schedule;
 use erp_webhooks::safety::DestinationPolicy;
 
-/// How often a replay is deferred by an open circuit breaker before the open breaker counts as
-/// its attempt: each deferral is one first-tier wait (5 s by default, so about an hour).
-pub(super) const REPLAY_BREAKER_WAITS: u32 = 720;
-
 /// The `extra` field the dispatcher sets on an endpoint it disabled. Events for such an endpoint
 /// are parked as dead letters instead of being skipped like those of an endpoint a user disabled,
 /// so they can be recovered once the endpoint is fixed.

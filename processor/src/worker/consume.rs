@@ -75,6 +75,24 @@ pub async fn run(
         "processor started"
     );
 
+    // A consumer left without partitions while its topics have work waiting is stuck in group
+    // coordination: the watchdog reports it and the processor stops, so the process restarts.
+    let mut watchdog = tokio::spawn(erp_runtime::watchdog::watch(
+        runtime.kafka.clone(),
+        settings.group_id.clone(),
+        vec![topics.inbound_events(), topics.platform_events()],
+        {
+            let owned = Arc::clone(&owned);
+            move || owned.lock().map(|o| !o.is_empty()).unwrap_or(true)
+        },
+        runtime
+            .readiness
+            .flag(format!("watchdog: {}", settings.group_id)),
+        Default::default(),
+        runtime.shutdown.clone(),
+    ));
+    let mut watching = true;
+
     let mut cache = MappingCache::default();
     let mut expiry = tokio::time::interval(Duration::from_secs(600));
     let shutdown = runtime.shutdown.clone();
@@ -102,6 +120,17 @@ pub async fn run(
         }
         let batch = tokio::select! {
             _ = shutdown.cancelled() => break,
+            stalled = &mut watchdog, if watching => {
+                watching = false;
+                if let Ok(Some(reason)) = stalled {
+                    if let Some(previous) = in_flight.take() {
+                        let _ = finish(previous, &consumer, &metrics, &in_flight_positions).await;
+                    }
+                    store.flush().await?;
+                    return Err(ProcessorError::Task(reason));
+                }
+                continue;
+            }
             _ = expiry.tick() => {
                 if let Err(error) = worker.expire(&owned).await {
                     warn!(%error, "dedup expiry failed");
