@@ -160,6 +160,13 @@ pub fn ingest(
     bounds: IngestBounds,
     event_schemas: Option<std::sync::Arc<erp_runtime::event_schemas::EventSchemas>>,
 ) -> web::Data<IngestState> {
+    let producer = std::sync::Arc::new(erp_runtime::producer::RecoveringProducer::new(
+        producer,
+        runtime.kafka.clone(),
+        "erp-toolkit-ingest",
+    ));
+    #[cfg(debug_assertions)]
+    inject_fatal_producer_error(&producer);
     web::Data::new(IngestState {
         view,
         producer,
@@ -171,6 +178,26 @@ pub fn ingest(
         event_schemas,
         produce_timeout: bounds.produce_timeout,
     })
+}
+
+/// Test builds only: `ERP_TOOLKIT_TEST_FATAL_PRODUCER_AFTER_MS=<ms>` makes the ingest's producer
+/// fail fatally that long after start, as a broker that fences it would.
+#[cfg(debug_assertions)]
+fn inject_fatal_producer_error(
+    producer: &std::sync::Arc<erp_runtime::producer::RecoveringProducer>,
+) {
+    let Some(after) = std::env::var("ERP_TOOLKIT_TEST_FATAL_PRODUCER_AFTER_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let producer = std::sync::Arc::clone(producer);
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(after)).await;
+        tracing::warn!("injecting a fatal error into the ingest's producer (test build)");
+        producer.inject_fatal_error();
+    });
 }
 
 /// The control plane's state, its background tasks handed to `tasks`.

@@ -191,7 +191,7 @@ impl Standalone {
         };
         let api = crate::api::control_plane(
             &runtime,
-            producer.clone(),
+            runtime.kafka.producer("erp-toolkit-api")?,
             view.clone(),
             settings,
             &mut tasks,

@@ -42,12 +42,13 @@ pub async fn queue(
             state.produce_timeout.as_millis()
         ))
     };
+    let producer = state.producer.get();
     let mut pending = Vec::with_capacity(events.len());
     for event in events {
         // A full producer queue (broker away) waits inside `enqueue`: bounded here.
         let delivery = tokio::time::timeout_at(
             deadline,
-            kafka::enqueue(&state.producer, topic, &event.key, &event.bytes),
+            kafka::enqueue(&producer, topic, &event.key, &event.bytes),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out()));
@@ -79,6 +80,11 @@ pub async fn queue(
         results.push(result);
     }
     if failed > 0 {
+        // A producer in a fatal state refuses every record for good: the next request gets a
+        // new one (these events are answered as not queued, so clients resend them).
+        if state.producer.recover(&producer) {
+            tracing::warn!("the ingest's producer was replaced after a fatal error");
+        }
         let error = ApiError::unavailable(
             "QUEUE_UNAVAILABLE",
             format!("{failed} of {} events could not be queued", results.len()),

@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::FutureProducer;
-
 use erp_runtime::ConfigView;
 use erp_runtime::event_schemas::EventSchemas;
 use erp_schemas::topics::Topics;
@@ -16,8 +14,8 @@ use crate::metrics::IngestMetrics;
 pub struct IngestState {
     /// The configuration view: integrations, use cases, app mappings.
     pub view: ConfigView,
-    /// Producer for accepted events.
-    pub producer: FutureProducer,
+    /// Producer for accepted events, replaced after a fatal error.
+    pub producer: std::sync::Arc<erp_runtime::producer::RecoveringProducer>,
     /// Topic names.
     pub topics: Topics,
     /// Ingest counters.

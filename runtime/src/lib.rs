@@ -27,6 +27,8 @@ pub mod lag;
 pub mod metrics;
 /// The poison-record guard: records in flight during repeated crashes are set aside.
 pub mod poison;
+/// A producer that replaces itself after a fatal error (the ingest's).
+pub mod producer;
 /// The deployment's secrets keys: AES-256-GCM sealing.
 pub mod secrets;
 /// Flags and `ERP_TOOLKIT_*` variables shared by every role.
