@@ -185,6 +185,17 @@ pub async fn api(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Resul
     let runtime = runtime(&args.kafka, "api", shutdown.clone()).await?;
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, producer) = http_role(&runtime, &args, "api", &mut tasks).await?;
+    // Many parts of the control plane hold this producer: after a fatal error the role stops
+    // and is restarted rather than refusing every write for ever.
+    tasks.adopt(
+        "api producer",
+        tokio::spawn({
+            let producer = producer.clone();
+            async move {
+                erp_runtime::producer::watch_fatal(producer).await;
+            }
+        }),
+    );
     let settings = args.api_settings()?;
     let state = crate::api::control_plane(&runtime, producer, view.clone(), settings, &mut tasks)?;
     let services = Services {

@@ -189,13 +189,18 @@ impl Standalone {
             monitoring_retention: options.monitoring_retention,
             alert_sweep: options.alert_sweep,
         };
-        let api = crate::api::control_plane(
-            &runtime,
-            runtime.kafka.producer("erp-toolkit-api")?,
-            view.clone(),
-            settings,
-            &mut tasks,
-        )?;
+        let api_producer = runtime.kafka.producer("erp-toolkit-api")?;
+        tasks.adopt(
+            "api producer",
+            tokio::spawn({
+                let producer = api_producer.clone();
+                async move {
+                    erp_runtime::producer::watch_fatal(producer).await;
+                }
+            }),
+        );
+        let api =
+            crate::api::control_plane(&runtime, api_producer, view.clone(), settings, &mut tasks)?;
         let services = Services {
             access: Some(crate::api::access(
                 &runtime,

@@ -16,6 +16,40 @@ use tracing::{error, warn};
 
 use crate::kafka::KafkaSettings;
 
+/// How often [`watch_fatal`] looks at a producer.
+pub const FATAL_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Returns once `producer` is in a fatal state (checked every [`FATAL_CHECK_EVERY`]), with the
+/// error. For producers that many parts of a role hold (the API's): run under the supervisor, it
+/// turns a producer that would refuse every write for good into a process that stops and is
+/// restarted, instead of one that answers 503 for ever.
+pub async fn watch_fatal(producer: FutureProducer) -> String {
+    let mut tick = tokio::time::interval(FATAL_CHECK_EVERY);
+    loop {
+        tick.tick().await;
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            error!(?code, %reason, "the producer met a fatal error; the role stops to be restarted");
+            return format!("{code:?}: {reason}");
+        }
+    }
+}
+
+/// Test builds only: makes `producer` fail fatally, as librdkafka does when the broker fences
+/// it (`rd_kafka_test_fatal_error`).
+#[cfg(debug_assertions)]
+pub fn inject_fatal_error(producer: &FutureProducer) {
+    let reason = c"injected by a test";
+    // SAFETY: the pointer is the live client of `producer`, held for the call; the reason is a
+    // NUL-terminated string librdkafka copies.
+    unsafe {
+        rdkafka::bindings::rd_kafka_test_fatal_error(
+            producer.client().native_ptr(),
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            reason.as_ptr(),
+        );
+    }
+}
+
 /// A shared producer, replaced after a fatal error.
 pub struct RecoveringProducer {
     current: RwLock<FutureProducer>,
@@ -81,20 +115,34 @@ impl RecoveringProducer {
         }
     }
 
-    /// Test builds only: makes the current producer fail fatally, as librdkafka does when the
-    /// broker fences it (`rd_kafka_test_fatal_error`).
+    /// Test builds only: makes the current producer fail fatally (see [`inject_fatal_error`]).
     #[cfg(debug_assertions)]
     pub fn inject_fatal_error(&self) {
-        let producer = self.get();
-        let reason = c"injected by ERP_TOOLKIT_TEST_FATAL_PRODUCER";
-        // SAFETY: the pointer is the live client of `producer`, held for the call; the reason
-        // is a NUL-terminated string librdkafka copies.
-        unsafe {
-            rdkafka::bindings::rd_kafka_test_fatal_error(
-                producer.client().native_ptr(),
-                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-                reason.as_ptr(),
-            );
-        }
+        inject_fatal_error(&self.get());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fatal_producer_is_noticed_and_replaced() {
+        // No broker needed: the fatal state is the client's own.
+        let settings = KafkaSettings::new("127.0.0.1:1");
+        let producer = settings.producer("erp-toolkit-test").expect("producer");
+        let shared = RecoveringProducer::new(producer.clone(), settings, "erp-toolkit-test");
+        assert!(!shared.recover(&producer), "a healthy producer is kept");
+        inject_fatal_error(&producer);
+        let noticed = tokio::time::timeout(FATAL_CHECK_EVERY * 5, watch_fatal(producer.clone()))
+            .await
+            .expect("noticed");
+        assert!(noticed.contains("injected"), "{noticed}");
+        assert!(shared.recover(&producer));
+        assert_eq!(shared.replaced(), 1);
+        assert!(shared.get().client().fatal_error().is_none());
+        // Reported again by a second request that used the old one: replaced once only.
+        assert!(shared.recover(&producer));
+        assert_eq!(shared.replaced(), 1);
     }
 }
