@@ -218,4 +218,27 @@ impl ApiState {
     pub fn view(&self) -> &ConfigView {
         self.config.view()
     }
+
+    /// The integration `id` of the caller's organisation: 404 otherwise, whoever owns it.
+    pub fn caller_integration(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<erp_schemas::config::Integration, ApiError> {
+        self.view()
+            .snapshot()
+            .integration(&caller.org_id, id)
+            .cloned()
+            .ok_or_else(|| ApiError::integration_not_found(id))
+    }
+
+    /// The monitoring store: 503 when this process keeps none.
+    pub fn monitoring_store(&self) -> Result<&MonitoringStore, ApiError> {
+        self.monitoring.as_ref().ok_or_else(|| {
+            ApiError::unavailable(
+                "MONITORING_UNAVAILABLE",
+                "this process keeps no monitoring store (start it with a data directory or --monitoring-store)",
+            )
+        })
+    }
 }

@@ -161,6 +161,16 @@ pub fn uuid_field(map: &Map<String, Value>, key: &str) -> Result<String, ApiErro
     }
 }
 
+/// An optional RFC 3339 `date-time` field, in milliseconds since the epoch.
+pub fn opt_date_ms(map: &Map<String, Value>, key: &str) -> Result<Option<i64>, ApiError> {
+    match opt_string(map, "", key, 1, 64)? {
+        None => Ok(None),
+        Some(text) => erp_schemas::timestamp::parse_rfc3339(text)
+            .map(|at| Some(erp_schemas::timestamp::millis_of(at)))
+            .ok_or_else(|| ApiError::bad_request(format!("{key} must be an RFC 3339 date-time"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

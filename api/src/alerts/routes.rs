@@ -11,34 +11,7 @@ use erp_http::body::{object, read_optional_json};
 use erp_schemas::timestamp::{format_millis, now_millis};
 
 use super::rules::settings;
-use crate::monitoring::store::Store;
 use crate::state::ApiState;
-
-fn store(state: &ApiState) -> Result<&Store, ApiError> {
-    state.monitoring.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            "MONITORING_UNAVAILABLE",
-            "this process keeps no monitoring store, so no alert state",
-        )
-    })
-}
-
-fn failed(error: crate::monitoring::store::StoreError) -> ApiError {
-    ApiError::internal("MONITORING_STORE_FAILED", error.to_string())
-}
-
-fn integration(
-    state: &ApiState,
-    caller: &Caller,
-    id: &str,
-) -> Result<erp_schemas::config::Integration, ApiError> {
-    state
-        .view()
-        .snapshot()
-        .integration(&caller.org_id, id)
-        .cloned()
-        .ok_or_else(|| ApiError::integration_not_found(id))
-}
 
 fn encode_cursor(at: i64, id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))
@@ -61,7 +34,7 @@ pub async fn history(
     query: web::Query<std::collections::HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    integration(&state, &caller, &integration_id)?;
+    state.caller_integration(&caller, &integration_id)?;
     let limit = match query.get("limit") {
         None => 50,
         Some(text) => text
@@ -76,7 +49,8 @@ pub async fn history(
             Some(decode_cursor(text).ok_or_else(|| ApiError::bad_request("cursor is not valid"))?)
         }
     };
-    let (rows, more) = store(&state)?
+    let (rows, more) = state
+        .monitoring_store()?
         .alert_history(
             &caller.org_id,
             &integration_id,
@@ -84,8 +58,7 @@ pub async fn history(
             before,
             limit,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     let next_cursor = match (more, rows.last()) {
         (true, Some((at, id, _))) => json!(encode_cursor(*at, id)),
         _ => Value::Null,
@@ -101,12 +74,12 @@ pub async fn status(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let found = integration(&state, &caller, &integration_id)?;
+    let found = state.caller_integration(&caller, &integration_id)?;
     let config = settings(&found.extra).unwrap_or_default();
-    let states = store(&state)?
+    let states = state
+        .monitoring_store()?
         .rule_states(&caller.org_id, &integration_id)
-        .await
-        .map_err(failed)?;
+        .await?;
     let at = |ms: Option<i64>| ms.map_or(Value::Null, |ms| json!(format_millis(ms)));
     let mut alerting = false;
     let mut evaluated: Option<i64> = None;
@@ -149,7 +122,7 @@ pub async fn test(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    integration(&state, &caller, &integration_id)?;
+    state.caller_integration(&caller, &integration_id)?;
     let body = read_optional_json(payload, state.body_limit)
         .await?
         .unwrap_or_else(|| json!({}));

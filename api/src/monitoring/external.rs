@@ -102,13 +102,7 @@ pub async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
     // Another organisation's integration is not found, whatever the body.
-    let config = state.view().snapshot();
-    if config
-        .integration(&caller.org_id, &integration_id)
-        .is_none()
-    {
-        return Err(ApiError::integration_not_found(&integration_id));
-    }
+    state.caller_integration(&caller, &integration_id)?;
     let body = read_json(payload, state.body_limit).await?;
     let fields: &Map<String, Value> = object(&body, "request body")?;
     let events = match fields.get("events") {
@@ -124,6 +118,7 @@ pub async fn ingest(
             ));
         }
     };
+    let config = state.view().snapshot();
     let use_cases = config.use_cases(&caller.org_id, &integration_id);
     // A known slug groups the span under its use case; an unknown one under the raw slug
     // (listed by `use_case_id: "__unknown__"`).

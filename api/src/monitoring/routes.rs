@@ -9,38 +9,23 @@ use serde_json::{Map, Value, json};
 
 use erp_http::ApiError;
 use erp_http::auth::Caller;
-use erp_http::body::{object, opt_string, read_optional_json};
+use erp_http::body::{object, opt_date_ms, opt_string, read_optional_json};
 use erp_schemas::timestamp::{format_millis, millis_of, now_millis, parse_rfc3339};
 
 use super::counts::{Cell, Window};
 use super::listing::SpanFilter;
-use super::store::{Store, StoreError};
 use super::{USE_CASE_TYPES, time_series};
 use crate::state::ApiState;
 
 /// Most spans a trace or an event's associated list returns.
 pub const TRACE_CAP: usize = 500;
 
-fn store(state: &ApiState) -> Result<&Store, ApiError> {
-    state.monitoring.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            "MONITORING_UNAVAILABLE",
-            "this process keeps no monitoring store (start it with a data directory or --monitoring-store)",
-        )
-    })
-}
-
-fn failed(error: StoreError) -> ApiError {
-    ApiError::internal("MONITORING_STORE_FAILED", error.to_string())
-}
-
-/// The integration, which must be the caller's: 404 otherwise, whoever owns it.
+/// The caller's integration's use-case ids (404 for an integration not the caller's).
 fn owned(state: &ApiState, caller: &Caller, integration_id: &str) -> Result<Vec<String>, ApiError> {
-    let config = state.view().snapshot();
-    if config.integration(&caller.org_id, integration_id).is_none() {
-        return Err(ApiError::integration_not_found(integration_id));
-    }
-    Ok(config
+    state.caller_integration(caller, integration_id)?;
+    Ok(state
+        .view()
+        .snapshot()
         .use_cases(&caller.org_id, integration_id)
         .iter()
         .map(|u| u.use_case.id.clone())
@@ -52,16 +37,6 @@ async fn body(state: &ApiState, payload: web::Payload) -> Result<Map<String, Val
         .await?
         .unwrap_or_else(|| json!({}));
     Ok(object(&value, "request body")?.clone())
-}
-
-/// An optional `date-time` field, in ms.
-fn date(fields: &Map<String, Value>, key: &str) -> Result<Option<i64>, ApiError> {
-    match opt_string(fields, "", key, 1, 64)? {
-        None => Ok(None),
-        Some(text) => parse_rfc3339(text)
-            .map(|at| Some(millis_of(at)))
-            .ok_or_else(|| ApiError::bad_request(format!("{key} must be an RFC 3339 date-time"))),
-    }
 }
 
 fn one_of(
@@ -88,7 +63,7 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
     let fields = body(&state, payload).await?;
-    let store = store(&state)?;
+    let store = state.monitoring_store()?;
     let known_use_cases = owned(&state, &caller, &integration_id)?;
     let text = |key: &str| opt_string(&fields, "", key, 0, 1000).map(|v| v.map(str::to_owned));
     let limit = match fields.get("limit") {
@@ -127,15 +102,12 @@ pub async fn events(
         code: text("code")?,
         event_id: text("event_id")?,
         correlation_id: text("correlation_id")?,
-        from: date(&fields, "from_date")?,
-        to: date(&fields, "to_date")?,
+        from: opt_date_ms(&fields, "from_date")?,
+        to: opt_date_ms(&fields, "to_date")?,
         before,
         limit,
     };
-    let page = store
-        .page(&caller.org_id, &integration_id, filter)
-        .await
-        .map_err(failed)?;
+    let page = store.page(&caller.org_id, &integration_id, filter).await?;
     let next_cursor = match (page.has_more, page.spans.last()) {
         (true, Some((at, span))) => json!({"created_at": format_millis(*at), "id": span["id"]}),
         _ => Value::Null,
@@ -218,7 +190,7 @@ pub async fn stats(
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
     let fields = body(&state, payload).await?;
-    let store = store(&state)?;
+    let store = state.monitoring_store()?;
     owned(&state, &caller, &integration_id)?;
     let mut types: Vec<String> = one_of(&fields, "use_case_type", USE_CASE_TYPES)?
         .into_iter()
@@ -252,8 +224,8 @@ pub async fn stats(
     let window = window(
         &caller,
         &integration_id,
-        date(&fields, "from_date")?,
-        date(&fields, "to_date")?,
+        opt_date_ms(&fields, "from_date")?,
+        opt_date_ms(&fields, "to_date")?,
         types,
     )?;
     if source.as_deref() == Some("incoming") {
@@ -262,7 +234,7 @@ pub async fn stats(
                 "source incoming supports only group_by use_case_id",
             ));
         }
-        let incoming = store.incoming(window).await.map_err(failed)?;
+        let incoming = store.incoming(window).await?;
         let total: i64 = incoming.iter().map(|(_, n)| n).sum();
         let breakdown: Vec<Value> = if group_by.is_some() {
             incoming
@@ -278,8 +250,8 @@ pub async fn stats(
             "last_error_at": null, "breakdown": breakdown,
         })));
     }
-    let last_error = store.last_error(window.clone()).await.map_err(failed)?;
-    let cells = store.cells(window).await.map_err(failed)?;
+    let last_error = store.last_error(window.clone()).await?;
+    let cells = store.cells(window).await?;
     let mut all = Counts::default();
     let mut groups: BTreeMap<String, Counts> = BTreeMap::new();
     for cell in &cells {
@@ -341,9 +313,9 @@ pub async fn series(
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
     let fields = body(&state, payload).await?;
-    let store = store(&state)?;
+    let store = state.monitoring_store()?;
     owned(&state, &caller, &integration_id)?;
-    let from = date(&fields, "from_date")?
+    let from = opt_date_ms(&fields, "from_date")?
         .ok_or_else(|| ApiError::bad_request("from_date is required"))?;
     let interval_name = one_of(&fields, "interval", &time_series::INTERVAL_NAMES)?
         .ok_or_else(|| ApiError::bad_request("interval is required"))?;
@@ -356,7 +328,7 @@ pub async fn series(
         &caller,
         &integration_id,
         Some(from),
-        date(&fields, "to_date")?,
+        opt_date_ms(&fields, "to_date")?,
         types,
     )?;
     let starts = time_series::bucket_starts(window.from, window.to, interval).ok_or_else(|| {
@@ -366,7 +338,7 @@ pub async fn series(
         ))
     })?;
     let (from_ms, to_ms) = (window.from, window.to - 1);
-    let cells = store.cells(window).await.map_err(failed)?;
+    let cells = store.cells(window).await?;
     let buckets = time_series::buckets(&starts, interval, &cells, group_by.as_deref());
     Ok(HttpResponse::Ok().json(json!({
         "interval": interval_name,
@@ -383,7 +355,7 @@ pub async fn associated(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (integration_id, event_id) = path.into_inner();
-    let store = store(&state)?;
+    let store = state.monitoring_store()?;
     owned(&state, &caller, &integration_id)?;
     let (spans, _) = store
         .chronological(
@@ -393,8 +365,7 @@ pub async fn associated(
             &event_id,
             TRACE_CAP,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     let inbound = super::inbound_head(&state, &caller.org_id, &event_id).await;
     Ok(HttpResponse::Ok().json(json!({
         "monitoring_events": spans,
@@ -409,7 +380,7 @@ pub async fn trace(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (integration_id, correlation_id) = path.into_inner();
-    let store = store(&state)?;
+    let store = state.monitoring_store()?;
     owned(&state, &caller, &integration_id)?;
     if correlation_id.is_empty() {
         return Err(ApiError::bad_request("correlationId must not be empty"));
@@ -422,8 +393,7 @@ pub async fn trace(
             &correlation_id,
             TRACE_CAP,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     let levels: Vec<&str> = spans.iter().filter_map(|s| s["level"].as_str()).collect();
     let status = ["error", "warning", "success"]
         .into_iter()

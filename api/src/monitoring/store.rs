@@ -33,6 +33,12 @@ pub enum StoreError {
     Unsupported(String),
 }
 
+impl From<StoreError> for erp_http::ApiError {
+    fn from(error: StoreError) -> Self {
+        erp_http::ApiError::internal("MONITORING_STORE_FAILED", error.to_string())
+    }
+}
+
 fn sql(what: &'static str) -> impl Fn(libsql::Error) -> StoreError {
     move |e| StoreError::Sql(what, e.to_string())
 }

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use erp_http::ApiError;
 use erp_http::auth::Caller;
-use erp_http::body::{object, opt_string, read_json};
-use erp_schemas::timestamp::{millis_of, now_millis, parse_rfc3339};
+use erp_http::body::{object, opt_date_ms, opt_string, read_json};
+use erp_schemas::timestamp::now_millis;
 
 use super::Plan;
 use super::scan::{RangeReader, Selection};
@@ -22,27 +22,6 @@ use crate::state::ApiState;
 
 /// Most records a plan reads to count the selected ones; past it the count is an upper bound.
 pub const COUNT_LIMIT: u64 = 1_000_000;
-
-fn owned(state: &ApiState, caller: &Caller, integration_id: &str) -> Result<(), ApiError> {
-    if state
-        .view()
-        .snapshot()
-        .integration(&caller.org_id, integration_id)
-        .is_none()
-    {
-        return Err(ApiError::integration_not_found(integration_id));
-    }
-    Ok(())
-}
-
-fn date(fields: &Map<String, Value>, key: &str) -> Result<Option<i64>, ApiError> {
-    match opt_string(fields, "", key, 1, 64)? {
-        None => Ok(None),
-        Some(text) => parse_rfc3339(text)
-            .map(|at| Some(millis_of(at)))
-            .ok_or_else(|| ApiError::bad_request(format!("{key} must be an RFC 3339 date-time"))),
-    }
-}
 
 /// `offsets: {"<partition>": {"start": n, "end": m}}` (end exclusive).
 fn offsets(fields: &Map<String, Value>) -> Result<Option<OffsetRanges>, ApiError> {
@@ -94,12 +73,12 @@ pub async fn plan(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    owned(&state, &caller, &integration_id)?;
+    state.caller_integration(&caller, &integration_id)?;
     let body = read_json(payload, state.body_limit).await?;
     let fields = object(&body, "request body")?;
     let (from, to, offsets) = (
-        date(fields, "from_date")?,
-        date(fields, "to_date")?,
+        opt_date_ms(fields, "from_date")?,
+        opt_date_ms(fields, "to_date")?,
         offsets(fields)?,
     );
     if offsets.is_some() && (from.is_some() || to.is_some()) {
@@ -193,7 +172,7 @@ pub async fn run(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    owned(&state, &caller, &integration_id)?;
+    state.caller_integration(&caller, &integration_id)?;
     let body = read_json(payload, state.body_limit).await?;
     let fields = object(&body, "request body")?;
     let plan_id = opt_string(fields, "", "plan_id", 1, 100)?.ok_or_else(|| {
@@ -252,7 +231,7 @@ pub async fn status(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (integration_id, task_id) = path.into_inner();
-    owned(&state, &caller, &integration_id)?;
+    state.caller_integration(&caller, &integration_id)?;
     let task = task_of(&state, &caller, &integration_id, &task_id)?;
     Ok(HttpResponse::Ok().json(task.json()))
 }
@@ -265,7 +244,7 @@ pub async fn cancel(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (integration_id, task_id) = path.into_inner();
-    owned(&state, &caller, &integration_id)?;
+    state.caller_integration(&caller, &integration_id)?;
     let task = task_of(&state, &caller, &integration_id, &task_id)?;
     task.cancel.cancel();
     Ok(HttpResponse::Accepted().json(task.json()))
