@@ -17,6 +17,47 @@ pub struct Cell {
     pub count: i64,
 }
 
+/// Counts per outcome level of some cells (`info` steps are no outcome), and ACK timeouts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub success: i64,
+    pub error: i64,
+    pub warning: i64,
+    pub skipped: i64,
+    pub ack_timeout: i64,
+}
+
+impl Tally {
+    /// Adds a cell's spans.
+    pub fn add(&mut self, cell: &Cell) {
+        match cell.level.as_str() {
+            "success" => self.success += cell.count,
+            "error" => self.error += cell.count,
+            "warning" => self.warning += cell.count,
+            "skipped" => self.skipped += cell.count,
+            _ => {}
+        }
+        if cell.code == "ACK_TIMEOUT" {
+            self.ack_timeout += cell.count;
+        }
+    }
+
+    /// All outcomes.
+    pub fn total(&self) -> i64 {
+        self.success + self.error + self.warning + self.skipped
+    }
+
+    /// `success_count`, `error_count`, `warning_count`, `skipped_count`, as epilot names them.
+    pub fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        out.insert("success_count".into(), self.success.into());
+        out.insert("error_count".into(), self.error.into());
+        out.insert("warning_count".into(), self.warning.into());
+        out.insert("skipped_count".into(), self.skipped.into());
+        out
+    }
+}
+
 /// The pieces a window `[from, to)` splits into: the half-open ranges read from raw spans and
 /// the range of whole buckets read from the rollups.
 #[derive(Debug, Clone, PartialEq, Eq)]

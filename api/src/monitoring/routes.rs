@@ -12,7 +12,7 @@ use erp_http::auth::Caller;
 use erp_http::body::{object, opt_date_ms, opt_string, read_optional_json};
 use erp_schemas::timestamp::{format_millis, millis_of, now_millis, parse_rfc3339};
 
-use super::counts::{Cell, Window};
+use super::counts::{Tally, Window};
 use super::listing::SpanFilter;
 use super::{USE_CASE_TYPES, time_series};
 use crate::state::ApiState;
@@ -143,44 +143,6 @@ fn window(
     })
 }
 
-/// Counts per level of some cells.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    success: i64,
-    error: i64,
-    warning: i64,
-    skipped: i64,
-    ack_timeout: i64,
-}
-
-impl Counts {
-    fn add(&mut self, cell: &Cell) {
-        match cell.level.as_str() {
-            "success" => self.success += cell.count,
-            "error" => self.error += cell.count,
-            "warning" => self.warning += cell.count,
-            "skipped" => self.skipped += cell.count,
-            _ => {}
-        }
-        if cell.code == "ACK_TIMEOUT" {
-            self.ack_timeout += cell.count;
-        }
-    }
-
-    fn total(&self) -> i64 {
-        self.success + self.error + self.warning + self.skipped
-    }
-
-    fn json(&self) -> Map<String, Value> {
-        let mut out = Map::new();
-        out.insert("success_count".into(), json!(self.success));
-        out.insert("error_count".into(), json!(self.error));
-        out.insert("warning_count".into(), json!(self.warning));
-        out.insert("skipped_count".into(), json!(self.skipped));
-        out
-    }
-}
-
 /// `POST /v2/integrations/{id}/monitoring/stats`
 pub async fn stats(
     state: web::Data<ApiState>,
@@ -252,8 +214,8 @@ pub async fn stats(
     }
     let last_error = store.last_error(window.clone()).await?;
     let cells = store.cells(window).await?;
-    let mut all = Counts::default();
-    let mut groups: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut all = Tally::default();
+    let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
     for cell in &cells {
         all.add(cell);
         if let Some(key) = group_by.as_deref() {
@@ -296,7 +258,7 @@ pub async fn stats(
 
 /// Successes among outcomes, as a percentage with two decimals; 100 with no outcomes at all
 /// (nothing failed).
-fn success_rate(counts: &Counts) -> f64 {
+fn success_rate(counts: &Tally) -> f64 {
     let total = counts.total();
     if total == 0 {
         return 100.0;

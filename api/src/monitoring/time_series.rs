@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use erp_schemas::timestamp::format_millis;
 
-use super::counts::Cell;
+use super::counts::{Cell, Tally};
 
 /// One day, in ms.
 pub const DAY_MS: i64 = 86_400_000;
@@ -45,37 +45,11 @@ pub fn bucket_starts(from: i64, to: i64, interval: i64) -> Option<Vec<i64>> {
     Some(starts)
 }
 
-#[derive(Default, Clone, Copy)]
-struct Tally {
-    success: i64,
-    error: i64,
-    warning: i64,
-    skipped: i64,
-}
-
-impl Tally {
-    fn add(&mut self, cell: &Cell) {
-        match cell.level.as_str() {
-            "success" => self.success += cell.count,
-            "error" => self.error += cell.count,
-            "warning" => self.warning += cell.count,
-            "skipped" => self.skipped += cell.count,
-            _ => {}
-        }
-    }
-
-    fn json(&self) -> Map<String, Value> {
-        let mut out = Map::new();
-        out.insert("success_count".into(), json!(self.success));
-        out.insert("error_count".into(), json!(self.error));
-        out.insert("warning_count".into(), json!(self.warning));
-        out.insert("skipped_count".into(), json!(self.skipped));
-        out.insert(
-            "total_count".into(),
-            json!(self.success + self.error + self.warning + self.skipped),
-        );
-        out
-    }
+/// A bucket's counts, with its `total_count`.
+fn bucket_json(tally: &Tally) -> Map<String, Value> {
+    let mut out = tally.json();
+    out.insert("total_count".into(), json!(tally.total()));
+    out
 }
 
 /// The buckets at `starts` with the counts of `cells` (five-minute aligned, so each falls in
@@ -106,7 +80,7 @@ pub fn buckets(
     totals
         .into_iter()
         .map(|(start, tally)| {
-            let mut bucket = tally.json();
+            let mut bucket = bucket_json(&tally);
             bucket.insert("timestamp".into(), json!(format_millis(start)));
             if let Some(field) = group_by {
                 let field = if field == "use_case" {
@@ -120,7 +94,7 @@ pub fn buckets(
                     // Spans of no use case ("General") have no type to group by.
                     .filter(|((_, key), _)| !(field == "use_case_type" && key.is_empty()))
                     .map(|((_, key), tally)| {
-                        let mut row = tally.json();
+                        let mut row = bucket_json(tally);
                         row.insert(field.to_owned(), json!(key));
                         Value::Object(row)
                     })
