@@ -143,17 +143,27 @@ pub async fn ingest(
         }
     }
     let topic = state.topics.monitoring();
-    // Written one by one and each acknowledged before the answer: a 202 means they are on the
-    // bus, never "maybe".
+    // Handed to the producer together, and all acknowledged before the answer: a 202 means
+    // they are on the bus, never "maybe".
+    let unavailable =
+        |e: String| ApiError::unavailable("QUEUE_UNAVAILABLE", format!("spans not written: {e}"));
+    let mut deliveries = Vec::with_capacity(spans.len());
     for span in &spans {
         let bytes = serde_json::to_vec(span)
             .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
-        erp_runtime::kafka::send(&state.producer, &topic, &integration_id, &bytes)
-            .await
-            .map_err(|e| {
-                ApiError::unavailable("QUEUE_UNAVAILABLE", format!("spans not written: {e}"))
-            })?;
+        let delivery =
+            erp_runtime::kafka::enqueue(&state.producer, &topic, &integration_id, &bytes)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+        deliveries.push(delivery);
     }
+    tokio::time::timeout(
+        erp_runtime::kafka::SEND_TIMEOUT,
+        erp_runtime::kafka::await_deliveries(deliveries),
+    )
+    .await
+    .map_err(|_| unavailable("no acknowledgement from Kafka in time".to_owned()))?
+    .map_err(|e| unavailable(e.to_string()))?;
     let accepted = spans.len();
     Ok(HttpResponse::Accepted().json(json!({
         "accepted": accepted,
