@@ -80,6 +80,8 @@ async fn sweep_one(
         .rules
         .iter()
         .any(|r| r.kind == "recovery" && r.enabled);
+    let mut cells_by_window: std::collections::HashMap<i64, Vec<crate::monitoring::counts::Cell>> =
+        std::collections::HashMap::new();
     for rule in settings.rules.iter().filter(|r| r.enabled) {
         let window = Window {
             org_id: org_id.to_owned(),
@@ -88,8 +90,15 @@ async fn sweep_one(
             to: now + 1,
             use_case_types: Vec::new(),
         };
-        let cells = store.cells(window).await?;
-        let Some(finding) = evaluate(settings, rule, &cells) else {
+        // Rules of one window read the same cells: read them once per sweep.
+        let cells = match cells_by_window.get(&rule.window_ms) {
+            Some(cells) => cells,
+            None => {
+                let read = store.cells(window).await?;
+                cells_by_window.entry(rule.window_ms).or_insert(read)
+            }
+        };
+        let Some(finding) = evaluate(settings, rule, cells) else {
             continue;
         };
         let mut state = states.get(&rule.id).cloned().unwrap_or_default();
