@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use common::process::{Role, free_address, wait_tcp};
-use common::{meter_mapping, read_topic, reading_event};
+use common::{meter_mapping, read_topic_to_end, reading_event};
 use erp_toolkit::receiver::Receiver;
 
 const TOKEN: &str = "erpt_broker_restart_token";
@@ -44,6 +44,50 @@ async fn readyz_until(
             return answer;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Creates an integration with the meter-reading use case through the API at `api_address`.
+async fn meter_integration(client: &reqwest::Client, api_address: &str) -> String {
+    let integration: Value = client
+        .post(format!("http://{api_address}/v1/integrations"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "SAP"}))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    let integration = integration["id"].as_str().expect("id").to_owned();
+    let created = client
+        .post(format!(
+            "http://{api_address}/v1/integrations/{integration}/use-cases"
+        ))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"name": "Meter readings", "slug": "meter-readings", "type": "inbound",
+                      "enabled": true, "configuration": meter_mapping()}),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert!(created.status().is_success());
+    integration
+}
+
+/// Every event of `accepted` (answered 200) is in `erp.inbound.events` exactly once.
+async fn assert_once_in_topic(brokers: &str, accepted: &[usize]) {
+    let records = read_topic_to_end(brokers, "erp.inbound.events").await;
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, record) in &records {
+        if let Some(id) = record["deduplication_id"].as_str() {
+            *copies.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    for n in accepted {
+        let id = format!("outage-{n}");
+        assert_eq!(copies.get(&id), Some(&1), "{id}");
     }
 }
 
@@ -148,30 +192,7 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
     dispatcher
         .wait_ready(&format!("http://{dispatcher_address}/readyz"), ready_within)
         .await;
-    let integration: Value = client
-        .post(format!("http://{api_address}/v1/integrations"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "SAP"}))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
-    let integration = integration["id"].as_str().expect("id").to_owned();
-    let created = client
-        .post(format!(
-            "http://{api_address}/v1/integrations/{integration}/use-cases"
-        ))
-        .bearer_auth(TOKEN)
-        .json(
-            &json!({"name": "Meter readings", "slug": "meter-readings", "type": "inbound",
-                      "enabled": true, "configuration": meter_mapping()}),
-        )
-        .send()
-        .await
-        .expect("answer");
-    assert!(created.status().is_success());
+    let integration = meter_integration(&client, &api_address).await;
     let receiver = Receiver::start("127.0.0.1:0", None, false)
         .await
         .expect("receiver");
@@ -313,23 +334,7 @@ async fn ingest_answers_503_with_retry_after_while_the_broker_is_down_and_resume
     assert_eq!(status, 200, "/readyz after the broker is back: {body}");
 
     // Every event answered 200 is there exactly once.
-    let records = read_topic(
-        &brokers,
-        "erp.inbound.events",
-        usize::MAX,
-        Duration::from_secs(5),
-    )
-    .await;
-    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, record) in &records {
-        if let Some(id) = record["deduplication_id"].as_str() {
-            *copies.entry(id.to_owned()).or_default() += 1;
-        }
-    }
-    for n in &accepted {
-        let id = format!("outage-{n}");
-        assert_eq!(copies.get(&id), Some(&1), "{id}: {copies:?}");
-    }
+    assert_once_in_topic(&brokers, &accepted).await;
 }
 
 /// A producer fenced by the broker fails for good; the ingest replaces it: the requests around
@@ -390,30 +395,7 @@ async fn a_fatal_producer_error_is_recovered_without_a_restart() {
     api.wait_ready(&format!("http://{api_address}/readyz"), within)
         .await;
     let client = reqwest::Client::new();
-    let integration: Value = client
-        .post(format!("http://{api_address}/v1/integrations"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "SAP"}))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
-    let integration = integration["id"].as_str().expect("id").to_owned();
-    let created = client
-        .post(format!(
-            "http://{api_address}/v1/integrations/{integration}/use-cases"
-        ))
-        .bearer_auth(TOKEN)
-        .json(
-            &json!({"name": "Meter readings", "slug": "meter-readings", "type": "inbound",
-                      "enabled": true, "configuration": meter_mapping()}),
-        )
-        .send()
-        .await
-        .expect("answer");
-    assert!(created.status().is_success());
+    let integration = meter_integration(&client, &api_address).await;
     let events = format!("http://{ingest_address}/v3/erp/updates/events");
     let started = Instant::now();
     let (mut n, mut accepted, mut refused, mut after_refusal) = (0, Vec::new(), 0, 0);
@@ -449,21 +431,5 @@ async fn a_fatal_producer_error_is_recovered_without_a_restart() {
         "{}",
         ingest.log_text()
     );
-    let records = read_topic(
-        &brokers,
-        "erp.inbound.events",
-        usize::MAX,
-        Duration::from_secs(5),
-    )
-    .await;
-    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, record) in &records {
-        if let Some(id) = record["deduplication_id"].as_str() {
-            *copies.entry(id.to_owned()).or_default() += 1;
-        }
-    }
-    for n in &accepted {
-        let id = format!("outage-{n}");
-        assert_eq!(copies.get(&id), Some(&1), "{id}");
-    }
+    assert_once_in_topic(&brokers, &accepted).await;
 }
