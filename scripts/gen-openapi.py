@@ -308,6 +308,90 @@ EXTENSIONS.update({
     },
 })
 
+GROUP_ID = {"name": "groupId", "in": "path", "required": True, "schema": {"type": "string"}}
+GROUP_PARTITION = {"type": "object", "properties": {
+    "topic": {"type": "string"}, "partition": {"type": "integer"},
+    "committed_offset": {"type": "integer", "nullable": True},
+    "log_start_offset": {"type": "integer"}, "log_end_offset": {"type": "integer"},
+    "lag_records": {"type": "integer"},
+    "lag_seconds": {"type": "number", "nullable": True,
+                    "description": "null when the oldest unconsumed record could not be read"}}}
+GROUP = {"type": "object", "required": ["group_id", "role", "topics"], "properties": {
+    "group_id": {"type": "string"}, "role": {"type": "string"},
+    "topics": {"type": "array", "items": {"type": "string"}},
+    "positions": {"description": "`group_commit`, or `{changelog: topic}` for the processor"},
+    "state": {"type": "string", "nullable": True,
+              "description": "null when the broker cannot describe groups"},
+    "members": {"type": "integer", "nullable": True},
+    "lag_records": {"type": "integer", "nullable": True},
+    "lag_seconds": {"type": "number", "nullable": True},
+    "partitions": {"type": "array", "items": GROUP_PARTITION},
+    "error": {"type": "string"}}}
+GROUP_PLAN = {"type": "object", "required": ["plan_id", "group_id", "to", "partitions"], "properties": {
+    "plan_id": {"type": "string"}, "group_id": {"type": "string"}, "role": {"type": "string"},
+    "to": {"type": "string", "enum": ["earliest", "latest", "timestamp", "offset"]},
+    "partitions": {"type": "array", "items": {"type": "object", "properties": {
+        "topic": {"type": "string"}, "partition": {"type": "integer"},
+        "current_offset": {"type": "integer", "nullable": True},
+        "target_offset": {"type": "integer"},
+        "log_start_offset": {"type": "integer"}, "log_end_offset": {"type": "integer"},
+        "records_to_reread": {"type": "integer"}, "records_to_skip": {"type": "integer"}}}},
+    "records_to_reread": {"type": "integer"}, "records_to_skip": {"type": "integer"},
+    "expires_in_seconds": {"type": "integer"}}}
+
+EXTENSIONS.update({
+    "/v1/ops/consumer-groups": {"get": {
+        "operationId": "listConsumerGroups",
+        "summary": "Every consumer group of the deployment with its lag (deployment admin)",
+        "tags": ["erp-toolkit"],
+        "responses": {"200": ok("The groups", {"type": "object", "required": ["groups"], "properties": {
+            "groups": {"type": "array", "items": GROUP}}}), **AUTH_ERRORS},
+    }},
+    "/v1/ops/consumer-groups/{groupId}": {"get": {
+        "operationId": "getConsumerGroup",
+        "summary": "A consumer group's lag per partition: committed, log start and end, records and seconds",
+        "tags": ["erp-toolkit"],
+        "parameters": [GROUP_ID, {"name": "topics", "in": "query", "required": False,
+                                  "schema": {"type": "string"}, "description": "comma-separated"}],
+        "responses": {"200": ok("The group", GROUP), **AUTH_ERRORS,
+                      "404": error("No such consumer group"), "503": error("Kafka is unreachable")},
+    }},
+    "/v1/ops/consumer-groups/{groupId}/reset/plan": {"post": {
+        "operationId": "planConsumerGroupReset",
+        "summary": "Dry run of a group reset: per partition the current and target offsets",
+        "description": "A plan can be applied once, within 15 minutes.",
+        "tags": ["erp-toolkit"],
+        "parameters": [GROUP_ID],
+        "requestBody": json_body({"type": "object", "required": ["to"], "properties": {
+            "to": {"type": "string", "enum": ["earliest", "latest", "timestamp", "offset"]},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "offset": {"type": "integer", "minimum": 0},
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "partitions": {"type": "array", "items": {"type": "integer"}}}}),
+        "responses": {"200": ok("The plan", GROUP_PLAN), **AUTH_ERRORS,
+                      "404": error("No such consumer group"), "503": error("Kafka is unreachable")},
+    }},
+    "/v1/ops/consumer-groups/{groupId}/reset": {"post": {
+        "operationId": "resetConsumerGroup",
+        "summary": "Apply a reset plan; refused while the group has active members",
+        "tags": ["erp-toolkit"],
+        "parameters": [GROUP_ID],
+        "requestBody": json_body({"type": "object", "required": ["plan_id"], "properties": {
+            "plan_id": {"type": "string"},
+            "assume_stopped": {"type": "boolean",
+                               "description": "the broker cannot describe groups: the operator "
+                                              "confirms the group's role is stopped"}}}),
+        "responses": {"200": ok("Applied", {"type": "object", "properties": {
+            "plan_id": {"type": "string"}, "group_id": {"type": "string"},
+            "applied": {"type": "boolean"},
+            "partitions": {"type": "array", "items": {"type": "object"}}}}),
+            **AUTH_ERRORS,
+            "404": error("No such group or plan"),
+            "409": error("GROUP_ACTIVE, GROUP_STATE_UNKNOWN or GROUP_MOVED"),
+            "503": error("Kafka is unreachable")},
+    }},
+})
+
 EXTENSIONS.update({
     "/v1/webhooks/configs/{configId}/recover": {"post": {
         "operationId": "recoverWebhookDeliveries",

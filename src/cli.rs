@@ -48,6 +48,8 @@ pub enum Command {
     Replay(crate::ops::replay::ReplayArgs),
     /// Search monitoring spans and show traces (ops CLI).
     Events(crate::ops::events::EventsArgs),
+    /// Consumer groups: lag per partition, reset with a dry run (ops CLI, deployment admin).
+    Groups(crate::ops::groups::GroupsArgs),
 }
 
 /// `webhook-receiver`

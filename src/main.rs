@@ -32,6 +32,10 @@ async fn main() -> anyhow::Result<()> {
             let exit = erp_toolkit::ops::events::run(args).await;
             std::process::exit(exit as i32)
         }
+        Command::Groups(args) => {
+            let exit = erp_toolkit::ops::groups::run(args).await;
+            std::process::exit(exit as i32)
+        }
         Command::WebhookReceiver(args) => {
             let receiver =
                 erp_toolkit::receiver::Receiver::start(&args.listen, args.secret, true).await?;

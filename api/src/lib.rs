@@ -12,6 +12,8 @@ pub mod alerts;
 pub mod environments;
 /// The inbound event log and its replay.
 pub mod events;
+/// Consumer groups: lag per partition and resets with a dry run (deployment admin).
+pub mod groups;
 /// Integrations v1 and v2, use cases, app mappings, documentation pages, file proxy checks.
 pub mod integrations;
 /// Monitoring: the span store, its indexer and epilot's monitoring v2 routes.
@@ -198,6 +200,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/integrations/{id}/replays/{task_id}",
             web::delete().to(replay::routes::cancel),
+        )
+        .route(
+            "/v1/ops/consumer-groups",
+            web::get().to(groups::routes::list),
+        )
+        .route(
+            "/v1/ops/consumer-groups/{group_id}",
+            web::get().to(groups::routes::show),
+        )
+        .route(
+            "/v1/ops/consumer-groups/{group_id}/reset/plan",
+            web::post().to(groups::routes::plan_reset),
+        )
+        .route(
+            "/v1/ops/consumer-groups/{group_id}/reset",
+            web::post().to(groups::routes::apply_reset),
         )
         .route("/v1/environments", web::get().to(environments::list))
         .route("/v1/environments/{key}", web::put().to(environments::put))

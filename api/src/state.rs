@@ -47,6 +47,8 @@ pub struct ApiState {
     pub monitoring: Option<MonitoringStore>,
     /// Replay plans and running replays of this process.
     pub replays: crate::replay::Replays,
+    /// Consumer-group reset plans of this process.
+    pub group_resets: crate::groups::plans::ResetPlans,
     /// Kafka settings, metrics and the shutdown signal, for work started by a request.
     pub runtime: Runtime,
 }
@@ -173,6 +175,7 @@ impl ApiState {
             poll,
             monitoring,
             replays: Default::default(),
+            group_resets: Default::default(),
             runtime: runtime.clone(),
         });
         Ok(Started { state, tasks })

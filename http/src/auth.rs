@@ -56,6 +56,7 @@
 //! | `GET`, `POST /v1/access-tokens`, `DELETE /v1/access-tokens/{id}` | owner |
 //! | `/healthz`, `/readyz`, `GET /v1/webhooks/.well-known/public-key`, `GET /openapi.json` | none (no token, no rate limit) |
 //! | `GET /metrics` on the API listener (only without `--metrics-listen`; it carries labels of every organisation) | the deployment admin token (no rate limit) |
+//! | `/v1/ops/consumer-groups…` (lag and resets of the deployment's groups, every organisation's records) | the deployment admin token (no rate limit) |
 //!
 //! Answers: no, an unknown or a revoked token is 401; a known token without the permission is
 //! 403; an object of another organisation is 404 (handlers look objects up by the caller's
@@ -184,6 +185,15 @@ const fn public(method: &'static str, pattern: &'static str) -> RouteRule {
     }
 }
 
+/// A deployment-wide operation (consumer groups span every organisation).
+const fn admin(method: &'static str, pattern: &'static str) -> RouteRule {
+    RouteRule {
+        method,
+        pattern,
+        need: Need::DeploymentAdmin,
+    }
+}
+
 const V: Permissions = Permissions::VIEW;
 const M: Permissions = Permissions::MANAGE;
 const C: Permissions = Permissions::CONSUME;
@@ -241,6 +251,10 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v2/integrations/{id}/notifications/status", V),
     rule("POST", "/v2/integrations/{id}/notifications/test", M),
     // Replay of a window: planning reads, running and cancelling change the pipeline.
+    admin("GET", "/v1/ops/consumer-groups"),
+    admin("GET", "/v1/ops/consumer-groups/{group_id}"),
+    admin("POST", "/v1/ops/consumer-groups/{group_id}/reset/plan"),
+    admin("POST", "/v1/ops/consumer-groups/{group_id}/reset"),
     rule("POST", "/v1/integrations/{id}/replays/plan", M),
     rule("POST", "/v1/integrations/{id}/replays", M),
     rule("GET", "/v1/integrations/{id}/replays/{task_id}", V),

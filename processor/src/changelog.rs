@@ -28,10 +28,9 @@ use tracing::info;
 use crate::error::ProcessorError;
 use crate::state::{ChangelogContent, DedupEntry, StateStore};
 use erp_runtime::KafkaSettings;
+use erp_schemas::positions::{PositionMarker, marker_topic, position_key};
 use erp_schemas::timestamp::now_millis;
 
-/// Prefix of position markers (a legacy per-key dedup record never starts with a NUL byte).
-const POSITION_PREFIX: &[u8] = b"\0position\0";
 /// Prefix of batch records.
 const BATCH_PREFIX: &[u8] = b"\0batch\0";
 
@@ -48,11 +47,6 @@ struct BatchValue {
 struct LegacyDedupValue {
     seen_at: i64,
     event_id: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct PositionValue {
-    next_offset: i64,
 }
 
 /// The key of the batch record of the batch that starts at `first_offset` of an input
@@ -81,10 +75,12 @@ pub fn batch_value<'a>(entries: impl Iterator<Item = (&'a Vec<u8>, &'a DedupEntr
 
 /// The key and value of a position marker.
 pub fn position_record(topic: &str, next_offset: i64) -> (Vec<u8>, Vec<u8>) {
-    let mut key = POSITION_PREFIX.to_vec();
-    key.extend_from_slice(topic.as_bytes());
-    let value = serde_json::to_vec(&PositionValue { next_offset }).unwrap_or_default();
-    (key, value)
+    let marker = PositionMarker {
+        next_offset,
+        reset: false,
+    };
+    let value = serde_json::to_vec(&marker).unwrap_or_default();
+    (position_key(topic), value)
 }
 
 impl ChangelogContent {
@@ -99,12 +95,9 @@ impl ChangelogContent {
         window_ms: i64,
     ) {
         let fresh = |seen_at: i64| now - seen_at < window_ms;
-        if let Some(topic) = key.strip_prefix(POSITION_PREFIX) {
-            if let Some(Ok(value)) = value.map(serde_json::from_slice::<PositionValue>) {
-                self.positions.push((
-                    String::from_utf8_lossy(topic).into_owned(),
-                    value.next_offset,
-                ));
+        if let Some(topic) = marker_topic(key) {
+            if let Some(Ok(marker)) = value.map(serde_json::from_slice::<PositionMarker>) {
+                self.positions.push((topic, marker));
             }
             return;
         }
@@ -267,7 +260,13 @@ mod tests {
         content.apply(0, &key, Some(&value), 0, 1);
         assert_eq!(
             content.positions,
-            vec![("erp.inbound.events".to_owned(), 77)]
+            vec![(
+                "erp.inbound.events".to_owned(),
+                PositionMarker {
+                    next_offset: 77,
+                    reset: false
+                }
+            )]
         );
         content.apply(
             0,

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::ProcessorError;
+use erp_schemas::positions::{PositionMarker, fold_positions};
 
 /// What the store says about an event's dedup id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub struct ChangelogContent {
     /// Batch records (key, newest entry) to track for expiry, or forget (`None`).
     pub batches: Vec<(Vec<u8>, Option<i64>)>,
     /// Position markers (input topic, next offset).
-    pub positions: Vec<(String, i64)>,
+    pub positions: Vec<(String, PositionMarker)>,
 }
 
 /// A dedup entry.
@@ -375,17 +376,16 @@ impl StateStore {
                 None => batch.remove(batch_index_key(partition, &key)),
             }
         }
-        let mut furthest: BTreeMap<String, i64> = BTreeMap::new();
-        for (topic, next) in content.positions {
-            let entry = furthest.entry(topic).or_insert(next);
-            *entry = (*entry).max(next);
+        // In log order per topic: the furthest ordinary marker wins, a group reset replaces.
+        let mut markers: BTreeMap<String, Vec<PositionMarker>> = BTreeMap::new();
+        for (topic, marker) in content.positions {
+            markers.entry(topic).or_default().push(marker);
         }
-        for (topic, next) in furthest {
-            let current = self.position(&topic, partition)?.unwrap_or(0);
-            batch.insert(
-                offset_key(&topic, partition),
-                next.max(current).to_be_bytes().to_vec(),
-            );
+        for (topic, markers) in markers {
+            let stored = self.position(&topic, partition)?;
+            if let Some(next) = fold_positions(stored, markers) {
+                batch.insert(offset_key(&topic, partition), next.to_be_bytes().to_vec());
+            }
         }
         batch.insert(checkpoint_key(partition), checkpoint.to_be_bytes().to_vec());
         self.tree.apply_batch(batch)?;
@@ -503,6 +503,10 @@ mod tests {
         );
     }
 
+    fn marker(next_offset: i64, reset: bool) -> PositionMarker {
+        PositionMarker { next_offset, reset }
+    }
+
     #[tokio::test]
     async fn restore_applies_upserts_tombstones_and_the_later_position() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -517,17 +521,27 @@ mod tests {
                 (dedup_key("i", "a"), Some(entry.clone())),
                 (dedup_key("i", "b"), None),
             ],
-            positions: vec![("in".into(), 99), ("in".into(), 98)],
+            positions: vec![
+                ("in".into(), marker(99, false)),
+                ("in".into(), marker(98, false)),
+            ],
             ..Default::default()
         };
         store.restore(2, content, 5).expect("restores");
         let content = ChangelogContent {
-            positions: vec![("in".into(), 50)],
+            positions: vec![("in".into(), marker(50, false))],
             ..Default::default()
         };
         store.restore(2, content, 6).expect("restores");
         assert_eq!(store.position("in", 2).expect("reads"), Some(99));
         assert_eq!(store.checkpoint(2).expect("reads"), 6);
+        // A group reset moves the position back (or on), whatever the store held.
+        let content = ChangelogContent {
+            positions: vec![("in".into(), marker(40, true))],
+            ..Default::default()
+        };
+        store.restore(2, content, 7).expect("restores");
+        assert_eq!(store.position("in", 2).expect("reads"), Some(40));
         let mut pending = PendingState::default();
         assert!(matches!(
             store

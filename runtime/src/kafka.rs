@@ -209,22 +209,30 @@ pub async fn await_deliveries(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Waits for the first record, then takes what else arrives within a few milliseconds, up to
-/// `max` records. Returns an empty batch after a consume error (logged), so callers can check
-/// for shutdown and come back.
-pub async fn poll_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
+/// Waits for the first record of a batch (`None` after a consume error, with a short pause).
+/// Cancel-safe: nothing is taken from the consumer unless it returns, so it can race other
+/// work in a `select!`; then [`fill_batch`] collects the rest.
+pub async fn first_record<C: rdkafka::consumer::ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
-    max: usize,
-) -> Vec<rdkafka::message::OwnedMessage> {
-    let mut batch = Vec::new();
+) -> Option<rdkafka::message::OwnedMessage> {
     match consumer.recv().await {
-        Ok(message) => batch.push(message.detach()),
+        Ok(message) => Some(message.detach()),
         Err(error) => {
             tracing::warn!(%error, "consume failed");
             tokio::time::sleep(Duration::from_millis(200)).await;
-            return batch;
+            None
         }
     }
+}
+
+/// A batch of up to `max` records starting with `first`: what arrives within 5 ms. Not
+/// cancel-safe (records already received would be dropped): await it to the end.
+pub async fn fill_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    first: rdkafka::message::OwnedMessage,
+    max: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
     while batch.len() < max {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
@@ -237,6 +245,17 @@ pub async fn poll_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
         }
     }
     batch
+}
+
+/// [`first_record`] then [`fill_batch`]. Not cancel-safe: race only a shutdown against it.
+pub async fn poll_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    max: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    match first_record(consumer).await {
+        Some(first) => fill_batch(consumer, first, max).await,
+        None => Vec::new(),
+    }
 }
 
 /// Commits, for every partition in `batch`, the offset after its last record, and waits for

@@ -30,6 +30,8 @@ pub mod limits;
 pub mod monitoring;
 /// Poll items and poll-stream state.
 pub mod poll;
+/// Position markers on the processor's changelog, written by the processor and by group resets.
+pub mod positions;
 /// The pure logic of a Confluent-compatible schema registry.
 pub mod registry;
 /// Versioning rules checked against the snapshot of the last release.

@@ -1,6 +1,7 @@
-//! The ops CLI: `erp-toolkit replay …` and `erp-toolkit events …`, speaking to the control
-//! plane API with a token, for the daily questions of integration support ("what happened to
-//! this event, and re-run that window").
+//! The ops CLI: `erp-toolkit replay …`, `erp-toolkit events …` and `erp-toolkit groups …`,
+//! speaking to the control plane API with a token, for the daily questions of integration
+//! support ("what happened to this event, and re-run that window", "how far behind is the
+//! dispatcher").
 //!
 //! Output is a readable table, or `--output json` (the API's answer as it came) for scripts.
 //! Exit codes an operator can rely on: 0 done, 1 the API refused the request (4xx), 3 the API
@@ -9,6 +10,7 @@
 
 pub mod client;
 pub mod events;
+pub mod groups;
 pub mod replay;
 
 use clap::{Args, ValueEnum};

@@ -234,6 +234,10 @@ mod tests {
             "POST /v1/integrations/{}/replays",
             "GET /v1/integrations/{}/replays/{}",
             "DELETE /v1/integrations/{}/replays/{}",
+            "GET /v1/ops/consumer-groups",
+            "GET /v1/ops/consumer-groups/{}",
+            "POST /v1/ops/consumer-groups/{}/reset/plan",
+            "POST /v1/ops/consumer-groups/{}/reset",
         ]
         .into();
         for (method, path, operation) in operations(&document()) {

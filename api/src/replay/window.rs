@@ -29,7 +29,12 @@ fn kafka(e: rdkafka::error::KafkaError) -> String {
 }
 
 /// The timestamp of the record at `offset`, if it can be read.
-fn timestamp_at(consumer: &BaseConsumer, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+pub(crate) fn timestamp_at(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Option<i64> {
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, partition, Offset::Offset(offset))
@@ -47,7 +52,7 @@ fn timestamp_at(consumer: &BaseConsumer, topic: &str, partition: i32, offset: i6
 }
 
 /// The first offset of `partition` whose record is at or after `at` (ms), within `[low, high]`.
-fn offset_for_time(
+pub(crate) fn offset_for_time(
     consumer: &BaseConsumer,
     topic: &str,
     partition: i32,

@@ -22,6 +22,9 @@ use super::map::MappingCache;
 use super::pipeline::*;
 use super::settings::ProcessorSettings;
 
+/// How often an idle processor checks whether its batch in flight has completed.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
 /// Runs the processor until the runtime's shutdown token is cancelled.
 pub async fn run(
     runtime: Runtime,
@@ -108,6 +111,8 @@ pub async fn run(
     // One batch is completing (acknowledgements, sled commit) while the next is decided,
     // mapped and written: the broker's latency and the mapping's CPU time overlap.
     let mut in_flight: Option<InFlight> = None;
+    let mut idle = tokio::time::interval(IDLE_CHECK);
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if failed.load(Ordering::SeqCst) {
             if let Some(previous) = in_flight.take() {
@@ -118,7 +123,7 @@ pub async fn run(
                 "state restore from the changelog failed; stopping rather than processing without dedup state".into(),
             ));
         }
-        let batch = tokio::select! {
+        let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             stalled = &mut watchdog, if watching => {
                 watching = false;
@@ -138,8 +143,33 @@ pub async fn run(
                 metrics.dedup_keys.set(store.dedup_len() as i64);
                 continue;
             }
-            batch = next_batch(&consumer, worker.settings.max_batch, &owned) => batch,
+            // Idle with a batch in flight: once it is complete, commit it now rather than
+            // when the next record arrives, so the group's committed offset (lag) is current.
+            _ = idle.tick(), if in_flight.is_some() => {
+                if in_flight.as_ref().is_some_and(|f| f.task.is_finished())
+                    && let Some(previous) = in_flight.take()
+                    && let Err(failed) =
+                        finish(previous, &consumer, &metrics, &in_flight_positions).await
+                {
+                    let batch = owned_only(failed, &owned);
+                    let started = Instant::now();
+                    if !worker.process_alone(&view, &mut cache, &batch, &shutdown).await {
+                        info!("stopping with an unfinished batch left uncommitted");
+                        store.flush().await?;
+                        return Ok(());
+                    }
+                    done(batch, started, &consumer, &metrics).await;
+                }
+                continue;
+            }
+            // Only the wait for the first record races the other arms (it is cancel-safe);
+            // the rest of the batch is collected to the end below.
+            first = kafka::first_record(&*consumer) => first,
         };
+        let Some(first) = first else {
+            continue;
+        };
+        let batch = next_batch(&consumer, first, worker.settings.max_batch, &owned).await;
         if batch.is_empty() {
             continue;
         }
@@ -273,14 +303,15 @@ pub(super) fn owned_only(batch: Vec<Input>, owned: &Owned) -> Vec<Input> {
         .collect()
 }
 
-/// Polls a batch and notes where each record came from. Records of partitions revoked while
+/// Collects a batch after its first record and notes where each record came from. Records of partitions revoked while
 /// the batch was being collected are left to their new owner.
 pub(super) async fn next_batch(
     consumer: &Arc<StreamConsumer<ProcessorContext>>,
+    first: OwnedMessage,
     max: usize,
     owned: &Owned,
 ) -> Vec<Input> {
-    let messages = kafka::poll_batch(consumer, max).await;
+    let messages = kafka::fill_batch(consumer, first, max).await;
     let owned = owned.lock().map(|o| o.clone()).unwrap_or_default();
     messages
         .into_iter()
