@@ -48,6 +48,8 @@ pub enum Command {
     Replay(crate::ops::replay::ReplayArgs),
     /// Search monitoring spans and show traces (ops CLI).
     Events(crate::ops::events::EventsArgs),
+    /// Export an integration as a blueprint, plan and apply one (ops CLI).
+    Blueprint(crate::ops::blueprint::BlueprintArgs),
 }
 
 /// `webhook-receiver`

@@ -71,12 +71,17 @@ pub fn export(
             }
         }
     }
+    // The endpoints that receive what the inbound use cases map travel too: without them the
+    // installed integration would map events and deliver them nowhere.
+    let maps_inbound = use_cases.iter().any(|u| u.kind == "inbound");
     let mut keys: BTreeMap<String, String> = BTreeMap::new();
     let mut taken = BTreeSet::new();
     let mut webhooks = Vec::new();
     for entry in config.webhooks(org_id) {
         let webhook = &entry.webhook;
-        if !referenced.contains(&webhook.id) {
+        let receives_mapped =
+            maps_inbound && webhook.subscribes_to(erp_schemas::core_event::INBOUND_EVENT_MAPPED);
+        if !referenced.contains(&webhook.id) && !receives_mapped {
             continue;
         }
         let base = slug_of(&webhook.name);

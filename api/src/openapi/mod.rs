@@ -234,6 +234,12 @@ mod tests {
             "POST /v1/integrations/{}/replays",
             "GET /v1/integrations/{}/replays/{}",
             "DELETE /v1/integrations/{}/replays/{}",
+            "GET /v1/use-case-templates",
+            "GET /v1/use-case-templates/{}",
+            "POST /v1/integrations/{}/use-cases/from-template",
+            "GET /v1/integrations/{}/blueprint",
+            "POST /v1/blueprints/plan",
+            "POST /v1/blueprints/apply",
         ]
         .into();
         for (method, path, operation) in operations(&document()) {
