@@ -14,6 +14,8 @@
 //! Everything is in the caller's organisation: the export looks the integration up by
 //! (organisation, id), and plan and apply only read and write the caller's objects.
 
+/// The entries of a plan, and the builder the computations share.
+mod entries;
 /// Building a blueprint from an organisation's configuration.
 pub mod export;
 /// The document and how a posted one is read.

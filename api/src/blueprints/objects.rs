@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 use erp_schemas::config::{ConfigChange, UseCase, WebhookEndpoint};
 use erp_webhooks::endpoint::{self, EndpointConfig};
 
+use super::entries::{Action, Builder, CredentialsRequired, DisabledEndpoint, PlanEntry};
 use super::export::webhook_env_keys;
 use super::format::Blueprint;
-use super::plan::{Builder, CredentialsRequired, DisabledEndpoint, PlanEntry};
 use super::refs;
 use crate::integrations::use_cases::{check_configuration, check_record};
 use erp_http::ApiError;
@@ -144,7 +144,7 @@ pub(super) fn webhooks(
             extra,
         };
         let mut entry = match current {
-            None => PlanEntry::new("webhook", &wanted.key, super::plan::Action::Create),
+            None => PlanEntry::new("webhook", &wanted.key, Action::Create),
             Some(current) => {
                 let was = &current.webhook;
                 let mut changes = Vec::new();
@@ -310,7 +310,7 @@ pub(super) fn use_cases(
         check_record(&use_case, &at).map_err(|e| invalid(&at, e))?;
         let entry = match existing {
             Some(existing) => PlanEntry::compared("use_case", &wanted.slug, &existing.id, changes),
-            None => PlanEntry::new("use_case", &wanted.slug, super::plan::Action::Create),
+            None => PlanEntry::new("use_case", &wanted.slug, Action::Create),
         };
         slugs.insert(wanted.slug.clone(), use_case.id.clone());
         let id = use_case.id.clone();
