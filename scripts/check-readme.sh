@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README walkthrough verbatim (the blocks marked <!-- check:… -->) against the debug
 # build of `erp-toolkit standalone`, in an empty directory, on the README's ports, and checks that
-# exactly one signed delivery arrives for the two posts of the same event.
+# exactly one signed delivery arrives for the two posts of the same event; then the templates and
+# blueprint section installs an integration in a second organisation once, and a second time not.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,4 +65,13 @@ simulate=$(block simulate); [ -n "$simulate" ] || { echo "no check:simulate bloc
 eval "$simulate" >simulate.log
 grep -q '"full_name": "John Doe"' simulate.log || { echo "simulation failed:"; cat simulate.log; exit 1; }
 
-echo "README walkthrough: ok (1 signed delivery, 1 duplicate skipped, simulation)"
+blueprint=$(block blueprint); [ -n "$blueprint" ] || { echo "no check:blueprint block in README" >&2; exit 1; }
+erp-toolkit() { "$bin" "$@"; }
+eval "$blueprint" >blueprint.log 2>&1 || { echo "blueprint section failed:"; cat blueprint.log; exit 1; }
+if ! grep -q 'applied as one configuration event' blueprint.log \
+   || ! grep -q 'nothing to apply' blueprint.log \
+   || ! grep -q 'sync-meter-readings' blueprint.log; then
+  echo "blueprint section did not install once and then do nothing:" >&2; cat blueprint.log >&2; exit 1
+fi
+
+echo "README walkthrough: ok (1 signed delivery, 1 duplicate skipped, simulation, templates and a blueprint)"

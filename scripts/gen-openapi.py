@@ -449,6 +449,124 @@ EXTENSIONS.update({
     },
 })
 
+TEMPLATE_SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+BLUEPRINT = {"type": "object", "required": ["blueprint_version", "integration"],
+             "description": "An integration as a portable document (docs/blueprints.md): no ids, "
+                            "no secrets, environment keys declared without values.",
+             "properties": {
+                 "blueprint_version": {"type": "integer", "enum": [1]},
+                 "kind": {"type": "string", "enum": ["erp-toolkit/integration"]},
+                 "exported_at": {"type": "string", "format": "date-time"},
+                 "integration": {"type": "object", "required": ["name"], "properties": {
+                     "name": {"type": "string"}, "description": {"type": "string"}},
+                     "additionalProperties": True},
+                 "use_cases": {"type": "array", "items": {"type": "object",
+                     "required": ["slug", "name", "type", "enabled"], "properties": {
+                         "slug": {"type": "string"}, "name": {"type": "string"},
+                         "type": {"type": "string"}, "enabled": {"type": "boolean"},
+                         "configuration": {"type": "object"}}}},
+                 "webhooks": {"type": "array", "items": {"type": "object",
+                     "required": ["key", "name", "eventName"], "properties": {
+                         "key": {"type": "string"}, "name": {"type": "string"},
+                         "eventName": {"type": "string"}, "url": {"type": "string"},
+                         "httpMethod": {"type": "string"}, "enabled": {"type": "boolean"},
+                         "retryPolicy": {"type": "object"}, "config": {"type": "object"},
+                         "credentials": {"type": "array", "items": {"type": "string"}}}}},
+                 "app_mappings": {"type": "array", "items": {"type": "object", "properties": {
+                     "app_id": {"type": "string"}, "component_id": {"type": "string"}}}},
+                 "documentation": {"type": "array", "items": {"type": "object", "properties": {
+                     "page": {"type": "string"}, "title": {"type": "string"},
+                     "content": {"type": "string"}}}},
+                 "environment": {"type": "array", "items": {"type": "object", "properties": {
+                     "name": {"type": "string"},
+                     "type": {"type": "string", "enum": ["String", "SecretString"]},
+                     "required": {"type": "boolean"}}}}}}
+BLUEPRINT_PLAN = {"type": "object",
+                  "required": ["objects", "missing_environment", "credentials_required",
+                               "disabled_endpoints", "summary", "fingerprint"],
+                  "properties": {
+                      "objects": {"type": "array", "items": {"type": "object",
+                          "required": ["kind", "ref", "action"], "properties": {
+                              "kind": {"type": "string", "enum": ["integration", "webhook", "use_case",
+                                                                  "documentation", "app_mapping"]},
+                              "ref": {"type": "string"},
+                              "action": {"type": "string",
+                                         "enum": ["create", "update", "unchanged", "conflict"]},
+                              "changes": {"type": "array", "items": {"type": "string"}},
+                              "reason": {"type": "string"}, "id": {"type": "string"},
+                              "installed_disabled": {"type": "boolean"}}}},
+                      "missing_environment": {"type": "array", "items": {"type": "object"}},
+                      "credentials_required": {"type": "array", "items": {"type": "object"}},
+                      "disabled_endpoints": {"type": "array", "items": {"type": "object"}},
+                      "summary": {"type": "object", "additionalProperties": {"type": "integer"}},
+                      "fingerprint": {"type": "string"},
+                      "applied": {"type": "boolean", "description": "apply only: whether anything was written"}}}
+
+EXTENSIONS.update({
+    "/v1/use-case-templates": {"get": {
+        "operationId": "listUseCaseTemplates",
+        "summary": "The standard use cases as templates (docs/templates.md), without configurations and samples",
+        "tags": ["erp-toolkit"],
+        "parameters": [{"name": "type", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["inbound", "outbound"]}}],
+        "responses": {"200": ok("The templates", {"type": "object", "properties": {
+            "templates": {"type": "array", "items": {"type": "object"}}}}), **AUTH_ERRORS},
+    }},
+    "/v1/use-case-templates/{slug}": {"get": {
+        "operationId": "getUseCaseTemplate",
+        "summary": "One template with its configuration, placeholders, sample and expected output",
+        "tags": ["erp-toolkit"],
+        "parameters": [TEMPLATE_SLUG],
+        "responses": {"200": ok("The template", {"type": "object"}), **AUTH_ERRORS,
+                      "404": error("TEMPLATE_NOT_FOUND")},
+    }},
+    "/v1/integrations/{integrationId}/use-cases/from-template": {"post": {
+        "operationId": "createUseCaseFromTemplate",
+        "summary": "Create a use case from a template, its placeholders filled",
+        "description": "The same create as POST …/use-cases (validation, SLUG_TAKEN, history). "
+                       "Placeholder errors: TEMPLATE_PLACEHOLDER_MISSING, _TYPE, _NOT_ALLOWED, _UNKNOWN.",
+        "tags": ["erp-toolkit"],
+        "parameters": [REPLAY_INTEGRATION],
+        "requestBody": json_body({"type": "object", "required": ["template"], "properties": {
+            "template": {"type": "string"}, "slug": {"type": "string"}, "name": {"type": "string"},
+            "enabled": {"type": "boolean"}, "change_description": {"type": "string"},
+            "values": {"type": "object", "additionalProperties": True}}}),
+        "responses": {"201": ok("The use case", {"$ref": "#/components/schemas/UseCase"}),
+                      **AUTH_ERRORS,
+                      "404": error("No such integration (INTEGRATION_NOT_FOUND) or template (TEMPLATE_NOT_FOUND)"),
+                      "409": error("SLUG_TAKEN")},
+    }},
+    "/v1/integrations/{integrationId}/blueprint": {"get": {
+        "operationId": "exportBlueprint",
+        "summary": "The integration as a blueprint: portable, without ids or secrets",
+        "tags": ["erp-toolkit"],
+        "parameters": [REPLAY_INTEGRATION],
+        "responses": {"200": ok("The blueprint", BLUEPRINT), **AUTH_ERRORS,
+                      "404": error("No such integration in the caller's organisation"),
+                      "422": error("BLUEPRINT_UNRESOLVED_REFERENCE: a use case delivers to no endpoint")},
+    }},
+    "/v1/blueprints/plan": {"post": {
+        "operationId": "planBlueprint",
+        "summary": "What installing a blueprint into the caller's organisation would do",
+        "tags": ["erp-toolkit"],
+        "requestBody": json_body({"type": "object", "required": ["blueprint"], "properties": {
+            "blueprint": BLUEPRINT}}),
+        "responses": {"200": ok("The plan", BLUEPRINT_PLAN), **AUTH_ERRORS},
+    }},
+    "/v1/blueprints/apply": {"post": {
+        "operationId": "applyBlueprint",
+        "summary": "Install a blueprint into the caller's organisation as one configuration event",
+        "description": "Nothing is written when nothing changes. BLUEPRINT_INVALID and "
+                       "BLUEPRINT_VERSION_UNSUPPORTED are 400, BLUEPRINT_CONFLICT and "
+                       "BLUEPRINT_PLAN_STALE 409 (with the plan).",
+        "tags": ["erp-toolkit"],
+        "requestBody": json_body({"type": "object", "required": ["blueprint"], "properties": {
+            "blueprint": BLUEPRINT, "fingerprint": {"type": "string"}}}),
+        "responses": {"200": ok("The applied plan", BLUEPRINT_PLAN), **AUTH_ERRORS,
+                      "409": error("BLUEPRINT_CONFLICT or BLUEPRINT_PLAN_STALE")},
+    }},
+})
+
 EXTENSION_SCHEMAS = {
     "ErpToolkitError": ERROR,
     "AccessToken": TOKEN,

@@ -50,6 +50,8 @@ pub enum Command {
     Events(crate::ops::events::EventsArgs),
     /// Consumer groups: lag per partition, reset with a dry run (ops CLI, deployment admin).
     Groups(crate::ops::groups::GroupsArgs),
+    /// Export an integration as a blueprint, plan and apply one (ops CLI).
+    Blueprint(crate::ops::blueprint::BlueprintArgs),
 }
 
 /// `webhook-receiver`

@@ -28,6 +28,10 @@ async fn main() -> anyhow::Result<()> {
             let exit = erp_toolkit::ops::replay::run(args).await;
             std::process::exit(exit as i32)
         }
+        Command::Blueprint(args) => {
+            let exit = erp_toolkit::ops::blueprint::run(args).await;
+            std::process::exit(exit as i32)
+        }
         Command::Events(args) => {
             let exit = erp_toolkit::ops::events::run(args).await;
             std::process::exit(exit as i32)

@@ -206,6 +206,7 @@ fn fill(pattern: &str, a: &Objects) -> String {
         .replace("{event_id}", "01JP0000000000000000000001")
         .replace("{task_id}", "00000000-0000-4000-8000-000000000001")
         .replace("{correlation_id}", "correlation-of-a")
+        .replace("{slug}", "sync-meter-readings")
 }
 
 /// A valid body for the route, naming A's ids where the route takes ids in its body.
@@ -247,6 +248,14 @@ fn body_for(method: &str, pattern: &str, a: &Objects, b_integration: &str) -> Op
             json!({"name": "x", "slug": "x", "type": "inbound", "enabled": true,
                    "configuration": meter_mapping()})
         }
+        ("POST", "/v1/integrations/{id}/use-cases/from-template") => {
+            json!({"template": "sync-meter-readings", "slug": "b-readings"})
+        }
+        // B installing a blueprint into its own organisation, naming A's integration by name.
+        ("POST", "/v1/blueprints/plan" | "/v1/blueprints/apply") => json!({"blueprint": {
+            "blueprint_version": 1, "integration": {"name": "A's SAP"},
+            "use_cases": [{"slug": "meter-readings", "name": "Meter readings", "type": "inbound",
+                           "enabled": false, "configuration": meter_mapping()}]}}),
         ("PUT", "/v1/integrations/{id}/documentation/{doc_id}") => {
             json!({"title": "B", "content": "overwritten"})
         }

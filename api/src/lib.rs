@@ -8,6 +8,8 @@
 pub mod acks;
 /// Alerting: notification rules evaluated on the monitoring store, delivered as webhooks.
 pub mod alerts;
+/// Blueprints (`/v1/blueprints…`): integrations exported and installed with a plan.
+pub mod blueprints;
 /// Organisation environments (`/v1/environments`): values and secrets for `{{env.*}}`.
 pub mod environments;
 /// The inbound event log and its replay.
@@ -26,6 +28,8 @@ pub mod poll;
 pub mod replay;
 /// What the handlers can reach, and the one place that builds it.
 pub mod state;
+/// The standard use-case templates through the API, and use cases created from them.
+pub mod templates;
 /// Access tokens (`/v1/access-tokens`).
 pub mod tokens;
 /// The one topic-index mechanism: a sled index that follows a topic, and reads records back.
@@ -118,6 +122,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/integrations/{id}/use-cases",
             web::post().to(integrations::use_cases::create),
+        )
+        .route(
+            "/v1/integrations/{id}/use-cases/from-template",
+            web::post().to(templates::create),
+        )
+        .route("/v1/use-case-templates", web::get().to(templates::list))
+        .route(
+            "/v1/integrations/{id}/blueprint",
+            web::get().to(blueprints::export_route),
+        )
+        .route(
+            "/v1/blueprints/plan",
+            web::post().to(blueprints::plan_route),
+        )
+        .route(
+            "/v1/blueprints/apply",
+            web::post().to(blueprints::apply_route),
+        )
+        .route(
+            "/v1/use-case-templates/{slug}",
+            web::get().to(templates::get),
         )
         .route(
             "/v1/integrations/{id}/use-cases/{use_case_id}",

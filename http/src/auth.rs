@@ -43,6 +43,9 @@
 //! |---|---|
 //! | `GET` `/v1/integrations[/{id}]`, `…/use-cases[/{id}]`, `…/history`, `…/documentation[/{docId}]`, `/v2/integrations[/{id}]`, `/v1/webhooks/configs[/{id}]` | view |
 //! | `POST/PUT/DELETE` of the same, `PUT/DELETE …/app-mapping`, `…/rotate-secret` | manage |
+//! | `GET /v1/use-case-templates[/{slug}]` | view |
+//! | `POST /v1/integrations/{id}/use-cases/from-template`, `POST /v1/blueprints/apply` | manage |
+//! | `GET /v1/integrations/{id}/blueprint`, `POST /v1/blueprints/plan` (a plan changes nothing) | view |
 //! | `POST /v1/erp/updates/mapping_simulation`, `/v2/…/mapping_simulation`, `POST /v1/integrations/{id}/events` (a query; they change nothing) | view |
 //! | `POST /v1/integrations/{id}/events/replay` | manage |
 //! | `POST /v2/webhooks/configs/{id}/events` (the attempt log: a query), `GET /v1/webhooks/configs/{id}/events/{event_id}`, `GET …/recover/{task_id}` | view |
@@ -287,6 +290,14 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/v1/integrations/{id}/documentation/{doc_id}", M),
     rule("GET", "/v1/integrations/{id}/use-cases", V),
     rule("POST", "/v1/integrations/{id}/use-cases", M),
+    rule("POST", "/v1/integrations/{id}/use-cases/from-template", M),
+    // The template catalogue is the same for everyone; reading it still takes a token.
+    rule("GET", "/v1/use-case-templates", V),
+    rule("GET", "/v1/use-case-templates/{slug}", V),
+    // Blueprints: exporting and planning read; applying writes the configuration.
+    rule("GET", "/v1/integrations/{id}/blueprint", V),
+    rule("POST", "/v1/blueprints/plan", V),
+    rule("POST", "/v1/blueprints/apply", M),
     rule("GET", "/v1/integrations/{id}/use-cases/{use_case_id}", V),
     rule("PUT", "/v1/integrations/{id}/use-cases/{use_case_id}", M),
     rule("DELETE", "/v1/integrations/{id}/use-cases/{use_case_id}", M),

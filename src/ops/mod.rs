@@ -1,13 +1,14 @@
-//! The ops CLI: `erp-toolkit replay …`, `erp-toolkit events …` and `erp-toolkit groups …`,
-//! speaking to the control plane API with a token, for the daily questions of integration
-//! support ("what happened to this event, and re-run that window", "how far behind is the
-//! dispatcher").
+//! The ops CLI: `erp-toolkit replay …`, `events …`, `groups …` and `blueprint …`, speaking to
+//! the control plane API with a token, for the daily questions of integration support ("what
+//! happened to this event, and re-run that window", "how far behind is the dispatcher",
+//! "install this integration in the next organisation").
 //!
 //! Output is a readable table, or `--output json` (the API's answer as it came) for scripts.
 //! Exit codes an operator can rely on: 0 done, 1 the API refused the request (4xx), 3 the API
 //! could not be reached or failed (5xx), 4 a replay that ended `failed` or `cancelled`; clap
 //! answers 2 for a wrong command line.
 
+pub mod blueprint;
 pub mod client;
 pub mod events;
 pub mod groups;

@@ -156,25 +156,36 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({"use_cases": use_cases})))
 }
 
-/// `POST /v1/integrations/{id}/use-cases`
-pub async fn create(
-    state: web::Data<ApiState>,
-    caller: Caller,
-    path: web::Path<String>,
-    body: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let integration_id = path.into_inner();
-    let body = read_json(body, state.body_limit).await?;
-    let map = object(&body, "request body")?;
-    let name = req_string(map, "", "name", 1, 255)?.to_owned();
-    let slug = req_string(map, "", "slug", 1, 255)?.to_owned();
+/// A use case to create: what `POST …/use-cases` reads from its body, and what
+/// `POST …/use-cases/from-template` makes of a template.
+pub(crate) struct NewUseCase {
+    pub(crate) name: String,
+    pub(crate) slug: String,
+    pub(crate) kind: String,
+    pub(crate) enabled: bool,
+    pub(crate) configuration: Option<Value>,
+    pub(crate) change_description: Option<String>,
+}
+
+/// Creates a use case of the caller's integration `integration_id`: the one path of every
+/// create, so a use case made from a template is validated, refused on a slug clash, recorded
+/// in the history and announced exactly like one posted by hand.
+pub(crate) async fn create_use_case(
+    state: &ApiState,
+    caller: &Caller,
+    integration_id: String,
+    new: NewUseCase,
+) -> Result<UseCase, ApiError> {
+    let NewUseCase {
+        name,
+        slug,
+        kind,
+        enabled,
+        mut configuration,
+        change_description,
+    } = new;
     check_slug(&slug)?;
-    let kind = req_string(map, "", "type", 1, 64)?.to_owned();
     check_type(&kind)?;
-    let enabled = opt_bool(map, "", "enabled")?
-        .ok_or_else(|| ApiError::bad_request("enabled is required"))?;
-    let change_description = opt_string(map, "", "change_description", 0, 2000)?.map(str::to_owned);
-    let mut configuration = map.get("configuration").cloned();
     if let Some(configuration) = &mut configuration {
         check_configuration(&kind, configuration)?;
     }
@@ -214,12 +225,42 @@ pub async fn create(
     check_record(&use_case, "use case")?;
     state
         .record(
-            &caller,
+            caller,
             ConfigChange::UseCaseUpserted {
                 use_case: use_case.clone(),
             },
         )
         .await?;
+    Ok(use_case)
+}
+
+/// `POST /v1/integrations/{id}/use-cases`
+pub async fn create(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let integration_id = path.into_inner();
+    let body = read_json(body, state.body_limit).await?;
+    let map = object(&body, "request body")?;
+    let name = req_string(map, "", "name", 1, 255)?.to_owned();
+    let slug = req_string(map, "", "slug", 1, 255)?.to_owned();
+    check_slug(&slug)?;
+    let kind = req_string(map, "", "type", 1, 64)?.to_owned();
+    check_type(&kind)?;
+    let enabled = opt_bool(map, "", "enabled")?
+        .ok_or_else(|| ApiError::bad_request("enabled is required"))?;
+    let change_description = opt_string(map, "", "change_description", 0, 2000)?.map(str::to_owned);
+    let new = NewUseCase {
+        name,
+        slug,
+        kind,
+        enabled,
+        configuration: map.get("configuration").cloned(),
+        change_description,
+    };
+    let use_case = create_use_case(&state, &caller, integration_id, new).await?;
     Ok(HttpResponse::Created().json(use_case))
 }
 

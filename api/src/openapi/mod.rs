@@ -238,6 +238,12 @@ mod tests {
             "GET /v1/ops/consumer-groups/{}",
             "POST /v1/ops/consumer-groups/{}/reset/plan",
             "POST /v1/ops/consumer-groups/{}/reset",
+            "GET /v1/use-case-templates",
+            "GET /v1/use-case-templates/{}",
+            "POST /v1/integrations/{}/use-cases/from-template",
+            "GET /v1/integrations/{}/blueprint",
+            "POST /v1/blueprints/plan",
+            "POST /v1/blueprints/apply",
         ]
         .into();
         for (method, path, operation) in operations(&document()) {

@@ -589,6 +589,8 @@ impl ConfigState {
     }
 }
 
+#[path = "lookups.rs"]
+mod lookups;
 /// Revisions of objects, for conditional writes.
 #[path = "revisions.rs"]
 mod revisions;
