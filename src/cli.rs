@@ -50,6 +50,8 @@ pub enum Command {
     Events(crate::ops::events::EventsArgs),
     /// Consumer groups: lag per partition, reset with a dry run (ops CLI, deployment admin).
     Groups(crate::ops::groups::GroupsArgs),
+    /// The dead letters of an integration's poll queue: list, redrive (ops CLI).
+    Dlq(crate::ops::dlq::DlqArgs),
     /// Export an integration as a blueprint, plan and apply one (ops CLI).
     Blueprint(crate::ops::blueprint::BlueprintArgs),
 }

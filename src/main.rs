@@ -36,6 +36,10 @@ async fn main() -> anyhow::Result<()> {
             let exit = erp_toolkit::ops::events::run(args).await;
             std::process::exit(exit as i32)
         }
+        Command::Dlq(args) => {
+            let exit = erp_toolkit::ops::dlq::run(args).await;
+            std::process::exit(exit as i32)
+        }
         Command::Groups(args) => {
             let exit = erp_toolkit::ops::groups::run(args).await;
             std::process::exit(exit as i32)

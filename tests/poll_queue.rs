@@ -126,6 +126,35 @@ fn token(batch: &Value) -> String {
         .to_owned()
 }
 
+/// `erp-toolkit dlq --integration <integration> <args…> --output json`: exit code and answer.
+async fn dlq_cli(h: &Harness, integration: &str, args: &[&str]) -> (i32, Value) {
+    let mut all: Vec<String> = [
+        "dlq",
+        "--api",
+        &h.base,
+        "--token",
+        &h.standalone.admin_token,
+        "--output",
+        "json",
+        "--integration",
+        integration,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    all.extend(args.iter().map(|s| (*s).to_owned()));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_erp-toolkit"))
+            .args(&all)
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joins");
+    let answer = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), answer)
+}
+
 async fn dlq(h: &Harness, integration: &str) -> Value {
     let (status, answer) = h
         .get(&format!(
@@ -319,9 +348,17 @@ async fn poll_ack_redelivery_dead_letters_and_a_restart_keep_their_promises() {
         "acked, dead-lettered and copied messages are not delivered"
     );
     assert_eq!(dlq(&h, &queue).await["items"][0]["id"], m4.as_str());
-    let redrive = format!("/v1/integrations/{queue}/outbound/messages/dlq/redrive");
-    let (status, answer) = h.post(&redrive, json!({"ids": [m4, "msg_unknown"]})).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The ops CLI lists what the API lists, and redrives through it (exit 1: an id was unknown).
+    let (code, listed) = dlq_cli(&h, &queue, &["list", "--all"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(listed["items"], dlq(&h, &queue).await["items"]);
+    let (code, answer) = dlq_cli(
+        &h,
+        &queue,
+        &["redrive", "--id", m4.as_str(), "--id", "msg_unknown"],
+    )
+    .await;
+    assert_eq!(code, 1, "{answer}");
     assert_eq!(
         answer,
         json!({"results": [{"id": m4, "status": "redriven"}, {"id": "msg_unknown", "status": "not_found"}]})

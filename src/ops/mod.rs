@@ -1,7 +1,8 @@
-//! The ops CLI: `erp-toolkit replay …`, `events …`, `groups …` and `blueprint …`, speaking to
-//! the control plane API with a token, for the daily questions of integration support ("what
-//! happened to this event, and re-run that window", "how far behind is the dispatcher",
-//! "install this integration in the next organisation").
+//! The ops CLI: `erp-toolkit replay …`, `events …`, `groups …`, `dlq …` and `blueprint …`,
+//! speaking to the control plane API with a token, for the daily questions of integration
+//! support ("what happened to this event, and re-run that window", "how far behind is the
+//! dispatcher", "send the dead letters again", "install this integration in the next
+//! organisation").
 //!
 //! Output is a readable table, or `--output json` (the API's answer as it came) for scripts.
 //! Exit codes an operator can rely on: 0 done, 1 the API refused the request (4xx), 3 the API
@@ -10,6 +11,7 @@
 
 pub mod blueprint;
 pub mod client;
+pub mod dlq;
 pub mod events;
 pub mod groups;
 pub mod replay;
