@@ -254,6 +254,7 @@ REPLAY_PLAN = {"type": "object", "required": ["plan_id", "topic", "partitions", 
                                               "selected", "selected_counted"],
                "properties": {
                    "plan_id": {"type": "string"}, "topic": {"type": "string"},
+                   "source": {"type": "string", "enum": ["inbound", "dlq"]},
                    "partitions": {"type": "array", "items": {"type": "object", "properties": {
                        "partition": {"type": "integer"}, "start_offset": {"type": "integer"},
                        "end_offset": {"type": "integer"}, "records": {"type": "integer"}}}},
@@ -272,6 +273,10 @@ EXTENSIONS.update({
             "from_date": {"type": "string", "format": "date-time"},
             "to_date": {"type": "string", "format": "date-time"},
             "use_case_id": {"type": "string"},
+            "source": {"type": "string", "enum": ["inbound", "dlq"], "default": "inbound",
+                       "description": "dlq: the inbound events of the integration's dead letters"},
+            "codes": {"type": "array", "items": {"type": "string"},
+                      "description": "with source dlq: only dead letters with these codes"},
             "offsets": {"type": "object", "additionalProperties": {"type": "object", "properties": {
                 "start": {"type": "integer"}, "end": {"type": "integer"}}}}}}),
         "responses": {"200": ok("The plan", REPLAY_PLAN), **AUTH_ERRORS,

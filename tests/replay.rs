@@ -258,3 +258,132 @@ async fn a_window_is_replayed_exactly_once_per_plan() {
     assert_eq!(status, StatusCode::ACCEPTED, "{cancelled}");
     assert_eq!(cancelled["status"], "done");
 }
+
+/// An inbound use case whose mapping throws for every event (its id and the integration's).
+async fn failing_integration(h: &Harness, name: &str) -> (String, String) {
+    let (status, integration) = h.post("/v1/integrations", json!({"name": name})).await;
+    assert_eq!(status, StatusCode::CREATED, "{integration}");
+    let id = integration["id"].as_str().expect("id").to_owned();
+    let (status, use_case) = h
+        .post(
+            &format!("/v1/integrations/{id}/use-cases"),
+            json!({"name": "Meter readings", "slug": "meter-readings", "type": "inbound",
+                   "enabled": true, "configuration": {"entities": [{"entity_schema": "meter",
+                   "unique_ids": ["meter_number"], "fields": [{"attribute": "meter_number",
+                   "jsonataExpression": "$error('mapping bug')"}]}]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{use_case}");
+    (id, use_case["id"].as_str().expect("id").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_an_integration_are_replayed_after_a_mapping_fix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let h = Harness::start(dir.path()).await;
+    let from = now();
+    let (sap, use_case) = failing_integration(&h, "SAP").await;
+    let (other, _) = failing_integration(&h, "Other").await;
+    post(&h, &sap, 0..3).await;
+    post(&h, &other, 0..2).await;
+    let brokers = h.standalone.broker_address.to_string();
+    let started = Instant::now();
+    while read_topic_to_end(&brokers, "erp.dlq").await.len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "5 dead letters"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The fix, and proof that the processor maps with it.
+    let (status, fixed) = h
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/integrations/{sap}/use-cases/{use_case}"),
+            Some(
+                json!({"name": "Meter readings", "slug": "meter-readings", "type": "inbound",
+                        "enabled": true, "configuration": meter_mapping()}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fixed}");
+    post(&h, &sap, 100..101).await;
+    wait_mapped(&h, 1).await;
+
+    let plan_path = format!("/v1/integrations/{sap}/replays/plan");
+    let (status, body) = h
+        .post(
+            &plan_path,
+            json!({"from_date": from, "codes": ["MAPPING_EXPRESSION_FAILED"]}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "codes without source dlq: {body}"
+    );
+    let (status, body) = h
+        .post(&plan_path, json!({"from_date": from, "source": "kafka"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, none) = h
+        .post(
+            &plan_path,
+            json!({"from_date": from, "source": "dlq", "codes": ["POISON_RECORD"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{none}");
+    assert_eq!(
+        (none["records"].as_u64(), none["selected"].as_u64()),
+        (Some(5), Some(0))
+    );
+    let (status, plan) = h
+        .post(&plan_path, json!({"from_date": from, "source": "dlq"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["topic"], "erp.dlq");
+    assert_eq!(plan["source"], "dlq");
+    // Five dead letters in the window, three of them this integration's.
+    assert_eq!(
+        (plan["records"].as_u64(), plan["selected"].as_u64()),
+        (Some(5), Some(3)),
+        "{plan}"
+    );
+    let plan_id = plan["plan_id"].as_str().expect("plan id");
+    let (status, task) = h
+        .post(
+            &format!("/v1/integrations/{sap}/replays"),
+            json!({"plan_id": plan_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{task}");
+    let done = wait_done(&h, &sap, task["task_id"].as_str().expect("task")).await;
+    assert_eq!(
+        (done["status"].as_str(), done["done"].as_u64()),
+        (Some("done"), Some(3)),
+        "{done}"
+    );
+
+    // The three events are mapped now, each once, as replays of their originals.
+    let mapped = wait_mapped(&h, 4).await;
+    let replayed: BTreeSet<String> = mapped
+        .iter()
+        .filter(|e| {
+            e["deduplication_id"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("replay/"))
+        })
+        .filter_map(|e| e["inbound_event_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(replayed.len(), 3, "{mapped:?}");
+    assert_eq!(
+        mapped.len(),
+        4,
+        "the other integration's dead letters stay dead: {mapped:?}"
+    );
+    assert!(
+        mapped.iter().all(|e| e["integration_id"] != other.as_str()),
+        "another integration's event was replayed: {mapped:?}"
+    );
+}

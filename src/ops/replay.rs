@@ -38,6 +38,13 @@ pub enum ReplayCommand {
         /// Only events routed to this use case.
         #[arg(long)]
         use_case: Option<String>,
+        /// `dlq`: re-publish the inbound events of this integration's dead letters in the
+        /// window instead (after a mapping fix).
+        #[arg(long, default_value = "inbound", value_parser = ["inbound", "dlq"])]
+        source: String,
+        /// With `--source dlq`: only dead letters with this code (repeatable).
+        #[arg(long = "code")]
+        codes: Vec<String>,
     },
     /// Runs a plan; with `--watch`, follows it to its end.
     Run {
@@ -76,8 +83,13 @@ pub async fn run(args: ReplayArgs) -> Exit {
             to,
             offsets,
             use_case,
+            source,
+            codes,
         } => {
-            let mut body = json!({});
+            let mut body = json!({ "source": source });
+            if !codes.is_empty() {
+                body["codes"] = json!(codes);
+            }
             if let Some(from) = from {
                 body["from_date"] = json!(from);
             }

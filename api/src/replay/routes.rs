@@ -15,7 +15,7 @@ use erp_http::body::{object, opt_date_ms, opt_string, read_json};
 use erp_schemas::timestamp::now_millis;
 
 use super::Plan;
-use super::scan::{RangeReader, Selection};
+use super::scan::{RangeReader, Selection, Source};
 use super::task::Progress;
 use super::window::{OffsetRanges, ranges};
 use crate::state::ApiState;
@@ -49,10 +49,47 @@ fn offsets(fields: &Map<String, Value>) -> Result<Option<OffsetRanges>, ApiError
     }
 }
 
-fn plan_json(plan: &Plan, counted: bool) -> Value {
+/// `source: inbound (default) | dlq` and, for `dlq` only, `codes: [..]` (dead letter codes).
+fn source_and_codes(
+    fields: &Map<String, Value>,
+) -> Result<(Source, Option<Vec<String>>), ApiError> {
+    let source = match opt_string(fields, "", "source", 1, 20)? {
+        None | Some("inbound") => Source::Inbound,
+        Some("dlq") => Source::Dlq,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "source must be inbound or dlq, not {other}"
+            )));
+        }
+    };
+    let codes = match fields.get("codes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(codes)) if !codes.is_empty() && source == Source::Dlq => Some(
+            codes
+                .iter()
+                .map(|c| c.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ApiError::bad_request("codes must be a list of strings"))?,
+        ),
+        Some(_) if source != Source::Dlq => {
+            return Err(ApiError::bad_request(
+                "codes select dead letters: use them with source: dlq",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "codes must be a non-empty list of strings",
+            ));
+        }
+    };
+    Ok((source, codes))
+}
+
+fn plan_json(plan: &Plan, topic: &str, counted: bool) -> Value {
     json!({
         "plan_id": plan.plan_id,
-        "topic": "erp.inbound.events",
+        "topic": topic,
+        "source": plan.selection.source,
         "partitions": plan.ranges.iter().map(|r| json!({
             "partition": r.partition, "start_offset": r.start, "end_offset": r.end,
             "records": r.end - r.start,
@@ -107,8 +144,9 @@ pub async fn plan(
             format!("use case {id} not found"),
         ));
     }
+    let (source, codes) = source_and_codes(fields)?;
     let runtime = state.runtime.clone();
-    let topic = state.topics.inbound_events();
+    let topic = source.topic(&state.topics);
     let consumer = runtime
         .kafka
         .reader_config("erp-toolkit-replay-plan")
@@ -132,11 +170,13 @@ pub async fn plan(
         org_id: caller.org_id.clone(),
         integration_id,
         use_case_id,
+        source,
+        codes,
     };
     let records: u64 = found.iter().map(|r| (r.end - r.start) as u64).sum();
     let counted = records <= COUNT_LIMIT;
     let selected = if counted {
-        let mut reader = RangeReader::open(&runtime, &topic, &found)
+        let mut reader = RangeReader::open(&runtime, &selection, &found)
             .map_err(|e| ApiError::unavailable("QUEUE_UNAVAILABLE", e))?;
         let view = state.view().clone();
         let never = CancellationToken::new();
@@ -159,7 +199,7 @@ pub async fn plan(
         selected,
         created_at: now_millis(),
     };
-    let answer = plan_json(&plan, counted);
+    let answer = plan_json(&plan, &topic, counted);
     state.replays.keep_plan(plan);
     Ok(HttpResponse::Ok().json(answer))
 }

@@ -1,5 +1,6 @@
-//! Reading a replay's ranges of `erp.inbound.events` and choosing the records it re-publishes:
-//! the caller's organisation, the integration, and (optionally) one use case.
+//! Reading a replay's ranges — of `erp.inbound.events`, or of `erp.dlq` for the dead letters of
+//! inbound events — and choosing the records it re-publishes: the caller's organisation, the
+//! integration, (optionally) one use case, and for dead letters (optionally) their codes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,9 +12,34 @@ use tokio_util::sync::CancellationToken;
 
 use erp_runtime::config::Route;
 use erp_runtime::{ConfigView, Runtime};
+use erp_schemas::dead_letter::DeadLetter;
 use erp_schemas::inbound::InboundEventRecord;
+use erp_schemas::topics::Topics;
 
 use super::window::Range;
+
+/// The topic a replay reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `erp.inbound.events`: accepted ERP events.
+    #[default]
+    Inbound,
+    /// `erp.dlq`: dead letters whose source record is an inbound event (the processor's);
+    /// the inbound event each carries is re-published. Dead letters of deliveries are
+    /// re-sent with the webhook replay instead.
+    Dlq,
+}
+
+impl Source {
+    /// The topic read.
+    pub fn topic(self, topics: &Topics) -> String {
+        match self {
+            Self::Inbound => topics.inbound_events(),
+            Self::Dlq => topics.dlq(),
+        }
+    }
+}
 
 /// What a replay re-publishes.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -22,9 +48,32 @@ pub struct Selection {
     pub integration_id: String,
     /// Only records routed to this use case.
     pub use_case_id: Option<String>,
+    #[serde(default)]
+    pub source: Source,
+    /// Dead letters only: only these codes (`MAPPING_FAILED`, `POISON_RECORD`, …).
+    #[serde(default)]
+    pub codes: Option<Vec<String>>,
 }
 
 impl Selection {
+    /// The inbound event a record of the source topic carries, if it is one this selection
+    /// could re-publish (a dead letter of another organisation, code or source gives none).
+    pub fn decode(&self, payload: &[u8], topics: &Topics) -> Option<InboundEventRecord> {
+        match self.source {
+            Source::Inbound => serde_json::from_slice(payload).ok(),
+            Source::Dlq => {
+                let letter: DeadLetter = serde_json::from_slice(payload).ok()?;
+                let ours = letter.org_id.as_deref() == Some(self.org_id.as_str())
+                    && letter.integration_id.as_deref() == Some(self.integration_id.as_str());
+                let coded = self.codes.as_ref().is_none_or(|c| c.contains(&letter.code));
+                if !ours || !coded || letter.source.topic != topics.inbound_events() {
+                    return None;
+                }
+                serde_json::from_str(&letter.value).ok()
+            }
+        }
+    }
+
     /// Whether `record` is selected (its routing as of now, for `use_case_id`).
     pub fn selects(&self, record: &InboundEventRecord, view: &ConfigView) -> bool {
         if record.org_id != self.org_id || record.integration_id != self.integration_id {
@@ -50,11 +99,20 @@ impl Selection {
 pub struct RangeReader {
     consumer: Option<StreamConsumer>,
     remaining: HashMap<i32, i64>,
+    selection: Selection,
+    topics: Topics,
 }
 
 impl RangeReader {
-    /// A reader of `ranges` of `topic`.
-    pub fn open(runtime: &Runtime, topic: &str, ranges: &[Range]) -> Result<Self, String> {
+    /// A reader of `ranges` of the topic `selection` reads.
+    pub fn open(
+        runtime: &Runtime,
+        selection: &Selection,
+        ranges: &[Range],
+    ) -> Result<Self, String> {
+        let topics = runtime.kafka.topics.clone();
+        let topic = selection.source.topic(&topics);
+        let topic = topic.as_str();
         let remaining: HashMap<i32, i64> = ranges
             .iter()
             .filter(|r| r.end > r.start)
@@ -64,6 +122,8 @@ impl RangeReader {
             return Ok(Self {
                 consumer: None,
                 remaining,
+                selection: selection.clone(),
+                topics,
             });
         }
         let consumer: StreamConsumer = runtime
@@ -80,10 +140,13 @@ impl RangeReader {
         Ok(Self {
             consumer: Some(consumer),
             remaining,
+            selection: selection.clone(),
+            topics,
         })
     }
 
-    /// The next record in the ranges (`Some(None)` for one that is no inbound event); `None`
+    /// The next record in the ranges (`Some(None)` for one that carries no inbound event the
+    /// selection could re-publish); `None`
     /// at the end of every range or when `cancel` fires.
     pub async fn next(
         &mut self,
@@ -118,7 +181,7 @@ impl RangeReader {
             }
             return Some(Ok(message
                 .payload()
-                .and_then(|p| serde_json::from_slice::<InboundEventRecord>(p).ok())));
+                .and_then(|p| self.selection.decode(p, &self.topics))));
         }
     }
 }

@@ -166,8 +166,9 @@ async fn republish(
     progress: &Progress,
 ) -> Result<(), String> {
     let plan = &progress.plan;
+    // Whatever was read, the inbound events go back to the inbound topic.
     let topic = runtime.kafka.topics.inbound_events();
-    let mut reader = super::scan::RangeReader::open(runtime, &topic, &plan.ranges)?;
+    let mut reader = super::scan::RangeReader::open(runtime, &plan.selection, &plan.ranges)?;
     let mut pending = Vec::with_capacity(CHUNK);
     loop {
         let next = reader.next(&progress.cancel).await;
