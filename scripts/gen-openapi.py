@@ -391,6 +391,23 @@ EXTENSION_SCHEMAS = {
 
 # Fields we add to epilot's schemas: (schema, field) -> schema, marked as extensions.
 EXTENSION_FIELDS = {
+    ("InboundIntegrationEventConfiguration", "validation"): {
+        "type": "string",
+        "enum": ["off", "warn", "strict"],
+        "default": "warn",
+        "description": "What a mapping output that breaks the core entity schemas does: `warn` "
+                       "maps the event with a warning span and a `warnings[]` entry, `strict` "
+                       "makes it an error span and a dead letter, `off` checks nothing. See "
+                       "docs/mapping.md and docs/schemas.md.",
+    },
+    ("IntegrationEntity", "custom_schema"): {
+        "type": "boolean",
+        "default": False,
+        "description": "`true`: `entity_schema` is one of the organisation's own schemas, not a "
+                       "core entity; its output is not checked. Without it a configuration "
+                       "targeting a schema outside the core catalog is refused on save "
+                       "(400 `UNKNOWN_ENTITY_SCHEMA`).",
+    },
     ("WebhookConfig", "ordering"): {
         "type": "string",
         "enum": ["none", "per_key"],

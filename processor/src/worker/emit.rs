@@ -174,6 +174,7 @@ impl Worker {
             record,
             use_case,
             result,
+            ..
         } = outcome
         {
             let event = outcome::core_event(record, use_case, result, &input.source);
@@ -253,6 +254,16 @@ impl Worker {
         }
         let wanted = self.settings.success_spans || !matches!(outcome, Outcome::Mapped { .. });
         if let Some(span) = outcome::span(outcome, &input.source).filter(|_| wanted) {
+            self.enqueue(
+                "monitoring span",
+                &self.topics.monitoring(),
+                &span.integration_id,
+                &span,
+                deliveries,
+            )
+            .await?;
+        }
+        if let Some(span) = outcome::schema_warning_span(outcome, &input.source) {
             self.enqueue(
                 "monitoring span",
                 &self.topics.monitoring(),
