@@ -365,6 +365,60 @@ EXTENSIONS.update({
     },
 })
 
+# The schema catalog, read-only (docs/schemas.md).
+VERSION = {"type": "string", "pattern": "^[0-9]+\\.[0-9]+$", "description": "MAJOR.MINOR"}
+EXTENSIONS.update({
+    "/v1/schemas/events": {"get": {
+        "operationId": "listCoreEventSchemas",
+        "summary": "The core event catalog: every event with its versions, and the envelope",
+        "description": "The events `POST /v1/events` and `erp.platform.events` are checked "
+                       "against. Needs `view`; the same for every organisation.",
+        "tags": ["erp-toolkit"],
+        "responses": {"200": ok("The catalog", {"type": "object", "required": ["events", "envelope"], "properties": {
+            "events": {"type": "array", "items": {"type": "object",
+                "required": ["name", "title", "description", "latest_version", "versions"], "properties": {
+                "name": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
+                "latest_version": VERSION, "versions": {"type": "array", "items": VERSION}}}},
+            "envelope": {"type": "object", "description": "JSON Schema (draft 2020-12) of the envelope"}}}),
+            **AUTH_ERRORS},
+    }},
+    "/v1/schemas/events/{name}": {"get": {
+        "operationId": "getCoreEventSchema",
+        "summary": "One core event's versions, each with its JSON Schema",
+        "tags": ["erp-toolkit"],
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "The catalog name, e.g. MeterReadingAdded"}],
+        "responses": {"200": ok("The event", {"type": "object", "required": ["name", "latest_version", "versions"],
+            "properties": {"name": {"type": "string"}, "latest_version": VERSION,
+                "versions": {"type": "array", "items": {"type": "object", "required": ["version", "schema"], "properties": {
+                    "version": VERSION, "title": {"type": "string"}, "description": {"type": "string"},
+                    "schema": {"type": "object", "description": "JSON Schema (draft 2020-12), bundled"}}}}}}),
+            **AUTH_ERRORS, "404": error("Not a catalog event (`SCHEMA_NOT_FOUND`)")},
+    }},
+    "/v1/schemas/entities": {"get": {
+        "operationId": "listCoreEntitySchemas",
+        "summary": "The core entity schemas and the meter reading schema",
+        "description": "The schemas mapping output is checked against (use case `validation`).",
+        "tags": ["erp-toolkit"],
+        "responses": {"200": ok("The schemas", {"type": "object", "required": ["entities"], "properties": {
+            "entities": {"type": "array", "items": {"type": "object", "required": ["slug", "kind", "attributes"], "properties": {
+                "slug": {"type": "string"}, "kind": {"type": "string", "enum": ["core_entity", "meter_reading"]},
+                "title": {"type": "string", "nullable": True},
+                "attributes": {"type": "array", "items": {"type": "string"}}}}}}}),
+            **AUTH_ERRORS},
+    }},
+    "/v1/schemas/entities/{slug}": {"get": {
+        "operationId": "getCoreEntitySchema",
+        "summary": "One core entity schema (or meter_reading)",
+        "tags": ["erp-toolkit"],
+        "parameters": [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": ok("The schema", {"type": "object", "required": ["slug", "kind", "schema"], "properties": {
+            "slug": {"type": "string"}, "kind": {"type": "string", "enum": ["core_entity", "meter_reading"]},
+            "schema": {"type": "object", "description": "JSON Schema (draft 2020-12), bundled"}}}),
+            **AUTH_ERRORS, "404": error("Not a core entity schema (`SCHEMA_NOT_FOUND`)")},
+    }},
+})
+
 EXTENSION_SCHEMAS = {
     "ErpToolkitError": ERROR,
     "AccessToken": TOKEN,

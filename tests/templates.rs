@@ -45,7 +45,6 @@ fn samples(template: &UseCaseTemplate) -> Vec<(&Value, &'static str, &Value)> {
 async fn every_template_is_accepted_and_its_samples_work_through_the_api() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut options = common::options(dir.path());
-    options.core_event_schemas = common::core_event_schemas();
     let h = Harness::start_with(options).await;
     let receiver = Receiver::start("127.0.0.1:0", None, false)
         .await

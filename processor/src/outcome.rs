@@ -59,6 +59,13 @@ pub enum Outcome {
     },
     /// A platform event no enabled outbound use case subscribes to.
     NotSubscribed,
+    /// A platform event that breaks the core event catalog: an error span per subscribed
+    /// outbound use case (or one for the organisation) and a dead letter; no use case runs.
+    InvalidEvent {
+        head: PlatformHead,
+        error: erp_schemas::catalog::EventCheckError,
+        use_cases: Vec<Box<UseCaseEntry>>,
+    },
 }
 
 /// The envelope fields of a platform core event the processor needs.
@@ -101,7 +108,9 @@ impl Outcome {
             Outcome::Mapped { .. } => "success",
             Outcome::Duplicate { .. } => "skipped",
             Outcome::Ignored { .. } => "ignored",
-            Outcome::Failed { .. } | Outcome::Poison { .. } => "error",
+            Outcome::Failed { .. } | Outcome::Poison { .. } | Outcome::InvalidEvent { .. } => {
+                "error"
+            }
             Outcome::Outbound { results, .. } => {
                 if results.iter().any(|(_, r)| r.is_err()) {
                     "error"
@@ -249,7 +258,9 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> Option<MonitoringS
             reason.clone(),
             json!({"source": source}),
         ),
-        Outcome::Outbound { .. } | Outcome::NotSubscribed => return None,
+        Outcome::Outbound { .. } | Outcome::NotSubscribed | Outcome::InvalidEvent { .. } => {
+            return None;
+        }
     };
     let event_id = record.map_or_else(
         || format!("{}/{}/{}", source.topic, source.partition, source.offset),

@@ -234,6 +234,10 @@ mod tests {
             "POST /v1/integrations/{}/replays",
             "GET /v1/integrations/{}/replays/{}",
             "DELETE /v1/integrations/{}/replays/{}",
+            "GET /v1/schemas/events",
+            "GET /v1/schemas/events/{}",
+            "GET /v1/schemas/entities",
+            "GET /v1/schemas/entities/{}",
         ]
         .into();
         for (method, path, operation) in operations(&document()) {
