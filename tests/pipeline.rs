@@ -626,7 +626,7 @@ async fn outbound_platform_events_are_filtered_mapped_and_delivered_to_their_web
         event["_event_time"] = json!("2025-03-01T08:00:00.000Z");
         event["_org_id"] = json!("default");
         event["_ack_id"] = json!("3fa85f64-5717-4562-b3fc-2c963f66afa6");
-        event["trigger_entity"] = json!("c-1");
+        event["trigger_entity"] = json!("8d0f6f4e-0000-4000-8000-0000000000c1");
         if !event["contract"].is_object() {
             event["contract"] = json!({});
         }
@@ -734,7 +734,8 @@ async fn ack_tracking_confirms_times_out_and_accepts_late_acks() {
     let event = |n: u32, ack_id: &str| {
         json!({"_event_id": format!("01JN00000000000000000000A{n}"), "_event_name": "InstallmentUpdated",
                "_event_time": "2025-03-01T08:00:00.000Z", "_org_id": "default", "_ack_id": ack_id,
-               "_event_version": "1.0", "_event_source": "portal"})
+               "_event_version": "1.0", "_event_source": "portal", "operation": "updateEntity",
+               "trigger_entity": "8d0f6f4e-0000-4000-8000-0000000000c1"})
     };
     let (confirmed, forgotten) = (
         "6f1c1a52-0000-4000-8000-000000000001",
