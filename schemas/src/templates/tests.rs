@@ -294,3 +294,20 @@ fn every_inbound_expected_output_matches_the_entity_schemas() {
         }
     }
 }
+
+#[test]
+fn every_outbound_sample_event_matches_the_event_catalog() {
+    // POST /v1/events and the processor check platform events against the catalog: a sample
+    // that does not pass could not be sent.
+    for template in catalogue().unwrap_or_else(|e| panic!("{e}")) {
+        if template.kind != TemplateKind::Outbound {
+            continue;
+        }
+        let samples = std::iter::once(&template.sample.payload)
+            .chain(template.additional_samples.iter().map(|s| &s.payload));
+        for event in samples {
+            let checked = crate::catalog::events().check(event);
+            assert!(checked.is_ok(), "{}: {checked:?}", template.slug);
+        }
+    }
+}
