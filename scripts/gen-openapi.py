@@ -572,6 +572,60 @@ EXTENSIONS.update({
     }},
 })
 
+# The schema catalog, read-only (docs/schemas.md).
+VERSION = {"type": "string", "pattern": "^[0-9]+\\.[0-9]+$", "description": "MAJOR.MINOR"}
+EXTENSIONS.update({
+    "/v1/schemas/events": {"get": {
+        "operationId": "listCoreEventSchemas",
+        "summary": "The core event catalog: every event with its versions, and the envelope",
+        "description": "The events `POST /v1/events` and `erp.platform.events` are checked "
+                       "against. Needs `view`; the same for every organisation.",
+        "tags": ["erp-toolkit"],
+        "responses": {"200": ok("The catalog", {"type": "object", "required": ["events", "envelope"], "properties": {
+            "events": {"type": "array", "items": {"type": "object",
+                "required": ["name", "title", "description", "latest_version", "versions"], "properties": {
+                "name": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
+                "latest_version": VERSION, "versions": {"type": "array", "items": VERSION}}}},
+            "envelope": {"type": "object", "description": "JSON Schema (draft 2020-12) of the envelope"}}}),
+            **AUTH_ERRORS},
+    }},
+    "/v1/schemas/events/{name}": {"get": {
+        "operationId": "getCoreEventSchema",
+        "summary": "One core event's versions, each with its JSON Schema",
+        "tags": ["erp-toolkit"],
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "The catalog name, e.g. MeterReadingAdded"}],
+        "responses": {"200": ok("The event", {"type": "object", "required": ["name", "latest_version", "versions"],
+            "properties": {"name": {"type": "string"}, "latest_version": VERSION,
+                "versions": {"type": "array", "items": {"type": "object", "required": ["version", "schema"], "properties": {
+                    "version": VERSION, "title": {"type": "string"}, "description": {"type": "string"},
+                    "schema": {"type": "object", "description": "JSON Schema (draft 2020-12), bundled"}}}}}}),
+            **AUTH_ERRORS, "404": error("Not a catalog event (`SCHEMA_NOT_FOUND`)")},
+    }},
+    "/v1/schemas/entities": {"get": {
+        "operationId": "listCoreEntitySchemas",
+        "summary": "The core entity schemas and the meter reading schema",
+        "description": "The schemas mapping output is checked against (use case `validation`).",
+        "tags": ["erp-toolkit"],
+        "responses": {"200": ok("The schemas", {"type": "object", "required": ["entities"], "properties": {
+            "entities": {"type": "array", "items": {"type": "object", "required": ["slug", "kind", "attributes"], "properties": {
+                "slug": {"type": "string"}, "kind": {"type": "string", "enum": ["core_entity", "meter_reading"]},
+                "title": {"type": "string", "nullable": True},
+                "attributes": {"type": "array", "items": {"type": "string"}}}}}}}),
+            **AUTH_ERRORS},
+    }},
+    "/v1/schemas/entities/{slug}": {"get": {
+        "operationId": "getCoreEntitySchema",
+        "summary": "One core entity schema (or meter_reading)",
+        "tags": ["erp-toolkit"],
+        "parameters": [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": ok("The schema", {"type": "object", "required": ["slug", "kind", "schema"], "properties": {
+            "slug": {"type": "string"}, "kind": {"type": "string", "enum": ["core_entity", "meter_reading"]},
+            "schema": {"type": "object", "description": "JSON Schema (draft 2020-12), bundled"}}}),
+            **AUTH_ERRORS, "404": error("Not a core entity schema (`SCHEMA_NOT_FOUND`)")},
+    }},
+})
+
 EXTENSION_SCHEMAS = {
     "ErpToolkitError": ERROR,
     "AccessToken": TOKEN,
@@ -598,6 +652,23 @@ EXTENSION_SCHEMAS = {
 
 # Fields we add to epilot's schemas: (schema, field) -> schema, marked as extensions.
 EXTENSION_FIELDS = {
+    ("InboundIntegrationEventConfiguration", "validation"): {
+        "type": "string",
+        "enum": ["off", "warn", "strict"],
+        "default": "warn",
+        "description": "What a mapping output that breaks the core entity schemas does: `warn` "
+                       "maps the event with a warning span and a `warnings[]` entry, `strict` "
+                       "makes it an error span and a dead letter, `off` checks nothing. See "
+                       "docs/mapping.md and docs/schemas.md.",
+    },
+    ("IntegrationEntity", "custom_schema"): {
+        "type": "boolean",
+        "default": False,
+        "description": "`true`: `entity_schema` is one of the organisation's own schemas, not a "
+                       "core entity; its output is not checked. Without it a configuration "
+                       "targeting a schema outside the core catalog is refused on save "
+                       "(400 `UNKNOWN_ENTITY_SCHEMA`).",
+    },
     ("WebhookConfig", "ordering"): {
         "type": "string",
         "enum": ["none", "per_key"],

@@ -146,8 +146,9 @@ pub struct ApiArgs {
         default_value_t = 1000
     )]
     pub rate_limit_per_minute: u32,
-    /// Directory of catalog core-event JSON Schemas (`<EventName>.schema.json`) that events
-    /// posted to `/v1/events` are checked against.
+    /// Directory of extra core-event JSON Schemas (`<EventName>.schema.json`, e.g. epilot's
+    /// published ones) that events posted to `/v1/events` are also checked against. Optional:
+    /// every event is always checked against the project's own catalog (docs/schemas.md).
     #[arg(long, env = "ERP_TOOLKIT_CORE_EVENT_SCHEMAS")]
     pub core_event_schemas: Option<PathBuf>,
     /// Seconds an ACK-tracked outbound event may stay unacknowledged before `ACK_TIMEOUT`.

@@ -572,10 +572,7 @@ async fn mapping_simulation_and_xml_meter_readings_through_the_pipeline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_platform_events_are_filtered_mapped_and_delivered_to_their_webhook() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let schemas = common::core_event_schemas();
-    let mut options = common::options(dir.path());
-    options.core_event_schemas = schemas.clone();
-    let h = Harness::start_with(options).await;
+    let h = Harness::start_with(common::options(dir.path())).await;
     let receiver = Receiver::start("127.0.0.1:0", None, false)
         .await
         .expect("receiver");
@@ -615,19 +612,21 @@ async fn outbound_platform_events_are_filtered_mapped_and_delivered_to_their_web
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
 
-    // epilot's published samples (valid against the schemas), else a minimal envelope.
+    // Minimal events the core event catalog accepts (checked on POST /v1/events).
     let event = |id: &str, name: &str, amount: i64| {
-        let mut event = schemas
-            .as_ref()
-            .and_then(|dir| std::fs::read_to_string(dir.join(format!("{name}.sample.json"))).ok())
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-            .unwrap_or_else(|| json!({"_event_version": "1.0", "_event_source": "portal", "operation": "updateEntity"}));
+        let operation = if name == "TariffChange" {
+            "createEntity"
+        } else {
+            "updateEntity"
+        };
+        let mut event = json!({"_event_version": "1.0", "_event_source": "portal", "operation": operation,
+            "contract": {"_schema": "contract"}});
         event["_event_id"] = json!(id);
         event["_event_name"] = json!(name);
         event["_event_time"] = json!("2025-03-01T08:00:00.000Z");
         event["_org_id"] = json!("default");
         event["_ack_id"] = json!("3fa85f64-5717-4562-b3fc-2c963f66afa6");
-        event["trigger_entity"] = json!("c-1");
+        event["trigger_entity"] = json!("8d0f6f4e-0000-4000-8000-0000000000c1");
         if !event["contract"].is_object() {
             event["contract"] = json!({});
         }
@@ -735,7 +734,8 @@ async fn ack_tracking_confirms_times_out_and_accepts_late_acks() {
     let event = |n: u32, ack_id: &str| {
         json!({"_event_id": format!("01JN00000000000000000000A{n}"), "_event_name": "InstallmentUpdated",
                "_event_time": "2025-03-01T08:00:00.000Z", "_org_id": "default", "_ack_id": ack_id,
-               "_event_version": "1.0", "_event_source": "portal"})
+               "_event_version": "1.0", "_event_source": "portal", "operation": "updateEntity",
+               "trigger_entity": "8d0f6f4e-0000-4000-8000-0000000000c1"})
     };
     let (confirmed, forgotten) = (
         "6f1c1a52-0000-4000-8000-000000000001",

@@ -3,8 +3,8 @@
 //! /v1/integrations/{id}/use-cases` (the configuration compiled and the stored use case checked
 //! against epilot's `InboundUseCase` / `OutboundUseCase` schema); each inbound sample, run with
 //! the stored configuration through `POST /v2/erp/updates/mapping_simulation`, answers exactly its
-//! `expected`; each outbound sample, posted as a platform event (checked against epilot's catalog
-//! schema when the reference files are next to the repository), reaches a real webhook receiver
+//! `expected`; each outbound sample, posted as a platform event (checked against the project's
+//! core event catalog), reaches a real webhook receiver
 //! as exactly its expected message, and a filtered one reaches nothing.
 
 mod common;
@@ -44,9 +44,7 @@ fn samples(template: &UseCaseTemplate) -> Vec<(&Value, &'static str, &Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_template_is_accepted_and_its_samples_work_through_the_api() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut options = common::options(dir.path());
-    options.core_event_schemas = common::core_event_schemas();
-    let h = Harness::start_with(options).await;
+    let h = Harness::start_with(common::options(dir.path())).await;
     let receiver = Receiver::start("127.0.0.1:0", None, false)
         .await
         .expect("receiver");

@@ -26,6 +26,8 @@ pub mod openapi;
 pub mod poll;
 /// Replay of a time window of inbound events: plan, run, progress, cancel.
 pub mod replay;
+/// The schema catalog, read-only: core events and core entities.
+pub mod schemas;
 /// What the handlers can reach, and the one place that builds it.
 pub mod state;
 /// The standard use-case templates through the API, and use cases created from them.
@@ -241,6 +243,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/ops/consumer-groups/{group_id}/reset",
             web::post().to(groups::routes::apply_reset),
+        )
+        .route("/v1/schemas/events", web::get().to(schemas::list_events))
+        .route(
+            "/v1/schemas/events/{name}",
+            web::get().to(schemas::get_event),
+        )
+        .route(
+            "/v1/schemas/entities",
+            web::get().to(schemas::list_entities),
+        )
+        .route(
+            "/v1/schemas/entities/{slug}",
+            web::get().to(schemas::get_entity),
         )
         .route("/v1/environments", web::get().to(environments::list))
         .route("/v1/environments/{key}", web::put().to(environments::put))

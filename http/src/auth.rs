@@ -55,6 +55,7 @@
 //! | `POST /v1/integrations/{id}/outbound/messages/poll`, `…/ack` | consume |
 //! | `GET …/outbound/messages/dlq`, `POST …/dlq/redrive`, `POST …/unblock` | manage |
 //! | `GET /v1/environments` (secrets masked) | view |
+//! | `GET /v1/schemas/events[/{name}]`, `GET /v1/schemas/entities[/{slug}]` (the catalog) | view |
 //! | `PUT`, `DELETE /v1/environments/{key}` | manage |
 //! | `GET`, `POST /v1/access-tokens`, `DELETE /v1/access-tokens/{id}` | owner |
 //! | `/healthz`, `/readyz`, `GET /v1/webhooks/.well-known/public-key`, `GET /openapi.json` | none (no token, no rate limit) |
@@ -241,6 +242,11 @@ pub const ROUTES: &[RouteRule] = &[
         M,
     ),
     rule("POST", "/v1/integrations/{id}/outbound/messages/unblock", M),
+    // The schema catalog (read-only, the same for every organisation).
+    rule("GET", "/v1/schemas/events", V),
+    rule("GET", "/v1/schemas/events/{name}", V),
+    rule("GET", "/v1/schemas/entities", V),
+    rule("GET", "/v1/schemas/entities/{slug}", V),
     // Integrations v1.
     rule("GET", "/v1/integrations", V),
     rule("POST", "/v1/integrations", M),

@@ -1,7 +1,9 @@
 //! `POST /v1/events`: core events from the customer platform (epilot spec §6.1 envelope) for the
 //! outbound flow, written to `erp.platform.events`. A Kafka-native platform produces to that
 //! topic directly instead. Each event is keyed by its `trigger_entity` (else its `_event_id`),
-//! so events of one entity keep their order.
+//! so events of one entity keep their order. Every event is checked against the core event
+//! catalog (`erp_schemas::catalog`) first; an invalid one refuses the request (400, with the
+//! JSON pointer of each violation) and nothing is written.
 
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
@@ -55,6 +57,19 @@ pub async fn post(
         .enumerate()
         .map(|(index, event)| envelope(index, event, &caller.org_id))
         .collect::<Result<Vec<_>, _>>()?;
+    // The project's catalog, always: the envelope, then the schema of the event's version. A
+    // refusal names the event and the JSON pointer of each violation.
+    let catalog = erp_schemas::catalog::try_events()
+        .map_err(|e| ApiError::internal("SCHEMA_CATALOG_BROKEN", e.to_string()))?;
+    for (index, (_, _, event)) in events.iter().enumerate() {
+        if let Err(error) = catalog.check(event) {
+            return Err(ApiError::bad_request_code(
+                error.code(),
+                format!("events[{index}] {error}"),
+            ));
+        }
+    }
+    // Schemas given at deployment (`--core-event-schemas`), on top.
     if let Some(schemas) = &state.event_schemas {
         for (index, (_, _, event)) in events.iter().enumerate() {
             let name = event

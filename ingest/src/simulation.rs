@@ -153,7 +153,31 @@ fn run_simulation(
             }
             object => object,
         };
-        map_payload(&compiled, &parsed, &MappingContext::simulation(timeout))
-            .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))
+        let mut result = map_payload(&compiled, &parsed, &MappingContext::simulation(timeout))
+            .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+        schema_warnings(&configuration, &compiled, &mut result);
+        Ok(result)
+    }
+}
+
+/// The simulation's answer to the schema checks, as `warnings[]` entries (a simulation never fails
+/// on them, whatever the level, so the author sees every violation at once): each violation of
+/// the core entity schemas (unless `validation` is `off`), each entity mapping whose schema is
+/// neither core nor declared custom (saving the use case would refuse it).
+fn schema_warnings(
+    configuration: &Value,
+    compiled: &CompiledConfiguration,
+    result: &mut erp_mapping::MappingResult,
+) {
+    let violations = erp_mapping::validation::check(compiled.validation(), result);
+    result
+        .warnings
+        .extend(violations.iter().map(|v| v.to_warning()));
+    for unknown in erp_mapping::validation::unknown_schemas(configuration) {
+        result.warnings.push(serde_json::json!({
+            "entity_schema": unknown.entity_schema,
+            "field": "entity_schema",
+            "message": unknown.to_string(),
+        }));
     }
 }

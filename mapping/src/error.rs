@@ -46,6 +46,30 @@ pub enum MappingError {
     /// as delivered.
     #[error("{location}: delivery type {delivery} is not supported by this deployment")]
     DeliveryNotSupported { location: String, delivery: String },
+    /// The mapping output breaks the core entity schemas and the use case's `validation` is
+    /// `strict`: the event is dead-lettered, never half-applied.
+    #[error(
+        "the mapping output does not match the core entity schemas: {}",
+        violation_summary(violations)
+    )]
+    SchemaViolation {
+        violations: Vec<erp_schemas::catalog::OutputViolation>,
+    },
+}
+
+/// `a; b; c` of the first few violations (paths and rules, never values).
+fn violation_summary(violations: &[erp_schemas::catalog::OutputViolation]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = violations
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if violations.len() > SHOWN {
+        text.push_str(&format!(" (+{} more)", violations.len() - SHOWN));
+    }
+    text
 }
 
 impl MappingError {
@@ -63,6 +87,7 @@ impl MappingError {
             MappingError::Internal(_) => "MAPPING_PANICKED",
             // The API's code for the same refusal on save.
             MappingError::DeliveryNotSupported { .. } => "DELIVERY_TYPE_NOT_SUPPORTED",
+            MappingError::SchemaViolation { .. } => "SCHEMA_VIOLATION",
         }
     }
 

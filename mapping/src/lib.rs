@@ -36,6 +36,8 @@ mod run;
 mod source;
 /// The pool of large-stack threads evaluations run on.
 pub mod threads;
+/// Mapping output against the core entity schemas: the `validation` level, custom schemas.
+pub mod validation;
 
 pub use compile::{CompiledConfiguration, CompiledEntity, REQUIRED_READING_ATTRIBUTES};
 pub use context::{EnvValue, FileProxyContext, MappingContext};

@@ -11,6 +11,8 @@ pub mod error;
 pub mod metrics;
 /// What each record becomes: core events, poll items, spans, dead letters.
 pub mod outcome;
+/// Platform events against the core event catalog: the records an invalid one yields.
+pub mod platform_check;
 /// Partition assignment: restore before consuming, positions of batches in flight.
 pub mod rebalance;
 /// The dedup store and input positions (sled), committed once per batch.

@@ -28,6 +28,9 @@ pub enum Outcome {
         record: Box<InboundEventRecord>,
         use_case: Box<UseCaseEntry>,
         result: MappingResult,
+        /// The output's violations of the core entity schemas (`validation: warn`): also in
+        /// `result.warnings`, and reported in a warning span of their own.
+        violations: Vec<erp_schemas::catalog::OutputViolation>,
     },
     /// Another event with the same dedup id was accepted within the window.
     Duplicate {
@@ -56,6 +59,13 @@ pub enum Outcome {
     },
     /// A platform event no enabled outbound use case subscribes to.
     NotSubscribed,
+    /// A platform event that breaks the core event catalog: an error span per subscribed
+    /// outbound use case (or one for the organisation) and a dead letter; no use case runs.
+    InvalidEvent {
+        head: PlatformHead,
+        error: erp_schemas::catalog::EventCheckError,
+        use_cases: Vec<Box<UseCaseEntry>>,
+    },
 }
 
 /// The envelope fields of a platform core event the processor needs.
@@ -98,7 +108,9 @@ impl Outcome {
             Outcome::Mapped { .. } => "success",
             Outcome::Duplicate { .. } => "skipped",
             Outcome::Ignored { .. } => "ignored",
-            Outcome::Failed { .. } | Outcome::Poison { .. } => "error",
+            Outcome::Failed { .. } | Outcome::Poison { .. } | Outcome::InvalidEvent { .. } => {
+                "error"
+            }
             Outcome::Outbound { results, .. } => {
                 if results.iter().any(|(_, r)| r.is_err()) {
                     "error"
@@ -189,6 +201,7 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> Option<MonitoringS
             record,
             use_case,
             result,
+            ..
         } => (
             Some(record),
             Some(use_case),
@@ -235,7 +248,7 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> Option<MonitoringS
             Level::Error,
             error.code(),
             error.to_string(),
-            json!({"jsonata_code": error.jsonata_code(), "source": source}),
+            failure_detail(error, source),
         ),
         Outcome::Poison { reason } => (
             None,
@@ -245,7 +258,9 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> Option<MonitoringS
             reason.clone(),
             json!({"source": source}),
         ),
-        Outcome::Outbound { .. } | Outcome::NotSubscribed => return None,
+        Outcome::Outbound { .. } | Outcome::NotSubscribed | Outcome::InvalidEvent { .. } => {
+            return None;
+        }
     };
     let event_id = record.map_or_else(
         || format!("{}/{}/{}", source.topic, source.partition, source.offset),
@@ -265,6 +280,60 @@ pub fn span(outcome: &Outcome, source: &SourceCoordinates) -> Option<MonitoringS
         code: code.to_owned(),
         message,
         detail,
+        created_at: now_rfc3339(),
+    })
+}
+
+/// The detail of a failure's span: the JSONata code, the source coordinates and, for output
+/// that breaks the entity schemas, each violation with its path (never the value).
+fn failure_detail(error: &MappingError, source: &SourceCoordinates) -> Value {
+    let mut detail = json!({"jsonata_code": error.jsonata_code(), "source": source});
+    if let MappingError::SchemaViolation { violations } = error {
+        detail["violations"] = json!(violations);
+    }
+    detail
+}
+
+/// The warning span of a mapped record whose output breaks the core entity schemas
+/// (`validation: warn`); `None` when it does not.
+pub fn schema_warning_span(
+    outcome: &Outcome,
+    source: &SourceCoordinates,
+) -> Option<MonitoringSpan> {
+    let Outcome::Mapped {
+        record,
+        use_case,
+        violations,
+        ..
+    } = outcome
+    else {
+        return None;
+    };
+    if violations.is_empty() {
+        return None;
+    }
+    let summary: Vec<String> = violations.iter().take(5).map(ToString::to_string).collect();
+    Some(MonitoringSpan {
+        id: derived_uuid(&[&record.event_id, "processor", "SCHEMA_VIOLATION"]),
+        org_id: record.org_id.clone(),
+        integration_id: record.integration_id.clone(),
+        event_id: record.event_id.clone(),
+        correlation_id: record.correlation_id.clone(),
+        use_case_id: use_case.use_case.id.clone(),
+        use_case_type: use_case.use_case.kind.clone(),
+        level: Level::Warning,
+        code: "SCHEMA_VIOLATION".into(),
+        message: format!(
+            "mapped, with {} violation(s) of the core entity schemas: {}",
+            violations.len(),
+            summary.join("; ")
+        ),
+        detail: json!({
+            "core_event_id": core_event_id(record, source),
+            "validation": "warn",
+            "violations": violations,
+            "source": source,
+        }),
         created_at: now_rfc3339(),
     })
 }

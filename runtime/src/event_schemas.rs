@@ -1,6 +1,8 @@
-//! JSON Schemas of catalog core events (epilot's `<EventName>.schema.json` files), loaded from a
-//! directory given at deployment, to validate events posted to `POST /v1/events`. Events whose
-//! name has no schema there are accepted unchecked (custom events).
+//! Extra JSON Schemas of core events (`<EventName>.schema.json` files, e.g. epilot's published
+//! ones), loaded from a directory given at deployment (`--core-event-schemas`), that events posted
+//! to `POST /v1/events` are checked against on top of the project's own catalog
+//! (`erp_schemas::catalog`, always applied). Events whose name has no schema there pass this
+//! check.
 //!
 //! The schemas are applied to what the event itself defines: its required fields and every
 //! property that is not a hydrated entity (an object, or a list of objects). Entities are open in
@@ -104,47 +106,47 @@ impl EventSchemas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn catalog() -> Option<std::path::PathBuf> {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .map(|d| d.join("shared/reference/epilot/core-events"))
-            .find(|d| d.is_dir())
+    /// A directory of `<Name>.schema.json` files, as a deployment would mount (here: the
+    /// project's own catalog schemas, so the test needs nothing outside the repository).
+    fn catalog_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let catalog = erp_schemas::catalog::events();
+        for name in catalog.names() {
+            let schema = catalog.latest(name).expect("known").schema();
+            std::fs::write(
+                dir.path().join(format!("{name}.schema.json")),
+                schema.to_string(),
+            )
+            .expect("writes");
+        }
+        dir
     }
 
     #[test]
-    fn epilot_samples_pass_and_missing_required_fields_do_not() {
-        let Some(dir) = catalog() else {
-            eprintln!("shared core-event catalog not found: skipped");
-            return;
-        };
-        let schemas = EventSchemas::load(&dir).expect("schemas load");
-        assert!(schemas.len() >= 15, "{} schemas", schemas.len());
-        for entry in std::fs::read_dir(&dir).expect("dir").filter_map(Result::ok) {
-            let path = entry.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".sample.json"))
-            else {
-                continue;
-            };
-            let sample: Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).expect("sample"))
-                    .expect("json");
-            assert_eq!(schemas.check(name, &sample), Ok(()), "{name}");
-            let mut broken = sample.clone();
-            if let Some(map) = broken.as_object_mut() {
-                map.remove("_event_id");
-            }
-            assert!(
-                schemas.check(name, &broken).is_err(),
-                "{name} without _event_id"
-            );
-        }
+    fn events_pass_and_missing_required_fields_do_not() {
+        let dir = catalog_dir();
+        let schemas = EventSchemas::load(dir.path()).expect("schemas load");
         assert_eq!(
-            schemas.check("NotInTheCatalog", &serde_json::json!({})),
+            schemas.len(),
+            erp_schemas::catalog::events().names().count()
+        );
+        let event = json!({"_org_id": "o", "_event_id": "e", "_event_time": "2025-03-01T08:00:00Z",
+            "_event_name": "OnDemandSyncCustomerRequested", "_event_version": "1.0",
+            "external_id": "C-1", "contact_id": "c-1"});
+        assert_eq!(
+            schemas.check("OnDemandSyncCustomerRequested", &event),
             Ok(())
         );
+        let mut broken = event.clone();
+        if let Some(map) = broken.as_object_mut() {
+            map.remove("contact_id");
+        }
+        let error = schemas
+            .check("OnDemandSyncCustomerRequested", &broken)
+            .expect_err("refused");
+        assert!(error.contains("OnDemandSyncCustomerRequested"), "{error}");
+        assert_eq!(schemas.check("NotInTheCatalog", &json!({})), Ok(()));
     }
 }

@@ -139,3 +139,49 @@ fn breaking_changes_are_caught() {
         Vec::<String>::new()
     );
 }
+
+/// What the rules allow: a schema that widens with a minor bump, a new event or major version
+/// since the release, an Avro field added as an optional one. (A narrowing change can only ship
+/// as a new major file beside the released one, which `breaking_changes_are_caught` shows by
+/// the failures of every other way.)
+#[test]
+fn widening_with_a_minor_bump_and_new_majors_pass() {
+    // Released: MeterReadingAdded 2.0 without `remarks`; ours added it (optional) and is 2.1.
+    let problems = released_with(|s| {
+        let file = &mut s["json"]["events/MeterReadingAdded.schema.json"];
+        file["x-event-version"] = json!("2.0");
+        if let Some(properties) = file["properties"].as_object_mut() {
+            properties.remove("remarks");
+        }
+    });
+    assert_eq!(problems, Vec::<String>::new());
+    // The same widening at an unchanged version is a change without a bump.
+    let problems = released_with(|s| {
+        if let Some(properties) =
+            s["json"]["events/MeterReadingAdded.schema.json"]["properties"].as_object_mut()
+        {
+            properties.remove("remarks");
+        }
+    });
+    assert_eq!(
+        problems,
+        [
+            "MeterReadingAdded 2.1: the schema changed since 0.0.1 without a version bump (bump the minor)"
+        ]
+    );
+    // An event (or a major version) the release did not have is no break.
+    let problems = released_with(|s| {
+        if let Some(files) = s["json"].as_object_mut() {
+            files.remove("events/LocationMoveRequested.schema.json");
+        }
+    });
+    assert_eq!(problems, Vec::<String>::new());
+    // An Avro field we added as ["null", T] with default null: released readers skip it, our
+    // readers fill it in for released records (BACKWARD and FORWARD).
+    let problems = released_with(|s| {
+        if let Some(fields) = s["avro"]["CoreEvent"]["fields"].as_array_mut() {
+            fields.retain(|f| f["name"] != "use_case_slug");
+        }
+    });
+    assert_eq!(problems, Vec::<String>::new());
+}

@@ -31,15 +31,6 @@ fn tracing_subscriber_init() -> Result<(), ()> {
     Ok(())
 }
 
-/// epilot's catalog event schemas (`<Event>.schema.json`), when the shared reference is next to
-/// the repository; `POST /v1/events` then checks events against them.
-pub fn core_event_schemas() -> Option<std::path::PathBuf> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("shared/reference/epilot/core-events"))
-        .find(|d| d.is_dir())
-}
-
 /// Options for tests: free ports, three partitions, quick retries.
 pub fn options(dir: &Path) -> StandaloneOptions {
     let mut options = StandaloneOptions::new(dir);

@@ -3,7 +3,9 @@
 //!
 //! A configuration is compiled when it is saved: grammar errors and JSONata that does not parse
 //! are answered with 422 naming the entity, field and expression, so a broken mapping never
-//! reaches the processor. Then the use case as it will be stored is checked against epilot's
+//! reaches the processor. An inbound entity mapping that targets an entity schema outside the
+//! core catalog is refused (400 `UNKNOWN_ENTITY_SCHEMA`, naming the entity) unless it declares
+//! `custom_schema: true`. Then the use case as it will be stored is checked against epilot's
 //! schema of its type (400 naming the field), so every answer that serves it again conforms.
 
 use actix_web::{HttpResponse, web};
@@ -130,8 +132,16 @@ pub(crate) fn check_configuration(
         return crate::integrations::file_proxy::check(object);
     }
     CompiledConfiguration::compile(configuration)
-        .map(|_| ())
-        .map_err(|error| ApiError::unprocessable("INVALID_CONFIGURATION", error.to_string()))
+        .map_err(|error| ApiError::unprocessable("INVALID_CONFIGURATION", error.to_string()))?;
+    // A slug outside the catalog is a typo more often than a custom schema: the mapping's output
+    // would be checked by nobody. A custom schema is declared on its entity mapping.
+    match erp_mapping::validation::unknown_schemas(configuration).first() {
+        Some(unknown) => Err(ApiError::bad_request_code(
+            "UNKNOWN_ENTITY_SCHEMA",
+            format!("configuration.{unknown}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `GET /v1/integrations/{id}/use-cases`

@@ -244,6 +244,10 @@ mod tests {
             "GET /v1/integrations/{}/blueprint",
             "POST /v1/blueprints/plan",
             "POST /v1/blueprints/apply",
+            "GET /v1/schemas/events",
+            "GET /v1/schemas/events/{}",
+            "GET /v1/schemas/entities",
+            "GET /v1/schemas/entities/{}",
         ]
         .into();
         for (method, path, operation) in operations(&document()) {

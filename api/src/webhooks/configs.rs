@@ -177,14 +177,17 @@ pub async fn list(
 
 /// `GET /v1/webhooks/configured-events`: the events an endpoint can subscribe to, as
 /// `[{eventName, eventLabel}]` in epilot's `event_<name>` form — the core events the pipeline
-/// emits (`InboundEventMapped`), the platform events of the loaded catalog
-/// (`--core-event-schemas`), and any other name an endpoint of the organisation subscribes to.
+/// emits (`InboundEventMapped`), the platform events of the core event catalog (and of
+/// `--core-event-schemas`), and any other name an endpoint of the organisation subscribes to.
 pub async fn configured_events(state: web::Data<ApiState>, caller: Caller) -> HttpResponse {
     let mut names = std::collections::BTreeSet::new();
     names.insert(format!(
         "event_{}",
         erp_schemas::core_event::INBOUND_EVENT_MAPPED
     ));
+    if let Ok(catalog) = erp_schemas::catalog::try_events() {
+        names.extend(catalog.names().map(|n| format!("event_{n}")));
+    }
     if let Some(schemas) = &state.event_schemas {
         names.extend(schemas.names().into_iter().map(|n| format!("event_{n}")));
     }

@@ -16,6 +16,8 @@ pub(super) fn compile_entity(index: usize, raw: &Value) -> Result<CompiledEntity
         .ok_or_else(|| invalid(&location, "must be an object"))?;
     let schema = required_text(object, &location, "entity_schema")?.to_owned();
     let location = format!("{location} ({schema})");
+    crate::validation::declared_custom(object)
+        .map_err(|_| invalid(&format!("{location}.custom_schema"), "must be a boolean"))?;
     let unique_ids = match object.get("unique_ids") {
         Some(Value::Array(ids)) => ids
             .iter()

@@ -43,7 +43,13 @@ impl CompiledConfiguration {
         Ok(Self {
             entities,
             meter_readings,
+            validation: crate::validation::level(object)?,
         })
+    }
+
+    /// What a violation of the core entity schemas does for this use case (`validation`).
+    pub fn validation(&self) -> erp_schemas::catalog::ValidationLevel {
+        self.validation
     }
 
     /// The compiled entity mappings, in configuration order.

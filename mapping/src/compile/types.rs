@@ -10,6 +10,8 @@ use crate::source::{Source, UniqueIds};
 pub struct CompiledConfiguration {
     pub(crate) entities: Vec<CompiledEntity>,
     pub(crate) meter_readings: Vec<CompiledMeterReading>,
+    /// What a violation of the core entity schemas does (`validation`, our extension).
+    pub(crate) validation: erp_schemas::catalog::ValidationLevel,
 }
 
 /// When something applies.

@@ -48,7 +48,7 @@ impl Worker {
                 .ok()
                 .and_then(PlatformHead::read);
                 plans.push(match head {
-                    Some(head) => plan_outbound(&config, cache, head, self.settings.mapping_timeout),
+                    Some(head) => plan_platform(&config, cache, head, self.settings.mapping_timeout),
                     None => Plan::Done(Outcome::Poison {
                         reason: "not a core event: JSON with _event_id, _event_name and _org_id expected".into(),
                     }),
@@ -174,6 +174,7 @@ impl Worker {
             record,
             use_case,
             result,
+            ..
         } = outcome
         {
             let event = outcome::core_event(record, use_case, result, &input.source);
@@ -185,6 +186,43 @@ impl Worker {
                 deliveries,
             )
             .await?;
+        }
+        if let Outcome::InvalidEvent {
+            head,
+            error,
+            use_cases,
+        } = outcome
+        {
+            let value = String::from_utf8_lossy(input.message.payload().unwrap_or_default());
+            let (spans, letter) = crate::platform_check::invalid_event_records(
+                head,
+                error,
+                use_cases,
+                &input.source,
+                key.as_deref(),
+                &value,
+            );
+            for span in spans {
+                self.enqueue(
+                    "monitoring span",
+                    &self.topics.monitoring(),
+                    &span.integration_id,
+                    &span,
+                    deliveries,
+                )
+                .await?;
+            }
+            self.count_dead_letter(&letter);
+            let event_key = key.clone().unwrap_or_else(|| head.event_id.clone());
+            return self
+                .enqueue(
+                    "dead letter",
+                    &self.topics.dlq(),
+                    &event_key,
+                    &letter,
+                    deliveries,
+                )
+                .await;
         }
         if let Outcome::Outbound { head, results } = outcome {
             let value = String::from_utf8_lossy(input.message.payload().unwrap_or_default());
@@ -253,6 +291,16 @@ impl Worker {
         }
         let wanted = self.settings.success_spans || !matches!(outcome, Outcome::Mapped { .. });
         if let Some(span) = outcome::span(outcome, &input.source).filter(|_| wanted) {
+            self.enqueue(
+                "monitoring span",
+                &self.topics.monitoring(),
+                &span.integration_id,
+                &span,
+                deliveries,
+            )
+            .await?;
+        }
+        if let Some(span) = outcome::schema_warning_span(outcome, &input.source) {
             self.enqueue(
                 "monitoring span",
                 &self.topics.monitoring(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use erp_mapping::payload;
 use erp_mapping::{FileProxyContext, MappingContext, MappingError, map_document};
 use erp_runtime::poison::{PoisonGuard, RecordAt, test_abort_on};
+use erp_schemas::catalog::{OutputViolation, ValidationLevel};
 use erp_schemas::dead_letter::SourceCoordinates;
 use erp_schemas::limits::PayloadLimits;
 
@@ -129,11 +130,12 @@ fn map_guarded(shared: &Shared, work: Work) -> Outcome {
         payload::parse_document(record.format, &record.payload, &shared.limits)
             .and_then(|document| map_document(&compiled, document, &context))
     });
-    match result {
-        Ok(result) => Outcome::Mapped {
+    match result.and_then(|result| checked(&compiled, result)) {
+        Ok((result, violations)) => Outcome::Mapped {
             record,
             use_case,
             result,
+            violations,
         },
         Err(error) => Outcome::Failed {
             record,
@@ -141,4 +143,25 @@ fn map_guarded(shared: &Shared, work: Work) -> Outcome {
             error,
         },
     }
+}
+
+/// The mapping output against the core entity schemas, at the use case's `validation` level:
+/// `warn` keeps the result, its violations added to `warnings[]` and returned for the warning
+/// span; `strict` makes any violation the record's failure (error span, dead letter).
+fn checked(
+    compiled: &erp_mapping::CompiledConfiguration,
+    mut result: erp_mapping::MappingResult,
+) -> Result<(erp_mapping::MappingResult, Vec<OutputViolation>), MappingError> {
+    let level = compiled.validation();
+    let violations = erp_mapping::validation::check(level, &result);
+    if violations.is_empty() {
+        return Ok((result, violations));
+    }
+    if level == ValidationLevel::Strict {
+        return Err(MappingError::SchemaViolation { violations });
+    }
+    result
+        .warnings
+        .extend(violations.iter().map(OutputViolation::to_warning));
+    Ok((result, violations))
 }

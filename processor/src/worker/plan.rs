@@ -50,6 +50,34 @@ pub(super) fn plan_outbound(
     Plan::Outbound { head, use_cases }
 }
 
+/// A platform event checked against the core event catalog: planned as [`plan_outbound`] when
+/// valid, else an [`Outcome::InvalidEvent`] naming the outbound use cases subscribed to it.
+pub(super) fn plan_platform(
+    config: &erp_runtime::ConfigState,
+    cache: &mut MappingCache,
+    head: PlatformHead,
+    timeout: Duration,
+) -> Plan {
+    let Err(error) = erp_schemas::catalog::events().check(&head.event) else {
+        return plan_outbound(config, cache, head, timeout);
+    };
+    let use_cases = config
+        .enabled_use_cases(&head.org_id, "outbound")
+        .into_iter()
+        .filter(|entry| {
+            cache
+                .outbound(entry)
+                .is_ok_and(|compiled| compiled.event == head.event_name)
+        })
+        .map(|entry| Box::new(entry.clone()))
+        .collect();
+    Plan::Done(Outcome::InvalidEvent {
+        head,
+        error,
+        use_cases,
+    })
+}
+
 /// A record's fate before mapping.
 pub(super) enum Plan {
     Done(Outcome),

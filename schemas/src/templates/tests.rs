@@ -277,3 +277,37 @@ fn summaries_list_without_configuration_or_samples() {
         "inbound templates have no event"
     );
 }
+
+#[test]
+fn every_inbound_expected_output_matches_the_entity_schemas() {
+    // Use cases built from templates run at `validation: warn` by default: their own samples must
+    // map without a warning of the schema check.
+    for template in catalogue().unwrap_or_else(|e| panic!("{e}")) {
+        if template.kind != TemplateKind::Inbound {
+            continue;
+        }
+        let outputs = std::iter::once(&template.expected)
+            .chain(template.additional_samples.iter().map(|s| &s.expected));
+        for expected in outputs {
+            let violations = crate::catalog::check_mapping_output(expected);
+            assert!(violations.is_empty(), "{}: {violations:?}", template.slug);
+        }
+    }
+}
+
+#[test]
+fn every_outbound_sample_event_matches_the_event_catalog() {
+    // POST /v1/events and the processor check platform events against the catalog: a sample
+    // that does not pass could not be sent.
+    for template in catalogue().unwrap_or_else(|e| panic!("{e}")) {
+        if template.kind != TemplateKind::Outbound {
+            continue;
+        }
+        let samples = std::iter::once(&template.sample.payload)
+            .chain(template.additional_samples.iter().map(|s| &s.payload));
+        for event in samples {
+            let checked = crate::catalog::events().check(event);
+            assert!(checked.is_ok(), "{}: {checked:?}", template.slug);
+        }
+    }
+}
