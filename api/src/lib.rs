@@ -22,6 +22,8 @@ pub mod openapi;
 pub mod poll;
 /// Replay of a time window of inbound events: plan, run, progress, cancel.
 pub mod replay;
+/// The Confluent Schema Registry REST subset (`/schema-registry`), an extension.
+pub mod schema_registry;
 /// What the handlers can reach, and the one place that builds it.
 pub mod state;
 /// Access tokens (`/v1/access-tokens`).

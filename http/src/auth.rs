@@ -314,7 +314,55 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/webhooks/configs/{id}/events/replay-batch", M),
     rule("POST", "/v1/webhooks/configs/{id}/recover", M),
     rule("GET", "/v1/webhooks/configs/{id}/recover/{task_id}", V),
+    // The schema registry (an extension, `api/src/schema_registry.rs`): reads with view (any
+    // organisation's token: the schemas are the deployment's, not an organisation's data);
+    // registering and setting compatibility change every consumer's contract, so only the
+    // deployment admin token does.
+    rule("GET", "/schema-registry/subjects", V),
+    rule("POST", "/schema-registry/subjects/{subject}", V),
+    rule("GET", "/schema-registry/subjects/{subject}/versions", V),
+    admin("POST", "/schema-registry/subjects/{subject}/versions"),
+    rule(
+        "GET",
+        "/schema-registry/subjects/{subject}/versions/{version}",
+        V,
+    ),
+    rule(
+        "GET",
+        "/schema-registry/subjects/{subject}/versions/{version}/schema",
+        V,
+    ),
+    rule("GET", "/schema-registry/schemas/ids/{id}", V),
+    rule("GET", "/schema-registry/schemas/ids/{id}/schema", V),
+    rule("GET", "/schema-registry/schemas/types", V),
+    rule(
+        "POST",
+        "/schema-registry/compatibility/subjects/{subject}/versions",
+        V,
+    ),
+    rule(
+        "POST",
+        "/schema-registry/compatibility/subjects/{subject}/versions/{version}",
+        V,
+    ),
+    rule("GET", "/schema-registry/config", V),
+    admin("PUT", "/schema-registry/config"),
+    rule("GET", "/schema-registry/config/{subject}", V),
+    admin("PUT", "/schema-registry/config/{subject}"),
+    rule("GET", "/schema-registry/mode", V),
 ];
+
+const fn admin(method: &'static str, pattern: &'static str) -> RouteRule {
+    RouteRule {
+        method,
+        pattern,
+        need: Need::DeploymentAdmin,
+    }
+}
+
+/// Where the schema registry's routes live: there a token may also come as the password of
+/// basic auth, the one credential most Kafka clients' registry settings can send.
+const REGISTRY_PREFIX: &str = "/schema-registry/";
 
 /// The row of a route, if the table has one (`HEAD` is answered like `GET`).
 pub fn rule_of(method: &Method, pattern: &str) -> Option<&'static RouteRule> {
@@ -439,16 +487,23 @@ fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
         .get("authorization")
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
+    let basic = req
+        .path()
+        .starts_with(REGISTRY_PREFIX)
+        .then(|| basic_password(header))
+        .flatten();
     let Some(token) = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
+        .map(str::to_owned)
+        .or(basic)
     else {
         return Err(
             ApiError::unauthorized("missing `Authorization: Bearer <token>` header").into(),
         );
     };
-    let caller = authenticate(state, token)
+    let caller = authenticate(state, &token)
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
     let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let admin_only =
@@ -478,6 +533,18 @@ fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
         .into());
     }
     Ok(caller)
+}
+
+/// The password of `Authorization: Basic base64(user:password)` (the user is ignored).
+fn basic_password(header: &str) -> Option<String> {
+    use base64::engine::general_purpose::STANDARD;
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_, password) = text.split_once(':')?;
+    Some(password.to_owned())
 }
 
 impl FromRequest for Caller {

@@ -50,6 +50,8 @@ impl Selection {
 pub struct RangeReader {
     consumer: Option<StreamConsumer>,
     remaining: HashMap<i32, i64>,
+    /// Reads either wire format (inbound events may be Avro).
+    wire: erp_runtime::wire::Wire,
 }
 
 impl RangeReader {
@@ -64,6 +66,7 @@ impl RangeReader {
             return Ok(Self {
                 consumer: None,
                 remaining,
+                wire: runtime.kafka.wire.clone(),
             });
         }
         let consumer: StreamConsumer = runtime
@@ -80,6 +83,7 @@ impl RangeReader {
         Ok(Self {
             consumer: Some(consumer),
             remaining,
+            wire: runtime.kafka.wire.clone(),
         })
     }
 
@@ -116,9 +120,15 @@ impl RangeReader {
             if message.offset() >= end {
                 continue;
             }
-            return Some(Ok(message
-                .payload()
-                .and_then(|p| serde_json::from_slice::<InboundEventRecord>(p).ok())));
+            let Some(payload) = message.payload() else {
+                return Some(Ok(None));
+            };
+            let record = self
+                .wire
+                .decode::<InboundEventRecord>("inbound event", message.topic(), payload)
+                .await
+                .ok();
+            return Some(Ok(record));
         }
     }
 }

@@ -34,6 +34,9 @@ pub async fn run(
         _ = runtime.shutdown.cancelled() => return Ok(()),
         loaded = view.wait_loaded(Duration::from_secs(300)) => loaded?,
     }
+    // Our schemas are registered before the first record is read: a registry that refuses
+    // them (or is missing) stops the start, not a batch.
+    runtime.kafka.wire.prepare().await?;
     std::fs::create_dir_all(&settings.data_dir)?;
     let store = Arc::new(StateStore::open(
         &settings.data_dir.join("state"),
@@ -104,6 +107,7 @@ pub async fn run(
         settings,
         topics,
         poison,
+        wire: runtime.kafka.wire.clone(),
     });
     // One batch is completing (acknowledgements, sled commit) while the next is decided,
     // mapped and written: the broker's latency and the mapping's CPU time overlap.
@@ -138,7 +142,7 @@ pub async fn run(
                 metrics.dedup_keys.set(store.dedup_len() as i64);
                 continue;
             }
-            batch = next_batch(&consumer, worker.settings.max_batch, &owned) => batch,
+            batch = next_batch(&consumer, worker.settings.max_batch, &owned, &worker.wire) => batch,
         };
         if batch.is_empty() {
             continue;
@@ -279,8 +283,10 @@ pub(super) async fn next_batch(
     consumer: &Arc<StreamConsumer<ProcessorContext>>,
     max: usize,
     owned: &Owned,
+    wire: &erp_runtime::wire::Wire,
 ) -> Vec<Input> {
-    let messages = kafka::poll_batch(consumer, max).await;
+    // Avro records become the JSON the stages read (both formats are read during a migration).
+    let messages = wire.normalise(kafka::poll_batch(consumer, max).await).await;
     let owned = owned.lock().map(|o| o.clone()).unwrap_or_default();
     messages
         .into_iter()
