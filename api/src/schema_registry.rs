@@ -134,11 +134,9 @@ fn respond<T>(result: Result<T, RegistryError>, body: impl FnOnce(T) -> Value) -
 
 /// The body as `T`, whatever the content type; unknown fields ignored. A body that is no JSON
 /// (or misses a required field) is 422 42201 for schemas, as Confluent answers unparsable input.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpResponse> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        refused(&RegistryError::InvalidSchema {
-            reason: format!("request body: {e}"),
-        })
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|e| RegistryError::InvalidSchema {
+        reason: format!("request body: {e}"),
     })
 }
 
@@ -230,7 +228,7 @@ async fn lookup(
 ) -> HttpResponse {
     let request: SchemaRequest = match body(&bytes) {
         Ok(request) => request,
-        Err(refusal) => return refusal,
+        Err(error) => return refused(&error),
     };
     let found = store
         .store
@@ -247,7 +245,7 @@ async fn register(
 ) -> HttpResponse {
     let request: SchemaRequest = match body(&bytes) {
         Ok(request) => request,
-        Err(refusal) => return refusal,
+        Err(error) => return refused(&error),
     };
     let subject = path.into_inner();
     let registered = store
@@ -272,7 +270,7 @@ async fn compatibility(
 ) -> HttpResponse {
     let request: SchemaRequest = match body(bytes) {
         Ok(request) => request,
-        Err(refusal) => return refusal,
+        Err(error) => return refused(&error),
     };
     let verbose = flag(query, "verbose");
     let tested = store
