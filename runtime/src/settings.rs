@@ -44,7 +44,7 @@ pub struct KafkaArgs {
 
 /// The wire format of our topics and the schema registry (docs/schemas.md, "Avro and the
 /// Schema Registry").
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Clone, Default)]
 pub struct WireArgs {
     /// Topics whose records are written as Avro in the Confluent wire format, comma-separated:
     /// `core` (erp.core.events), `inbound` (erp.inbound.events), `platform`
@@ -74,6 +74,25 @@ pub struct WireArgs {
         hide_env_values = true
     )]
     pub schema_registry_token: Option<String>,
+}
+
+impl std::fmt::Debug for WireArgs {
+    /// Names which credentials are set, never their values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireArgs")
+            .field("avro_topics", &self.avro_topics)
+            .field("schema_registry_url", &self.schema_registry_url)
+            .field("schema_registry_user", &self.schema_registry_user.is_some())
+            .field(
+                "schema_registry_password",
+                &self.schema_registry_password.is_some(),
+            )
+            .field(
+                "schema_registry_token",
+                &self.schema_registry_token.is_some(),
+            )
+            .finish()
+    }
 }
 
 impl WireArgs {

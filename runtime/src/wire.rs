@@ -328,3 +328,72 @@ impl Wire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::WireArgs;
+
+    #[test]
+    fn topics_are_json_unless_chosen_and_avro_needs_a_registry() {
+        let args = WireArgs {
+            avro_topics: vec!["core".into(), "erp.inbound.events".into()],
+            ..WireArgs::default()
+        };
+        let wire = args.wire(Topics::new("acme"), None).expect("wire");
+        assert_eq!(wire.format_of("acme.core.events"), WireFormat::Avro);
+        assert_eq!(wire.format_of("acme.inbound.events"), WireFormat::Avro);
+        assert_eq!(wire.format_of("acme.platform.events"), WireFormat::Json);
+        assert_eq!(wire.format_of("acme.monitoring"), WireFormat::Json);
+        assert_eq!(
+            wire.format_of("erp.core.events"),
+            WireFormat::Json,
+            "another prefix"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        assert!(matches!(
+            runtime.block_on(wire.prepare()),
+            Err(RuntimeError::Setting(_))
+        ));
+        // JSON passes through untouched, whatever the topic.
+        let json = br#"{"a":1}"#;
+        assert!(matches!(
+            runtime.block_on(wire.to_json("acme.core.events", json)),
+            Ok(Cow::Borrowed(_))
+        ));
+        let bad = WireArgs {
+            avro_topics: vec!["monitoring".into()],
+            ..WireArgs::default()
+        };
+        assert!(bad.formats().is_err());
+    }
+
+    #[test]
+    fn registry_credentials_are_one_kind_and_never_printed() {
+        let both = WireArgs {
+            schema_registry_user: Some("key".into()),
+            schema_registry_password: Some("secret-value".into()),
+            schema_registry_token: Some("token-value".into()),
+            ..WireArgs::default()
+        };
+        assert!(both.auth().is_err());
+        let printed = format!("{both:?}");
+        assert!(!printed.contains("secret-value") && !printed.contains("token-value"));
+        let basic = WireArgs {
+            schema_registry_user: Some("key".into()),
+            schema_registry_password: Some("secret-value".into()),
+            ..WireArgs::default()
+        };
+        assert!(matches!(
+            basic.auth(),
+            Ok(crate::registry_client::RegistryAuth::Basic { .. })
+        ));
+        assert_eq!(
+            format!("{:?}", basic.auth().expect("basic")),
+            "Basic",
+            "no secret in the Debug form"
+        );
+    }
+}
