@@ -22,6 +22,9 @@ pub struct Services {
     pub ingest: Option<web::Data<IngestState>>,
     /// The control plane.
     pub api: Option<web::Data<ApiState>>,
+    /// The schema registry served under `/schema-registry` (standalone, or
+    /// `api --serve-schema-registry`).
+    pub schema_registry: Option<web::Data<erp_api::schema_registry::RegistryService>>,
 }
 
 /// Where `/metrics` is served for an HTTP role.
@@ -86,6 +89,10 @@ pub fn server(
                 }
                 if let Some(api) = services.api {
                     cfg.app_data(api).configure(erp_api::routes);
+                }
+                if let Some(registry) = services.schema_registry {
+                    cfg.app_data(registry)
+                        .configure(erp_api::schema_registry::routes);
                 }
             })
             .configure(health::probe_routes)
@@ -171,6 +178,7 @@ pub fn ingest(
         view,
         producer,
         topics: runtime.kafka.topics.clone(),
+        wire: runtime.kafka.wire.clone(),
         metrics: erp_ingest::metrics::IngestMetrics::new(&runtime.metrics),
         body_limit: bounds.body_limit,
         payload_limits: bounds.payload_limits,
@@ -215,4 +223,24 @@ pub fn control_plane(
         tasks.adopt(name, task);
     }
     Ok(started.state)
+}
+
+/// Starts the schema registry this process serves (kept in `erp.schemas`) and makes it the
+/// source of schema ids of this process's own Avro topics, unless an external registry is given
+/// (`--schema-registry-url` wins: then that one is where ids come from).
+pub async fn schema_registry(
+    runtime: &mut Runtime,
+    wire: &erp_runtime::settings::WireArgs,
+    producer: FutureProducer,
+    tasks: &mut Supervisor,
+) -> anyhow::Result<web::Data<erp_api::schema_registry::RegistryService>> {
+    let (store, task) = erp_runtime::schema_store::SchemaStore::start(runtime, producer)
+        .await
+        .context("cannot load the schema registry")?;
+    tasks.adopt("schema registry", task);
+    let local: std::sync::Arc<dyn erp_runtime::wire::SchemaSource> = store.clone();
+    runtime.kafka.wire = wire.wire(runtime.kafka.topics.clone(), Some(local))?;
+    Ok(web::Data::new(erp_api::schema_registry::RegistryService {
+        store,
+    }))
 }

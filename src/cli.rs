@@ -101,6 +101,8 @@ pub struct StandaloneArgs {
     pub processing: ProcessingArgs,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub wire: erp_runtime::settings::WireArgs,
 }
 
 /// `broker`
@@ -319,6 +321,11 @@ pub struct IngestArgs {
     /// topic when lost). Without it, the event log routes answer 503.
     #[arg(long, env = "ERP_TOOLKIT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// `api`: serve a Confluent-compatible schema registry under `/schema-registry` on the
+    /// listener, kept in the compacted topic `erp.schemas` (serve it from one replica; other
+    /// processes point `--schema-registry-url` at it). `standalone` always serves it.
+    #[arg(long, env = "ERP_TOOLKIT_SERVE_SCHEMA_REGISTRY")]
+    pub serve_schema_registry: bool,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]

@@ -67,6 +67,7 @@ async fn standalone(
     let mut dispatcher = args.delivery.settings()?;
     dispatcher.destinations.allow_loopback();
     let options = StandaloneOptions {
+        wire: args.wire.clone(),
         listen: args.listen.clone(),
         metrics_listen: args.metrics_listen.clone(),
         broker_listen: args.broker_listen,

@@ -152,6 +152,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
     let runtime = runtime(&args.kafka, "ingest", shutdown.clone()).await?;
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, producer) = http_role(&runtime, &args, "ingest", &mut tasks).await?;
+    runtime.kafka.wire.prepare().await?;
     let services = Services {
         access: Some(access_of(&runtime, &args, view.clone())),
         ingest: Some(crate::api::ingest(
@@ -167,6 +168,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
             args.api.event_schemas()?,
         )),
         api: None,
+        schema_registry: None,
     };
     let metrics_listen = args.metrics_listen.as_deref();
     serve(
@@ -182,7 +184,7 @@ pub async fn ingest(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Re
 
 /// `erp-toolkit api`: the control plane.
 pub async fn api(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let runtime = runtime(&args.kafka, "api", shutdown.clone()).await?;
+    let mut runtime = runtime(&args.kafka, "api", shutdown.clone()).await?;
     let mut tasks = Supervisor::watching(&runtime.readiness, &runtime.shutdown);
     let (view, producer) = http_role(&runtime, &args, "api", &mut tasks).await?;
     // Many parts of the control plane hold this producer: after a fatal error the role stops
@@ -196,12 +198,26 @@ pub async fn api(args: IngestArgs, shutdown: CancellationToken) -> anyhow::Resul
             }
         }),
     );
+    let schema_registry = match args.serve_schema_registry {
+        true => Some(
+            crate::api::schema_registry(
+                &mut runtime,
+                &args.kafka.wire,
+                producer.clone(),
+                &mut tasks,
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    runtime.kafka.wire.prepare().await?;
     let settings = args.api_settings()?;
     let state = crate::api::control_plane(&runtime, producer, view.clone(), settings, &mut tasks)?;
     let services = Services {
         access: Some(access_of(&runtime, &args, view)),
         ingest: None,
         api: Some(state),
+        schema_registry,
     };
     let metrics_listen = args.metrics_listen.as_deref();
     let what = "control plane API";

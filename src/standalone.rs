@@ -69,6 +69,9 @@ pub struct StandaloneOptions {
     pub monitoring_retention: Duration,
     /// How often notification rules are evaluated.
     pub alert_sweep: Duration,
+    /// Topics written as Avro, and an external schema registry (without one, the registry this
+    /// process serves under `/schema-registry` gives the ids).
+    pub wire: erp_runtime::settings::WireArgs,
 }
 
 impl StandaloneOptions {
@@ -94,6 +97,7 @@ impl StandaloneOptions {
             monitoring_store: None,
             monitoring_retention: Duration::from_secs(28 * 24 * 3600),
             alert_sweep: Duration::from_secs(300),
+            wire: Default::default(),
             // Receivers of a standalone installation usually run on the same machine.
             dispatcher: DispatcherSettings {
                 destinations: erp_webhooks::DestinationPolicy::loopback_allowed(),
@@ -152,7 +156,7 @@ impl Standalone {
         let mut kafka = KafkaSettings::new(broker.address().to_string());
         kafka.partitions = options.partitions;
         ensure_topics(&kafka, &standard_topics(&kafka)).await?;
-        let runtime = Runtime {
+        let mut runtime = Runtime {
             kafka,
             metrics: Metrics::new(),
             readiness: Readiness::new(),
@@ -174,6 +178,13 @@ impl Standalone {
         }
         let mut tasks = Supervisor::watching(&runtime.readiness, &shutdown);
         tasks.adopt("configuration view", view_task);
+        // The registry is served from the start, also with every topic JSON: a platform team
+        // can register and test its own schemas before a topic switches.
+        let registry_producer = runtime.kafka.producer("erp-toolkit-schema-registry")?;
+        let schema_registry =
+            crate::api::schema_registry(&mut runtime, &options.wire, registry_producer, &mut tasks)
+                .await?;
+        runtime.kafka.wire.prepare().await?;
         let producer = runtime.kafka.producer("erp-toolkit-ingest")?;
         let event_schemas = crate::cli::load_event_schemas(options.core_event_schemas.as_deref())?;
         let settings = ApiSettings {
@@ -223,6 +234,7 @@ impl Standalone {
                 event_schemas,
             )),
             api: Some(api),
+            schema_registry: Some(schema_registry),
         };
         let metrics_route = match options.metrics_listen {
             Some(_) => crate::api::MetricsRoute::OwnListener,

@@ -26,6 +26,8 @@ pub mod openapi;
 pub mod poll;
 /// Replay of a time window of inbound events: plan, run, progress, cancel.
 pub mod replay;
+/// The Confluent Schema Registry REST subset (`/schema-registry`), an extension.
+pub mod schema_registry;
 /// The schema catalog, read-only: core events and core entities.
 pub mod schemas;
 /// What the handlers can reach, and the one place that builds it.

@@ -345,7 +345,47 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/v1/webhooks/configs/{id}/events/replay-batch", M),
     rule("POST", "/v1/webhooks/configs/{id}/recover", M),
     rule("GET", "/v1/webhooks/configs/{id}/recover/{task_id}", V),
+    // The schema registry (an extension, `api/src/schema_registry.rs`): reads with view (any
+    // organisation's token: the schemas are the deployment's, not an organisation's data);
+    // registering and setting compatibility change every consumer's contract, so only the
+    // deployment admin token does.
+    rule("GET", "/schema-registry/subjects", V),
+    rule("POST", "/schema-registry/subjects/{subject}", V),
+    rule("GET", "/schema-registry/subjects/{subject}/versions", V),
+    admin("POST", "/schema-registry/subjects/{subject}/versions"),
+    rule(
+        "GET",
+        "/schema-registry/subjects/{subject}/versions/{version}",
+        V,
+    ),
+    rule(
+        "GET",
+        "/schema-registry/subjects/{subject}/versions/{version}/schema",
+        V,
+    ),
+    rule("GET", "/schema-registry/schemas/ids/{id}", V),
+    rule("GET", "/schema-registry/schemas/ids/{id}/schema", V),
+    rule("GET", "/schema-registry/schemas/types", V),
+    rule(
+        "POST",
+        "/schema-registry/compatibility/subjects/{subject}/versions",
+        V,
+    ),
+    rule(
+        "POST",
+        "/schema-registry/compatibility/subjects/{subject}/versions/{version}",
+        V,
+    ),
+    rule("GET", "/schema-registry/config", V),
+    admin("PUT", "/schema-registry/config"),
+    rule("GET", "/schema-registry/config/{subject}", V),
+    admin("PUT", "/schema-registry/config/{subject}"),
+    rule("GET", "/schema-registry/mode", V),
 ];
+
+/// Where the schema registry's routes live: there a token may also come as the password of
+/// basic auth, the one credential most Kafka clients' registry settings can send.
+const REGISTRY_PREFIX: &str = "/schema-registry/";
 
 /// The row of a route, if the table has one (`HEAD` is answered like `GET`).
 pub fn rule_of(method: &Method, pattern: &str) -> Option<&'static RouteRule> {
@@ -470,16 +510,23 @@ fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
         .get("authorization")
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
+    let basic = req
+        .path()
+        .starts_with(REGISTRY_PREFIX)
+        .then(|| basic_password(header))
+        .flatten();
     let Some(token) = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
+        .map(str::to_owned)
+        .or(basic)
     else {
         return Err(
             ApiError::unauthorized("missing `Authorization: Bearer <token>` header").into(),
         );
     };
-    let caller = authenticate(state, token)
+    let caller = authenticate(state, &token)
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
     let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let admin_only =
@@ -511,6 +558,18 @@ fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
     Ok(caller)
 }
 
+/// The password of `Authorization: Basic base64(user:password)` (the user is ignored).
+fn basic_password(header: &str) -> Option<String> {
+    use base64::engine::general_purpose::STANDARD;
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_, password) = text.split_once(':')?;
+    Some(password.to_owned())
+}
+
 impl FromRequest for Caller {
     type Error = actix_web::Error;
     type Future = Ready<Result<Self, Self::Error>>;
@@ -521,66 +580,5 @@ impl FromRequest for Caller {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compares_exactly() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
-
-    #[test]
-    fn roles_grant_their_permissions() {
-        let view = Permissions::of_roles(["integration:view"]);
-        assert!(view.allows(Permissions::VIEW));
-        assert!(!view.allows(Permissions::MANAGE));
-        assert_eq!(Permissions::of_roles(["erp:read"]), view);
-        let manage = Permissions::of_roles(["erp:write"]);
-        assert!(manage.allows(Permissions::VIEW) && manage.allows(Permissions::CONSUME));
-        assert!(!manage.allows(Permissions::OWNER));
-        assert_eq!(
-            Permissions::of_roles(["erp:*"]),
-            Permissions::INTEGRATION_ALL
-        );
-        assert_eq!(Permissions::of_roles(["nope"]), Permissions::default());
-        assert!(Permissions::of_role("owner").is_some_and(|p| p.allows(Permissions::OWNER)));
-    }
-
-    #[test]
-    fn routes_need_their_permission() {
-        let consume = Permissions::CONSUME;
-        let poll = "/v1/integrations/{id}/outbound/messages/poll";
-        assert!(consume.allows(required(&Method::POST, poll)));
-        let dlq = "/v1/integrations/{id}/outbound/messages/dlq";
-        assert!(!consume.allows(required(&Method::GET, dlq)));
-        assert!(!consume.allows(required(&Method::POST, "/v1/integrations/{id}/use-cases")));
-        assert!(consume.allows(required(&Method::POST, "/v1/erp/tracking/acknowledgement")));
-        let view = Permissions::VIEW;
-        assert!(view.allows(required(&Method::GET, "/v1/integrations")));
-        assert!(!view.allows(required(&Method::PUT, "/v1/integrations/{id}")));
-        assert!(!view.allows(required(&Method::POST, "/v3/erp/updates/events")));
-        assert!(Permissions::EVENTS.allows(required(&Method::POST, "/v3/erp/updates/events")));
-        assert!(!Permissions::INTEGRATION_ALL.allows(required(&Method::GET, "/v1/access-tokens")));
-        assert!(view.allows(required(&Method::GET, "/v1/environments")));
-        assert!(!view.allows(required(&Method::PUT, "/v1/environments/{key}")));
-        assert!(!view.allows(required(&Method::DELETE, "/v1/environments/{key}")));
-        // Unknown routes need manage, never view or "open".
-        assert_eq!(required(&Method::DELETE, "/v9/new"), Permissions::MANAGE);
-        assert_eq!(required(&Method::GET, "/v9/new"), Permissions::MANAGE);
-        assert!(
-            !view.allows(required(&Method::GET, dlq)),
-            "the DLQ listing needs manage"
-        );
-    }
-
-    #[test]
-    fn tokens_are_random_and_hashed() {
-        let (a, b) = (new_token(), new_token());
-        assert!(a.starts_with("erpt_") && a.len() > 40);
-        assert_ne!(a, b);
-        assert_eq!(token_hash(&a).len(), 64);
-        assert_ne!(token_hash(&a), token_hash(&b));
-    }
-}
+#[path = "auth_tests.rs"]
+mod tests;

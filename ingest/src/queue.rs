@@ -44,7 +44,21 @@ pub async fn queue(
     };
     let producer = state.producer.get();
     let mut pending = Vec::with_capacity(events.len());
-    for event in events {
+    for mut event in events {
+        // JSON unless the topic is written as Avro (then framed with our schema's id).
+        let encoded = match state.wire.encode_json("event", topic, &event.bytes).await {
+            Ok(std::borrow::Cow::Borrowed(_)) => None,
+            Ok(std::borrow::Cow::Owned(bytes)) => Some(bytes),
+            Err(error) => {
+                return Err(ApiError::unavailable(
+                    "QUEUE_UNAVAILABLE",
+                    error.to_string(),
+                ));
+            }
+        };
+        if let Some(bytes) = encoded {
+            event.bytes = bytes;
+        }
         // A full producer queue (broker away) waits inside `enqueue`: bounded here.
         let delivery = tokio::time::timeout_at(
             deadline,

@@ -18,6 +18,8 @@ pub struct IngestState {
     pub producer: std::sync::Arc<erp_runtime::producer::RecoveringProducer>,
     /// Topic names.
     pub topics: Topics,
+    /// The wire format of the topics written (inbound and platform events may be Avro).
+    pub wire: erp_runtime::wire::Wire,
     /// Ingest counters.
     pub metrics: IngestMetrics,
     /// Largest request body accepted, in bytes.

@@ -23,6 +23,12 @@ pub enum RuntimeError {
     /// The poison-record guard's sled tree failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// A schema registry refused a request (Confluent's code and message).
+    #[error("schema registry: {0}")]
+    Registry(#[from] erp_schemas::registry::RegistryError),
+    /// A schema registry could not be asked (unreachable, unexpected answer).
+    #[error("schema registry unavailable: {0}")]
+    RegistryUnavailable(String),
     #[error("shutting down")]
     ShuttingDown,
     /// A configuration change was based on a revision of its object that another writer

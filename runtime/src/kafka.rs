@@ -28,6 +28,8 @@ pub struct KafkaSettings {
     pub options: Vec<(String, String)>,
     /// Static membership: group consumers join with `group.instance.id` `<this>-<group id>`.
     pub group_instance_id: Option<String>,
+    /// The wire format of our topics (JSON unless `--avro-topics`) and its schema registry.
+    pub wire: crate::wire::Wire,
 }
 
 impl KafkaSettings {
@@ -35,6 +37,7 @@ impl KafkaSettings {
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
+            wire: crate::wire::Wire::json(Topics::default()),
             topics: Topics::default(),
             partitions: 6,
             replication_factor: -1,

@@ -29,6 +29,10 @@ pub mod metrics;
 pub mod poison;
 /// A producer that replaces itself after a fatal error (the ingest's).
 pub mod producer;
+/// The client of an external Confluent-compatible schema registry.
+pub mod registry_client;
+/// The schema registry this installation serves, kept in `erp.schemas`.
+pub mod schema_store;
 /// The deployment's secrets keys: AES-256-GCM sealing.
 pub mod secrets;
 /// Flags and `ERP_TOOLKIT_*` variables shared by every role.
@@ -45,6 +49,8 @@ pub mod topic_check;
 pub mod topics;
 /// The consumer watchdog: a consumer stuck without partitions while work waits.
 pub mod watchdog;
+/// The wire format of our topics (JSON or Avro) and the codec producers and consumers share.
+pub mod wire;
 
 pub use config::{ConfigState, ConfigView, ConfigWriter};
 pub use error::RuntimeError;

@@ -3,9 +3,15 @@
 
 use clap::{Args, ValueEnum};
 
+use std::sync::Arc;
+
 use crate::error::RuntimeError;
 use crate::kafka::KafkaSettings;
-use erp_schemas::topics::Topics;
+use crate::registry_client::{ExternalRegistry, RegistryAuth};
+use crate::wire::{SchemaSource, Wire};
+use erp_schemas::avro::AvroRecord;
+use erp_schemas::topics::{self, Topics};
+use erp_schemas::wire::{TopicFormats, WireFormat};
 
 /// How to reach the Kafka cluster and how to lay out topics.
 #[derive(Args, Debug, Clone)]
@@ -32,6 +38,130 @@ pub struct KafkaArgs {
         value_delimiter = ','
     )]
     pub kafka_options: Vec<String>,
+    #[command(flatten)]
+    pub wire: WireArgs,
+}
+
+/// The wire format of our topics and the schema registry (docs/schemas.md, "Avro and the
+/// Schema Registry").
+#[derive(Args, Clone, Default)]
+pub struct WireArgs {
+    /// Topics whose records are written as Avro in the Confluent wire format, comma-separated:
+    /// `core` (erp.core.events), `inbound` (erp.inbound.events), `platform`
+    /// (erp.platform.events). The others stay JSON; readers accept both formats on every topic.
+    #[arg(long, env = "ERP_TOOLKIT_AVRO_TOPICS", value_delimiter = ',')]
+    pub avro_topics: Vec<String>,
+    /// An external Confluent-compatible schema registry (`http://registry:8081`, or another
+    /// erp-toolkit's `http://api:8080/schema-registry`). Needed for `--avro-topics` outside
+    /// `standalone`, which serves its own.
+    #[arg(long, env = "ERP_TOOLKIT_SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+    /// Basic auth user of the schema registry (Confluent Cloud: the API key).
+    #[arg(long, env = "ERP_TOOLKIT_SCHEMA_REGISTRY_USER")]
+    pub schema_registry_user: Option<String>,
+    /// Basic auth password of the schema registry (Confluent Cloud: the API secret).
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_SCHEMA_REGISTRY_PASSWORD",
+        hide_env_values = true
+    )]
+    pub schema_registry_password: Option<String>,
+    /// Bearer token of the schema registry (an erp-toolkit registry: the admin token, which
+    /// may register schemas).
+    #[arg(
+        long,
+        env = "ERP_TOOLKIT_SCHEMA_REGISTRY_TOKEN",
+        hide_env_values = true
+    )]
+    pub schema_registry_token: Option<String>,
+}
+
+impl std::fmt::Debug for WireArgs {
+    /// Names which credentials are set, never their values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireArgs")
+            .field("avro_topics", &self.avro_topics)
+            .field("schema_registry_url", &self.schema_registry_url)
+            .field("schema_registry_user", &self.schema_registry_user.is_some())
+            .field(
+                "schema_registry_password",
+                &self.schema_registry_password.is_some(),
+            )
+            .field(
+                "schema_registry_token",
+                &self.schema_registry_token.is_some(),
+            )
+            .finish()
+    }
+}
+
+impl WireArgs {
+    /// The chosen formats: every topic named in `--avro-topics` is Avro.
+    pub fn formats(&self) -> Result<TopicFormats, RuntimeError> {
+        let mut formats = TopicFormats::default();
+        for name in self
+            .avro_topics
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            let suffix = match name {
+                "core" => topics::CORE_EVENTS,
+                "inbound" => topics::INBOUND_EVENTS,
+                "platform" => topics::PLATFORM_EVENTS,
+                other => other.strip_prefix("erp.").unwrap_or(other),
+            };
+            let record = AvroRecord::for_topic_suffix(suffix).ok_or_else(|| {
+                RuntimeError::Setting(format!(
+                    "--avro-topics {name:?}: one of core, inbound, platform"
+                ))
+            })?;
+            formats.set(record, WireFormat::Avro);
+        }
+        Ok(formats)
+    }
+
+    /// The credentials for the registry.
+    pub fn auth(&self) -> Result<RegistryAuth, RuntimeError> {
+        match (
+            &self.schema_registry_user,
+            &self.schema_registry_password,
+            &self.schema_registry_token,
+        ) {
+            (None, None, None) => Ok(RegistryAuth::None),
+            (Some(user), password, None) => Ok(RegistryAuth::Basic {
+                user: user.clone(),
+                password: password.clone().unwrap_or_default(),
+            }),
+            (None, None, Some(token)) => Ok(RegistryAuth::Bearer(token.clone())),
+            (None, Some(_), None) => Err(RuntimeError::Setting(
+                "--schema-registry-password needs --schema-registry-user".into(),
+            )),
+            _ => Err(RuntimeError::Setting(
+                "give the schema registry basic auth (user, password) or a token, not both".into(),
+            )),
+        }
+    }
+
+    /// The external registry, if one is given.
+    pub fn external(&self) -> Result<Option<Arc<dyn SchemaSource>>, RuntimeError> {
+        let Some(url) = &self.schema_registry_url else {
+            return Ok(None);
+        };
+        let registry = ExternalRegistry::new(url, &self.auth()?)?;
+        Ok(Some(Arc::new(registry)))
+    }
+
+    /// The codec of `topics`, with ids from the external registry or from `local` (the one this
+    /// process serves), the external one first.
+    pub fn wire(
+        &self,
+        topics: Topics,
+        local: Option<Arc<dyn SchemaSource>>,
+    ) -> Result<Wire, RuntimeError> {
+        let registry = self.external()?.or(local);
+        Ok(Wire::new(topics, self.formats()?, registry))
+    }
 }
 
 impl KafkaArgs {
@@ -49,9 +179,11 @@ impl KafkaArgs {
                 "--partitions must be at least 1".into(),
             ));
         }
+        let topics = Topics::new(self.topic_prefix.clone());
         Ok(KafkaSettings {
+            wire: self.wire.wire(topics.clone(), None)?,
             brokers: brokers.to_owned(),
-            topics: Topics::new(self.topic_prefix.clone()),
+            topics,
             partitions: self.partitions,
             replication_factor: self.replication_factor,
             options,

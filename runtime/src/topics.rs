@@ -91,6 +91,13 @@ pub fn standard_topics(settings: &KafkaSettings) -> Vec<TopicSpec> {
             partitions: n,
             configs: vec![("cleanup.policy", "compact")],
         },
+        // The schema registry's log: one partition for one order of registrations (ids are
+        // given out once), the latest record per subject version is its state.
+        TopicSpec {
+            name: t.schemas(),
+            partitions: 1,
+            configs: vec![("cleanup.policy", "compact")],
+        },
     ];
     // The dispatcher's retry tiers hold delivery tasks until they are due. The longest wait is
     // hours, so the broker default retention (7 days) is ample; a task is committed only after

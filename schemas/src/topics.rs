@@ -23,6 +23,9 @@ pub const OUTBOUND_POLL_STATE: &str = "outbound.poll.state";
 pub const PROCESSOR_STATE: &str = "processor.state";
 /// Suffix of the compacted topic of held deliveries to endpoints with per-key ordering.
 pub const DISPATCH_LANES: &str = "dispatch.lanes";
+/// Suffix of the compacted log of the schema registry this installation serves (single
+/// partition: one order of registrations, so ids are given out once).
+pub const SCHEMAS: &str = "schemas";
 /// Suffix prefix of the dispatcher's retry tiers: tier `n` is `core.retry.<n>`.
 pub const CORE_RETRY: &str = "core.retry";
 /// How many retry tiers an installation has (epilot's schedule has five waits, and
@@ -91,6 +94,10 @@ impl Topics {
     /// `erp.dispatch.lanes`
     pub fn dispatch_lanes(&self) -> String {
         self.name(DISPATCH_LANES)
+    }
+    /// `erp.schemas`
+    pub fn schemas(&self) -> String {
+        self.name(SCHEMAS)
     }
     /// `erp.core.retry.<tier>`: retry tier `tier` (1-based) of the dispatcher.
     pub fn retry(&self, tier: u32) -> String {

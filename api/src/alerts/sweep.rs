@@ -204,7 +204,7 @@ pub async fn deliver(
         "alert": row,
     });
     let topic = runtime.kafka.topics.core_events();
-    let written = match serde_json::to_vec(&event) {
+    let written = match runtime.kafka.wire.encode("alert", &topic, &event).await {
         Ok(bytes) => erp_runtime::kafka::send(producer, &topic, integration_id, &bytes)
             .await
             .map_err(|e| e.to_string()),

@@ -64,6 +64,7 @@ pub struct EventLog {
     pub(crate) tree: sled::Tree,
     topic: String,
     fetcher: Fetcher,
+    wire: erp_runtime::wire::Wire,
 }
 
 impl EventLog {
@@ -82,6 +83,7 @@ impl EventLog {
             tree,
             topic,
             fetcher,
+            wire: runtime.kafka.wire.clone(),
         });
         let task = {
             let log = Arc::clone(&log);
@@ -96,10 +98,15 @@ impl EventLog {
     }
 
     fn index(&self, message: &rdkafka::message::BorrowedMessage<'_>, batch: &mut sled::Batch) {
-        let Some(Ok(record)) = message
-            .payload()
-            .map(serde_json::from_slice::<InboundEventRecord>)
-        else {
+        // Either wire format: inbound events may be Avro.
+        let Some(Ok(record)) = message.payload().map(|payload| {
+            self.wire
+                .to_json_sync(&self.topic, payload)
+                .map_err(|e| e.to_string())
+                .and_then(|json| {
+                    serde_json::from_slice::<InboundEventRecord>(&json).map_err(|e| e.to_string())
+                })
+        }) else {
             return;
         };
         let entry = Entry {
@@ -133,7 +140,11 @@ impl EventLog {
             .iter()
             .map(|&(partition, offset)| {
                 let message = self.fetcher.fetch(&self.topic, partition, offset)?;
-                serde_json::from_slice(message.payload()?).ok()
+                let json = self
+                    .wire
+                    .to_json_sync(&self.topic, message.payload()?)
+                    .ok()?;
+                serde_json::from_slice(&json).ok()
             })
             .collect()
     }

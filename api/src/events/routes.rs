@@ -273,7 +273,13 @@ pub async fn replay(
             replay_of: Some(record.event_id.clone()),
             ..record
         };
-        let written = match serde_json::to_vec(&again) {
+        let written = match state
+            .runtime
+            .kafka
+            .wire
+            .encode("inbound event", &topic, &again)
+            .await
+        {
             Ok(value) => erp_runtime::kafka::send(&state.producer, &topic, &again.key(), &value)
                 .await
                 .map_err(|e| e.to_string()),

@@ -174,6 +174,7 @@ mod tests {
             include_str!("../lib.rs"),
             include_str!("../../../ingest/src/lib.rs"),
             include_str!("../../../runtime/src/health.rs"),
+            include_str!("../schema_registry.rs"),
         ]
         .concat();
         let registered: BTreeSet<String> = registered_routes(&source)

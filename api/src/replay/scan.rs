@@ -56,22 +56,18 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// The inbound event a record of the source topic carries, if it is one this selection
-    /// could re-publish (a dead letter of another organisation, code or source gives none).
-    pub fn decode(&self, payload: &[u8], topics: &Topics) -> Option<InboundEventRecord> {
-        match self.source {
-            Source::Inbound => serde_json::from_slice(payload).ok(),
-            Source::Dlq => {
-                let letter: DeadLetter = serde_json::from_slice(payload).ok()?;
-                let ours = letter.org_id.as_deref() == Some(self.org_id.as_str())
-                    && letter.integration_id.as_deref() == Some(self.integration_id.as_str());
-                let coded = self.codes.as_ref().is_none_or(|c| c.contains(&letter.code));
-                if !ours || !coded || letter.source.topic != topics.inbound_events() {
-                    return None;
-                }
-                serde_json::from_str(&letter.value).ok()
-            }
+    /// The inbound event a dead letter (JSON, on `erp.dlq`) carries, if it is one this
+    /// selection re-publishes: this organisation's and integration's, of a chosen code, with an
+    /// inbound event as its source.
+    pub fn dead_letter_event(&self, payload: &[u8], topics: &Topics) -> Option<InboundEventRecord> {
+        let letter: DeadLetter = serde_json::from_slice(payload).ok()?;
+        let ours = letter.org_id.as_deref() == Some(self.org_id.as_str())
+            && letter.integration_id.as_deref() == Some(self.integration_id.as_str());
+        let coded = self.codes.as_ref().is_none_or(|c| c.contains(&letter.code));
+        if !ours || !coded || letter.source.topic != topics.inbound_events() {
+            return None;
         }
+        serde_json::from_str(&letter.value).ok()
     }
 
     /// Whether `record` is selected (its routing as of now, for `use_case_id`).
@@ -101,6 +97,8 @@ pub struct RangeReader {
     remaining: HashMap<i32, i64>,
     selection: Selection,
     topics: Topics,
+    /// Reads either wire format (inbound events may be Avro).
+    wire: erp_runtime::wire::Wire,
 }
 
 impl RangeReader {
@@ -124,6 +122,7 @@ impl RangeReader {
                 remaining,
                 selection: selection.clone(),
                 topics,
+                wire: runtime.kafka.wire.clone(),
             });
         }
         let consumer: StreamConsumer = runtime
@@ -142,6 +141,7 @@ impl RangeReader {
             remaining,
             selection: selection.clone(),
             topics,
+            wire: runtime.kafka.wire.clone(),
         })
     }
 
@@ -179,9 +179,18 @@ impl RangeReader {
             if message.offset() >= end {
                 continue;
             }
-            return Some(Ok(message
-                .payload()
-                .and_then(|p| self.selection.decode(p, &self.topics))));
+            let Some(payload) = message.payload() else {
+                return Some(Ok(None));
+            };
+            let record = match self.selection.source {
+                Source::Inbound => self
+                    .wire
+                    .decode::<InboundEventRecord>("inbound event", message.topic(), payload)
+                    .await
+                    .ok(),
+                Source::Dlq => self.selection.dead_letter_event(payload, &self.topics),
+            };
+            return Some(Ok(record));
         }
     }
 }

@@ -177,7 +177,12 @@ async fn republish(
             progress.read.fetch_add(1, Ordering::Relaxed);
             if let Some(record) = record?.filter(|r| plan.selection.selects(r, view)) {
                 let again = replayed(record, &plan.plan_id);
-                let bytes = serde_json::to_vec(&again).map_err(|e| e.to_string())?;
+                let bytes = runtime
+                    .kafka
+                    .wire
+                    .encode("inbound event", &topic, &again)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let delivery = erp_runtime::kafka::enqueue(producer, &topic, &again.key(), &bytes)
                     .await
                     .map_err(|e| e.to_string())?;

@@ -70,16 +70,17 @@ pub async fn trigger(
         "_delivery": {"type": "webhook", "webhook_id": config_id},
         "payload": payload,
     });
-    let bytes = serde_json::to_vec(&message)
-        .map_err(|e| ApiError::internal("INTERNAL_ERROR", e.to_string()))?;
-    erp_runtime::kafka::send(
-        &state.producer,
-        &state.topics.core_events(),
-        &event_id,
-        &bytes,
-    )
-    .await
-    .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
+    let topic = state.topics.core_events();
+    let bytes = state
+        .runtime
+        .kafka
+        .wire
+        .encode("core event", &topic, &message)
+        .await
+        .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
+    erp_runtime::kafka::send(&state.producer, &topic, &event_id, &bytes)
+        .await
+        .map_err(|e| ApiError::unavailable("KAFKA_UNAVAILABLE", e.to_string()))?;
 
     let Some(log) = log else {
         return Ok(HttpResponse::Ok().json(json!({ "event_id": event_id })));

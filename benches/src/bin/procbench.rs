@@ -10,8 +10,13 @@
 //! (its own prefix), alternating which of the two goes first; it reports every round's ratio and
 //! the median.
 //!
+//! With `--avro`, each round also runs the processor with `erp.core.events` written as Avro
+//! (Confluent framing, ids from the registry kept in the round's `erp.schemas`, as standalone
+//! does) on the same input, and reports its events/s against the JSON-output run.
+//!
 //! ```sh
 //! cargo run --release -p erp-benches --bin procbench -- --events 20000 --rounds 5
+//! cargo run --release -p erp-benches --bin procbench -- --events 20000 --rounds 3 --avro
 //! ```
 
 use std::time::{Duration, Instant};
@@ -49,6 +54,10 @@ struct Args {
     /// Measurement rounds (the median ratio is reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Also run the processor with `erp.core.events` written as Avro (ids from the registry
+    /// standalone serves, kept in the round's `erp.schemas`), and report Avro / JSON output.
+    #[arg(long)]
+    avro: bool,
 }
 
 #[tokio::main]
@@ -62,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         args.events, args.partitions, args.batch, args.success_spans, args.rounds
     );
     let (mut ratios, mut steady) = (Vec::new(), Vec::new());
+    let (mut avro_ratios, mut avro_steady) = (Vec::new(), Vec::new());
     for round in 0..args.rounds.max(1) {
         let mut settings = KafkaSettings::new(broker.address().to_string());
         settings.partitions = args.partitions;
@@ -71,26 +81,53 @@ async fn main() -> anyhow::Result<()> {
         let round_dir = dir.path().join(format!("round-{round}"));
         let mut base = None;
         let mut processed = None;
-        // Alternate the order, so that a drift in the machine's load favours neither.
-        for first in [round % 2 == 0, round % 2 != 0] {
-            if first {
-                base = Some(passthrough(&settings, &producer, args.events).await?);
-            } else {
-                processed = Some(
-                    processor(
+        let mut avro = None;
+        // Rotate the order, so that a drift in the machine's load favours none.
+        let mut order = vec![Run::PassThrough, Run::Processor];
+        if args.avro {
+            order.push(Run::AvroProcessor);
+        }
+        let turn = round % order.len();
+        order.rotate_left(turn);
+        for run in order {
+            match run {
+                Run::PassThrough => {
+                    base = Some(passthrough(&settings, &producer, args.events).await?);
+                }
+                Run::Processor | Run::AvroProcessor => {
+                    let with_avro = run == Run::AvroProcessor;
+                    let measured = processor(
                         &settings,
-                        &round_dir,
+                        &round_dir.join(if with_avro { "avro" } else { "json" }),
                         args.events,
                         args.batch,
                         args.success_spans,
+                        with_avro,
                     )
-                    .await?,
-                );
+                    .await?;
+                    if with_avro {
+                        avro = Some(measured);
+                    } else {
+                        processed = Some(measured);
+                    }
+                }
             }
         }
         let (Some(base), Some((timing, mean_batch))) = (base, processed) else {
             bail!("round {round} did not measure both");
         };
+        if let Some((avro, _)) = &avro {
+            let ratio = timing.total.as_secs_f64() / avro.total.as_secs_f64();
+            let steady_ratio = avro.steady_rate / timing.steady_rate;
+            avro_ratios.push(ratio);
+            avro_steady.push(steady_ratio);
+            println!(
+                "round {round}: processor with Avro core events {:>6.0} events/s ({:>6.0} \
+                 steady), Avro / JSON output {ratio:.3} ({steady_ratio:.3} steady)",
+                args.events as f64 / avro.total.as_secs_f64(),
+                avro.steady_rate
+            );
+        }
         let base_rate = args.events as f64 / base.total.as_secs_f64();
         let rate = args.events as f64 / timing.total.as_secs_f64();
         ratios.push(rate / base_rate);
@@ -105,10 +142,18 @@ async fn main() -> anyhow::Result<()> {
             timing.steady_rate / base.steady_rate
         );
     }
-    for (what, mut ratios) in [("start to end", ratios), ("steady state", steady)] {
+    let mut medians = vec![
+        ("processor / pass-through, start to end", ratios),
+        ("processor / pass-through, steady state", steady),
+    ];
+    if args.avro {
+        medians.push(("Avro / JSON core events, start to end", avro_ratios));
+        medians.push(("Avro / JSON core events, steady state", avro_steady));
+    }
+    for (what, mut ratios) in medians {
         ratios.sort_by(f64::total_cmp);
         println!(
-            "median processor / pass-through, {what}: {:.3}  (rounds: {})",
+            "median {what}: {:.3}  (rounds: {})",
             ratios[ratios.len() / 2],
             ratios
                 .iter()
@@ -261,6 +306,14 @@ async fn passthrough(
     Ok(Timing::of(started, first, count))
 }
 
+/// One measurement of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    PassThrough,
+    Processor,
+    AvroProcessor,
+}
+
 /// How long a run took in all, and its rate after its first batch (group join, restore and
 /// start-up excluded).
 struct Timing {
@@ -287,20 +340,40 @@ async fn processor(
     count: usize,
     batch: usize,
     success_spans: bool,
+    avro: bool,
 ) -> anyhow::Result<(Timing, f64)> {
-    let runtime = Runtime {
+    let mut runtime = Runtime {
         kafka: settings.clone(),
         metrics: Metrics::new(),
         readiness: Readiness::new(),
         shutdown: Default::default(),
     };
+    if avro {
+        // As standalone: ids from the registry this process serves, kept in `erp.schemas`.
+        let (store, _store_task) = erp_runtime::schema_store::SchemaStore::start(
+            &runtime,
+            settings.producer("procbench-registry")?,
+        )
+        .await?;
+        let mut formats = erp_schemas::wire::TopicFormats::default();
+        formats.set(
+            erp_schemas::avro::AvroRecord::CoreEvent,
+            erp_schemas::wire::WireFormat::Avro,
+        );
+        runtime.kafka.wire =
+            erp_runtime::wire::Wire::new(settings.topics.clone(), formats, Some(store));
+    }
     let (view, _view_task) = ConfigView::start(&runtime, "procbench", None).await?;
     while !runtime.readiness.is_ready() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let settings = ProcessorSettings {
         data_dir: dir.join("processor"),
-        group_id: "procbench-processor".into(),
+        group_id: if avro {
+            "procbench-processor-avro".into()
+        } else {
+            "procbench-processor".into()
+        },
         max_batch: batch,
         success_spans,
         ..ProcessorSettings::default()

@@ -76,6 +76,7 @@ pub async fn run(
         interrupt: CancellationToken::new(),
         lanes: Arc::clone(&lanes),
         settings,
+        wire: runtime.kafka.wire.clone(),
     });
     lanes.set_deliver(deliver_held(&core));
     // A stop lets deliveries in progress finish for a while (a clean stop then leaves nothing
@@ -247,6 +248,9 @@ pub(super) async fn run_main(
             first = consumer.recv(), if !stopping && pending.len() < limit => match first {
                 Ok(first) => {
                     let batch = fill_batch(&consumer, first.detach(), core.settings.max_batch).await;
+                    // Avro core events become the JSON every stage reads (both formats are
+                    // read during a migration).
+                    let batch = core.wire.normalise(batch).await;
                     let seq = next_seq;
                     next_seq += 1;
                     debug!(seq, records = batch.len(), "main batch started");

@@ -224,4 +224,6 @@ pub(super) struct Core {
     pub(super) interrupt: CancellationToken,
     /// Held deliveries of endpoints with per-key ordering.
     pub(super) lanes: Arc<Lanes>,
+    /// Reads `erp.core.events` in either wire format (JSON, or Avro where chosen).
+    pub(super) wire: erp_runtime::wire::Wire,
 }

@@ -37,6 +37,9 @@ pub async fn run(
         _ = runtime.shutdown.cancelled() => return Ok(()),
         loaded = view.wait_loaded(Duration::from_secs(300)) => loaded?,
     }
+    // Our schemas are registered before the first record is read: a registry that refuses
+    // them (or is missing) stops the start, not a batch.
+    runtime.kafka.wire.prepare().await?;
     std::fs::create_dir_all(&settings.data_dir)?;
     let store = Arc::new(StateStore::open(
         &settings.data_dir.join("state"),
@@ -107,6 +110,7 @@ pub async fn run(
         settings,
         topics,
         poison,
+        wire: runtime.kafka.wire.clone(),
     });
     // One batch is completing (acknowledgements, sled commit) while the next is decided,
     // mapped and written: the broker's latency and the mapping's CPU time overlap.
@@ -169,7 +173,14 @@ pub async fn run(
         let Some(first) = first else {
             continue;
         };
-        let batch = next_batch(&consumer, first, worker.settings.max_batch, &owned).await;
+        let batch = next_batch(
+            &consumer,
+            first,
+            worker.settings.max_batch,
+            &owned,
+            &worker.wire,
+        )
+        .await;
         if batch.is_empty() {
             continue;
         }
@@ -310,8 +321,12 @@ pub(super) async fn next_batch(
     first: OwnedMessage,
     max: usize,
     owned: &Owned,
+    wire: &erp_runtime::wire::Wire,
 ) -> Vec<Input> {
-    let messages = kafka::fill_batch(consumer, first, max).await;
+    // Avro records become the JSON the stages read (both formats are read during a migration).
+    let messages = wire
+        .normalise(kafka::fill_batch(consumer, first, max).await)
+        .await;
     let owned = owned.lock().map(|o| o.clone()).unwrap_or_default();
     messages
         .into_iter()

@@ -144,8 +144,8 @@ impl Worker {
         })
     }
 
-    /// Encodes `value` as JSON and hands it to the producer; its delivery is awaited with the
-    /// rest of the batch.
+    /// Encodes `value` in its topic's wire format (JSON, or Avro where chosen) and hands it to
+    /// the producer; its delivery is awaited with the rest of the batch.
     pub(super) async fn enqueue<T: serde::Serialize>(
         &self,
         what: &'static str,
@@ -154,7 +154,7 @@ impl Worker {
         value: &T,
         deliveries: &mut Vec<rdkafka::producer::DeliveryFuture>,
     ) -> Result<(), ProcessorError> {
-        let bytes = erp_schemas::error::encode(what, value)?;
+        let bytes = self.wire.encode(what, topic, value).await?;
         deliveries.push(kafka::enqueue(&self.producer, topic, key, &bytes).await?);
         Ok(())
     }

@@ -29,6 +29,8 @@ pub(super) struct Worker {
     pub(super) topics: erp_schemas::topics::Topics,
     /// The poison-record guard over this instance's records.
     pub(super) poison: Arc<erp_runtime::poison::PoisonGuard>,
+    /// The wire format of the topics written (core events may be Avro).
+    pub(super) wire: erp_runtime::wire::Wire,
 }
 
 /// What [`Worker::write_batch`] handed to the producer, still to be acknowledged and committed.
