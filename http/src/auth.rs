@@ -69,7 +69,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::Method;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -263,6 +263,16 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/integrations/{id}/replays/{task_id}", V),
     rule("DELETE", "/v1/integrations/{id}/replays/{task_id}", M),
     // Monitoring v2: queries, they change nothing.
+    rule("POST", "/v1/integrations/{id}/monitoring/inbound-events", V),
+    rule(
+        "POST",
+        "/v1/integrations/{id}/monitoring/outbound-events",
+        V,
+    ),
+    rule("POST", "/v1/integrations/{id}/monitoring/stats", V),
+    rule("POST", "/v1/integrations/{id}/monitoring/timeseries", V),
+    rule("POST", "/v1/integrations/{id}/monitoring/access-logs", V),
+    rule("GET", "/v1/integrations/{id}/outbound-status", V),
     rule("POST", "/v2/integrations/{id}/monitoring/events", V),
     rule("POST", "/v2/integrations/{id}/monitoring/stats", V),
     rule("POST", "/v2/integrations/{id}/monitoring/time-series", V),
@@ -510,7 +520,12 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(admit(req))
+        let admitted = admit(req);
+        if let Ok(caller) = &admitted {
+            // For the access log, which reads who called once the answer is made.
+            req.extensions_mut().insert(caller.clone());
+        }
+        ready(admitted)
     }
 }
 

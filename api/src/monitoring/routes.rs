@@ -21,7 +21,11 @@ use crate::state::ApiState;
 pub const TRACE_CAP: usize = 500;
 
 /// The caller's integration's use-case ids (404 for an integration not the caller's).
-fn owned(state: &ApiState, caller: &Caller, integration_id: &str) -> Result<Vec<String>, ApiError> {
+pub(super) fn owned(
+    state: &ApiState,
+    caller: &Caller,
+    integration_id: &str,
+) -> Result<Vec<String>, ApiError> {
     state.caller_integration(caller, integration_id)?;
     Ok(state
         .view()
@@ -32,14 +36,17 @@ fn owned(state: &ApiState, caller: &Caller, integration_id: &str) -> Result<Vec<
         .collect())
 }
 
-async fn body(state: &ApiState, payload: web::Payload) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn body(
+    state: &ApiState,
+    payload: web::Payload,
+) -> Result<Map<String, Value>, ApiError> {
     let value = read_optional_json(payload, state.body_limit)
         .await?
         .unwrap_or_else(|| json!({}));
     Ok(object(&value, "request body")?.clone())
 }
 
-fn one_of(
+pub(super) fn one_of(
     fields: &Map<String, Value>,
     key: &str,
     allowed: &[&str],
@@ -51,6 +58,44 @@ fn one_of(
             "{key} must be one of {}, not {value:?}",
             allowed.join(", ")
         ))),
+    }
+}
+
+/// The `limit` of a listing: 1 to 100, 50 when absent.
+pub(super) fn limit(fields: &Map<String, Value>) -> Result<usize, ApiError> {
+    match fields.get("limit") {
+        None | Some(Value::Null) => Ok(50),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| (1..=100).contains(n))
+            .map(|n| n as usize)
+            .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 100")),
+    }
+}
+
+/// A listing's `cursor` `{<at_key>: date-time, <id_key>: string}` as (ms, id).
+pub(super) fn cursor(
+    fields: &Map<String, Value>,
+    at_key: &str,
+    id_key: &str,
+) -> Result<Option<(i64, String)>, ApiError> {
+    match fields.get("cursor") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(cursor)) => {
+            let at = cursor
+                .get(at_key)
+                .and_then(Value::as_str)
+                .and_then(parse_rfc3339)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("cursor.{at_key} must be a date-time"))
+                })?;
+            let id = cursor
+                .get(id_key)
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request(format!("cursor.{id_key} is required")))?;
+            Ok(Some((millis_of(at), id.to_owned())))
+        }
+        Some(_) => Err(ApiError::bad_request("cursor must be an object")),
     }
 }
 
@@ -66,30 +111,8 @@ pub async fn events(
     let store = state.monitoring_store()?;
     let known_use_cases = owned(&state, &caller, &integration_id)?;
     let text = |key: &str| opt_string(&fields, "", key, 0, 1000).map(|v| v.map(str::to_owned));
-    let limit = match fields.get("limit") {
-        None | Some(Value::Null) => 50,
-        Some(value) => value
-            .as_u64()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 100"))?
-            as usize,
-    };
-    let before = match fields.get("cursor") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(cursor)) => {
-            let at = cursor
-                .get("created_at")
-                .and_then(Value::as_str)
-                .and_then(parse_rfc3339)
-                .ok_or_else(|| ApiError::bad_request("cursor.created_at must be a date-time"))?;
-            let id = cursor
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request("cursor.id is required"))?;
-            Some((millis_of(at), id.to_owned()))
-        }
-        Some(_) => return Err(ApiError::bad_request("cursor must be an object")),
-    };
+    let limit = limit(&fields)?;
+    let before = cursor(&fields, "created_at", "id")?;
     let filter = SpanFilter {
         use_case_id: text("use_case_id")?,
         known_use_cases,
@@ -106,6 +129,7 @@ pub async fn events(
         to: opt_date_ms(&fields, "to_date")?,
         before,
         limit,
+        ..SpanFilter::default()
     };
     let page = store.page(&caller.org_id, &integration_id, filter).await?;
     let next_cursor = match (page.has_more, page.spans.last()) {
@@ -122,7 +146,7 @@ pub async fn events(
 
 /// The window of a stats or time-series request: `[from, to]`, both inclusive in the request,
 /// as a half-open range in ms.
-fn window(
+pub(super) fn window(
     caller: &Caller,
     integration_id: &str,
     from: Option<i64>,
@@ -258,7 +282,7 @@ pub async fn stats(
 
 /// Successes among outcomes, as a percentage with two decimals; 100 with no outcomes at all
 /// (nothing failed).
-fn success_rate(counts: &Tally) -> f64 {
+pub(super) fn success_rate(counts: &Tally) -> f64 {
     let total = counts.total();
     if total == 0 {
         return 100.0;
