@@ -26,6 +26,9 @@ use crate::state::ApiState;
 #[derive(Debug, Clone)]
 pub struct DeliveryCell {
     pub bucket_ms: i64,
+    pub use_case_id: String,
+    pub use_case_type: String,
+    pub code: String,
     pub event_name: String,
     pub webhook_config_id: String,
     pub level: String,
@@ -78,9 +81,10 @@ impl Store {
             let (deliveries, _) = shape::delivery_clause();
             let query = format!(
                 "SELECT (created_ms / {BUCKET_MS}) * {BUCKET_MS}, {}, {}, level, COUNT(*), \
-                 MAX(CASE WHEN level = 'error' THEN created_ms END) FROM spans \
+                 MAX(CASE WHEN level = 'error' THEN created_ms END), use_case_id, \
+                 use_case_type, code FROM spans \
                  WHERE org_id = ?1 AND integration_id = ?2 AND created_ms >= ?3 \
-                 AND created_ms < ?4 AND {deliveries} GROUP BY 1, 2, 3, 4",
+                 AND created_ms < ?4 AND {deliveries} GROUP BY 1, 2, 3, 4, 7, 8, 9",
                 detail("event_name"),
                 detail("webhook_config_id"),
             );
@@ -103,6 +107,9 @@ impl Store {
                     webhook_config_id: text(row.get_value(2).map_err(count_error)?),
                     level: row.get(3).map_err(count_error)?,
                     count: row.get(4).map_err(count_error)?,
+                    use_case_id: row.get(6).map_err(count_error)?,
+                    use_case_type: row.get(7).map_err(count_error)?,
+                    code: row.get(8).map_err(count_error)?,
                 });
                 if let SqlValue::Integer(at) = row.get_value(5).map_err(count_error)? {
                     last_error = last_error.max(Some(at));
@@ -114,13 +121,45 @@ impl Store {
     }
 }
 
-/// The inbound cells of a window (rollups for the whole buckets).
-async fn inbound_cells(store: &Store, mut window: Window) -> Result<Vec<Cell>, ApiError> {
+/// The inbound cells of a window: the rollups' (whole buckets; raw spans at the edges) less
+/// the dispatcher's deliveries of inbound use cases' events, which the rollups count under the
+/// same type but which are outbound deliveries.
+async fn inbound_cells(
+    store: &Store,
+    mut window: Window,
+    deliveries: &[DeliveryCell],
+) -> Result<Vec<Cell>, ApiError> {
     window.use_case_types = vec!["inbound".into(), String::new()];
-    let cells = store.cells(window).await?;
+    let mut cells = store.cells(window).await?;
+    let mut taken: BTreeMap<(i64, &str, &str, &str, &str), i64> = BTreeMap::new();
+    for d in deliveries {
+        *taken
+            .entry((
+                d.bucket_ms,
+                &d.use_case_id,
+                &d.use_case_type,
+                &d.level,
+                &d.code,
+            ))
+            .or_default() += d.count;
+    }
+    for cell in &mut cells {
+        let key = (
+            cell.bucket_ms,
+            cell.use_case_id.as_str(),
+            cell.use_case_type.as_str(),
+            cell.level.as_str(),
+            cell.code.as_str(),
+        );
+        if let Some(n) = taken.get_mut(&key) {
+            let less = (*n).min(cell.count);
+            cell.count -= less;
+            *n -= less;
+        }
+    }
     Ok(cells
         .into_iter()
-        .filter(|c| shape::is_inbound(&c.use_case_type, &c.code))
+        .filter(|c| c.count > 0 && shape::is_inbound(&c.use_case_type, &c.code))
         .collect())
 }
 
@@ -197,6 +236,26 @@ fn add_tally(into: &mut Tally, other: &Tally) {
     into.ack_timeout += other.ack_timeout;
 }
 
+/// The newest inbound error's time in the request's window: the newest span of the inbound
+/// listing's query, filtered to errors.
+async fn last_inbound_error(
+    store: &Store,
+    caller: &Caller,
+    integration_id: &str,
+    fields: &Map<String, Value>,
+) -> Result<Option<i64>, ApiError> {
+    let filter = super::listing::SpanFilter {
+        from: opt_date_ms(fields, "from_date")?,
+        to: opt_date_ms(fields, "to_date")?,
+        level: Some("error".into()),
+        limit: 1,
+        clauses: vec![shape::inbound_clause()],
+        ..Default::default()
+    };
+    let page = store.page(&caller.org_id, integration_id, filter).await?;
+    Ok(page.spans.first().map(|(at, _)| *at))
+}
+
 /// `POST /v1/integrations/{id}/monitoring/stats`
 pub async fn stats(
     state: web::Data<ApiState>,
@@ -236,10 +295,9 @@ pub async fn stats(
     let snapshot = state.view().snapshot();
     let facts = UseCaseFacts::of(&snapshot.use_cases(&caller.org_id, &integration_id));
 
-    let cells = inbound_cells(&store, window.clone()).await?;
-    let mut inbound_window = window.clone();
-    inbound_window.use_case_types = vec!["inbound".into()];
-    let last_error = store.last_error(inbound_window).await?;
+    let (deliveries, last_failure) = store.delivery_cells(window.clone()).await?;
+    let cells = inbound_cells(&store, window, &deliveries).await?;
+    let last_error = last_inbound_error(&store, &caller, &integration_id, &fields).await?;
     let mut all = Tally::default();
     cells.iter().for_each(|c| all.add(c));
     let rows = cells.iter().map(|cell| {
@@ -268,7 +326,6 @@ pub async fn stats(
     inbound.insert("last_error_at".into(), json!(last_error.map(format_millis)));
     inbound.insert("breakdown".into(), Value::Array(inbound_breakdown));
 
-    let (deliveries, last_failure) = store.delivery_cells(window).await?;
     let mut sent = Deliveries::default();
     deliveries.iter().for_each(|c| sent.add(c));
     let rows = deliveries.iter().map(|cell| {
@@ -339,14 +396,15 @@ pub async fn series(
         ))
     })?;
     let (from_ms, to_ms) = (window.from, window.to - 1);
+    let (deliveries, _) = store.delivery_cells(window.clone()).await?;
     let inbound = if direction != "outbound" {
-        let cells = inbound_cells(&store, window.clone()).await?;
+        let cells = inbound_cells(&store, window, &deliveries).await?;
         Some(time_series::buckets(&starts, interval, &cells, None))
     } else {
         None
     };
     let outbound = if direction != "inbound" {
-        let (cells, _) = store.delivery_cells(window).await?;
+        let cells = deliveries;
         let mut per: BTreeMap<i64, Deliveries> =
             starts.iter().map(|s| (*s, Deliveries::default())).collect();
         for cell in &cells {

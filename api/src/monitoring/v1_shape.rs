@@ -25,11 +25,16 @@ pub const INBOUND_GENERAL_CODES: &[&str] = &[
     "POISON_RECORD",
 ];
 
-/// The SQL condition selecting inbound spans.
+/// The SQL condition selecting inbound spans: the processor's, not the dispatcher's deliveries
+/// of an inbound use case's events (those are outbound deliveries).
 pub fn inbound_clause() -> (String, Vec<SqlValue>) {
     let marks = vec!["?"; INBOUND_GENERAL_CODES.len()].join(", ");
     (
-        format!("(use_case_type = 'inbound' OR (use_case_type = '' AND code IN ({marks})))"),
+        format!(
+            "(use_case_type = 'inbound' OR (use_case_type = '' AND code IN ({marks}))) \
+             AND COALESCE({}, '') != 'dispatcher'",
+            detail("stage")
+        ),
         INBOUND_GENERAL_CODES
             .iter()
             .map(|c| SqlValue::Text((*c).to_owned()))
@@ -37,7 +42,8 @@ pub fn inbound_clause() -> (String, Vec<SqlValue>) {
     )
 }
 
-/// Whether a rollup cell of (type, code) counts as inbound: the same rule as [`inbound_clause`].
+/// Whether a rollup cell of (type, code) may count as inbound: the rule of [`inbound_clause`]
+/// but for the stage, which rollups do not keep (deliveries are taken out by their counts).
 pub fn is_inbound(use_case_type: &str, code: &str) -> bool {
     use_case_type == "inbound"
         || (use_case_type.is_empty() && INBOUND_GENERAL_CODES.contains(&code))
