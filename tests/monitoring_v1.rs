@@ -240,11 +240,7 @@ async fn monitoring_v1_counts_a_known_stream_exactly() {
             json!({"status": "skipped"}),
         )
         .await;
-    assert_eq!(
-        skipped["data"][0]["event_id"].is_string(),
-        true,
-        "{skipped}"
-    );
+    assert!(skipped["data"][0]["event_id"].is_string(), "{skipped}");
     assert_eq!(skipped["data"].as_array().map(Vec::len), Some(1));
 
     let outbound_rows = page_all(

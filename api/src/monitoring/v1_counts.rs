@@ -296,8 +296,8 @@ pub async fn stats(
     let facts = UseCaseFacts::of(&snapshot.use_cases(&caller.org_id, &integration_id));
 
     let (deliveries, last_failure) = store.delivery_cells(window.clone()).await?;
-    let cells = inbound_cells(&store, window, &deliveries).await?;
-    let last_error = last_inbound_error(&store, &caller, &integration_id, &fields).await?;
+    let cells = inbound_cells(store, window, &deliveries).await?;
+    let last_error = last_inbound_error(store, &caller, &integration_id, &fields).await?;
     let mut all = Tally::default();
     cells.iter().for_each(|c| all.add(c));
     let rows = cells.iter().map(|cell| {
@@ -398,7 +398,7 @@ pub async fn series(
     let (from_ms, to_ms) = (window.from, window.to - 1);
     let (deliveries, _) = store.delivery_cells(window.clone()).await?;
     let inbound = if direction != "outbound" {
-        let cells = inbound_cells(&store, window, &deliveries).await?;
+        let cells = inbound_cells(store, window, &deliveries).await?;
         Some(time_series::buckets(&starts, interval, &cells, None))
     } else {
         None
