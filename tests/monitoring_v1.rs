@@ -19,26 +19,6 @@ use erp_toolkit::receiver::Receiver;
 
 const LIMIT: Duration = Duration::from_secs(90);
 
-async fn call_as(
-    h: &Harness,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = h
-        .client
-        .request(method, format!("{}{path}", h.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("answered");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn create_token(h: &Harness, body: Value) -> (String, String) {
     let (status, created) = h.post("/v1/access-tokens", body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -320,7 +300,9 @@ async fn monitoring_v1_counts_a_known_stream_exactly() {
         json!({"name": "dashboard", "roles": ["integration:view"]}),
     )
     .await;
-    let (status, _) = call_as(&h, &viewer, Method::GET, &v1("outbound-status"), None).await;
+    let (status, _) = h
+        .call_as(&viewer, Method::GET, &v1("outbound-status"), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let started = Instant::now();
     let logs = loop {
@@ -392,11 +374,13 @@ async fn monitoring_v1_counts_a_known_stream_exactly() {
         "monitoring/access-logs",
     ] {
         let body = json!({"from_date": from, "interval": "1h"});
-        let (status, error) = call_as(&h, &beta, Method::POST, &v1(route), Some(body)).await;
+        let (status, error) = h.call_as(&beta, Method::POST, &v1(route), Some(body)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{route}: {error}");
         assert!(error["code"].is_string() && error["message"].is_string());
     }
-    let (status, _) = call_as(&h, &beta, Method::GET, &v1("outbound-status"), None).await;
+    let (status, _) = h
+        .call_as(&beta, Method::GET, &v1("outbound-status"), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 

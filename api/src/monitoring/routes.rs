@@ -14,6 +14,7 @@ use erp_schemas::timestamp::{format_millis, millis_of, now_millis, parse_rfc3339
 
 use super::counts::{Tally, Window};
 use super::listing::SpanFilter;
+use super::store::Store;
 use super::{USE_CASE_TYPES, time_series};
 use crate::state::ApiState;
 
@@ -58,6 +59,32 @@ pub(super) fn one_of(
             "{key} must be one of {}, not {value:?}",
             allowed.join(", ")
         ))),
+    }
+}
+
+/// An optional array field whose items are each one of `allowed` (empty when absent).
+pub(super) fn enum_array(
+    fields: &Map<String, Value>,
+    key: &str,
+    allowed: &[&str],
+) -> Result<Vec<String>, ApiError> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .filter(|g| allowed.contains(g))
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "{key} items must be one of {}",
+                            allowed.join(", ")
+                        ))
+                    })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be an array"))),
     }
 }
 
@@ -107,9 +134,8 @@ pub async fn events(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    let known_use_cases = owned(&state, &caller, &integration_id)?;
+    let (fields, store, known_use_cases) =
+        owned_request(&state, &caller, &integration_id, payload).await?;
     let text = |key: &str| opt_string(&fields, "", key, 0, 1000).map(|v| v.map(str::to_owned));
     let limit = limit(&fields)?;
     let before = cursor(&fields, "created_at", "id")?;
@@ -175,31 +201,12 @@ pub async fn stats(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
     let mut types: Vec<String> = one_of(&fields, "use_case_type", USE_CASE_TYPES)?
         .into_iter()
         .collect();
-    match fields.get("use_case_types") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            types = items
-                .iter()
-                .map(|item| {
-                    item.as_str()
-                        .filter(|t| USE_CASE_TYPES.contains(t))
-                        .map(str::to_owned)
-                        .ok_or_else(|| {
-                            ApiError::bad_request(format!(
-                                "use_case_types items must be one of {}",
-                                USE_CASE_TYPES.join(", ")
-                            ))
-                        })
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        Some(_) => return Err(ApiError::bad_request("use_case_types must be an array")),
+    if !matches!(fields.get("use_case_types"), None | Some(Value::Null)) {
+        types = enum_array(&fields, "use_case_types", USE_CASE_TYPES)?;
     }
     let group_by = one_of(
         &fields,
@@ -290,6 +297,62 @@ pub(super) fn success_rate(counts: &Tally) -> f64 {
     (counts.success as f64 * 10_000.0 / total as f64).round() / 100.0
 }
 
+/// The window of a time-series request (v1 and v2) cut into its buckets.
+pub(super) struct Series {
+    pub window: Window,
+    pub starts: Vec<i64>,
+    pub interval: i64,
+    pub interval_name: String,
+}
+
+/// Reads `from_date` (required), `to_date` and `interval` (required) of a time-series request;
+/// a window of more than [`time_series::MAX_BUCKETS`] buckets is a 400.
+pub(super) fn series_request(
+    caller: &Caller,
+    integration_id: &str,
+    fields: &Map<String, Value>,
+    use_case_types: Vec<String>,
+) -> Result<Series, ApiError> {
+    let from = opt_date_ms(fields, "from_date")?
+        .ok_or_else(|| ApiError::bad_request("from_date is required"))?;
+    let interval_name = one_of(fields, "interval", &time_series::INTERVAL_NAMES)?
+        .ok_or_else(|| ApiError::bad_request("interval is required"))?;
+    let interval = time_series::interval_ms(&interval_name).unwrap_or(time_series::DAY_MS);
+    let window = window(
+        caller,
+        integration_id,
+        Some(from),
+        opt_date_ms(fields, "to_date")?,
+        use_case_types,
+    )?;
+    let starts = time_series::bucket_starts(window.from, window.to, interval).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the window holds more than {} buckets of {interval_name}",
+            time_series::MAX_BUCKETS
+        ))
+    })?;
+    Ok(Series {
+        window,
+        starts,
+        interval,
+        interval_name,
+    })
+}
+
+/// A monitoring POST's body and the store, once the integration is known to be the caller's;
+/// with the ids of its use cases.
+pub(super) async fn owned_request(
+    state: &ApiState,
+    caller: &Caller,
+    integration_id: &str,
+    payload: web::Payload,
+) -> Result<(Map<String, Value>, Store, Vec<String>), ApiError> {
+    let fields = body(state, payload).await?;
+    let store = state.monitoring_store()?.clone();
+    let use_cases = owned(state, caller, integration_id)?;
+    Ok((fields, store, use_cases))
+}
+
 /// `POST /v2/integrations/{id}/monitoring/time-series`
 pub async fn series(
     state: web::Data<ApiState>,
@@ -298,31 +361,17 @@ pub async fn series(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
-    let from = opt_date_ms(&fields, "from_date")?
-        .ok_or_else(|| ApiError::bad_request("from_date is required"))?;
-    let interval_name = one_of(&fields, "interval", &time_series::INTERVAL_NAMES)?
-        .ok_or_else(|| ApiError::bad_request("interval is required"))?;
-    let interval = time_series::interval_ms(&interval_name).unwrap_or(time_series::DAY_MS);
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
     let types: Vec<String> = one_of(&fields, "use_case_type", USE_CASE_TYPES)?
         .into_iter()
         .collect();
     let group_by = one_of(&fields, "group_by", &["use_case_type", "use_case"])?;
-    let window = window(
-        &caller,
-        &integration_id,
-        Some(from),
-        opt_date_ms(&fields, "to_date")?,
-        types,
-    )?;
-    let starts = time_series::bucket_starts(window.from, window.to, interval).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "the window holds more than {} buckets of {interval_name}",
-            time_series::MAX_BUCKETS
-        ))
-    })?;
+    let Series {
+        window,
+        starts,
+        interval,
+        interval_name,
+    } = series_request(&caller, &integration_id, &fields, types)?;
     let (from_ms, to_ms) = (window.from, window.to - 1);
     let cells = store.cells(window).await?;
     let buckets = time_series::buckets(&starts, interval, &cells, group_by.as_deref());

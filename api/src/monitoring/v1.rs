@@ -11,8 +11,8 @@ use erp_http::auth::Caller;
 use erp_http::body::{opt_date_ms, opt_string};
 use erp_schemas::timestamp::format_millis;
 
-use super::listing::SpanFilter;
-use super::routes::{body, cursor, limit, one_of, owned};
+use super::listing::{Page, SpanFilter};
+use super::routes::{cursor, limit, one_of, owned_request};
 use super::v1_shape::{self as shape, UseCaseFacts, detail};
 use crate::state::ApiState;
 
@@ -24,17 +24,20 @@ fn equal(clause: String, value: String) -> (String, Vec<SqlValue>) {
     (format!("{clause} = ?"), vec![SqlValue::Text(value)])
 }
 
-/// The answer of a v1 listing: rows, and the cursor `{<at_key>, <id_key>}` of the last row.
+/// The answer of a v1 listing: `page`'s spans as rows (`row`), and the cursor
+/// `{<at_key>, <id_key>}` of the last one, its id being `tie` of the span.
 fn page_answer(
-    rows: Vec<Value>,
-    has_more: bool,
-    last: Option<(i64, String)>,
+    page: Page,
+    tie: impl Fn(&Value) -> &Value,
+    row: impl Fn(&Value) -> Value,
     keys: (&str, &str),
 ) -> HttpResponse {
-    let next_cursor = match (has_more, last) {
-        (true, Some((at, id))) => json!({keys.0: format_millis(at), keys.1: id}),
+    let has_more = page.has_more;
+    let next_cursor = match (has_more, page.spans.last()) {
+        (true, Some((at, span))) => json!({keys.0: format_millis(*at), keys.1: tie(span)}),
         _ => Value::Null,
     };
+    let rows: Vec<Value> = page.spans.iter().map(|(_, span)| row(span)).collect();
     HttpResponse::Ok().json(json!({"data": rows, "next_cursor": next_cursor, "has_more": has_more}))
 }
 
@@ -62,9 +65,7 @@ pub async fn inbound_events(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
     let snapshot = state.view().snapshot();
     let facts = UseCaseFacts::of(&snapshot.use_cases(&caller.org_id, &integration_id));
     let mut filter = base(&fields, ("completed_at", "event_id"), "event_id")?;
@@ -110,19 +111,10 @@ pub async fn inbound_events(
         }
     }
     let page = store.page(&caller.org_id, &integration_id, filter).await?;
-    let last = page.spans.last().map(|(at, span)| {
-        let id = span["event_id"].as_str().unwrap_or_default().to_owned();
-        (*at, id)
-    });
-    let rows = page
-        .spans
-        .iter()
-        .map(|(_, span)| shape::inbound_event(span, &facts))
-        .collect();
     Ok(page_answer(
-        rows,
-        page.has_more,
-        last,
+        page,
+        |span| &span["event_id"],
+        |span| shape::inbound_event(span, &facts),
         ("completed_at", "event_id"),
     ))
 }
@@ -150,9 +142,7 @@ pub async fn outbound_events(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
     let mut filter = base(&fields, ("created_at", "event_id"), CORE_EVENT_ID)?;
     filter.clauses.push(shape::delivery_clause());
     filter.level = one_of(&fields, "status", &["succeeded", "failed", "pending"])?
@@ -163,19 +153,10 @@ pub async fn outbound_events(
         }
     }
     let page = store.page(&caller.org_id, &integration_id, filter).await?;
-    let last = page.spans.last().map(|(at, span)| {
-        let id = span["detail"]["core_event_id"].as_str().unwrap_or_default();
-        (*at, id.to_owned())
-    });
-    let rows = page
-        .spans
-        .iter()
-        .map(|(_, span)| shape::outbound_event(span))
-        .collect();
     Ok(page_answer(
-        rows,
-        page.has_more,
-        last,
+        page,
+        |span| &span["detail"]["core_event_id"],
+        shape::outbound_event,
         ("created_at", "event_id"),
     ))
 }
@@ -189,9 +170,7 @@ pub async fn access_logs(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
     let mut filter = base(&fields, ("timestamp", "request_id"), "id")?;
     filter.info = true;
     filter.code = Some(shape::ACCESS_CODE.to_owned());
@@ -224,19 +203,10 @@ pub async fn access_logs(
         }
     }
     let page = store.page(&caller.org_id, &integration_id, filter).await?;
-    let last = page.spans.last().map(|(at, span)| {
-        let id = span["id"].as_str().unwrap_or_default();
-        (*at, id.to_owned())
-    });
-    let rows = page
-        .spans
-        .iter()
-        .map(|(_, span)| shape::access_entry(span))
-        .collect();
     Ok(page_answer(
-        rows,
-        page.has_more,
-        last,
+        page,
+        |span| &span["id"],
+        shape::access_entry,
         ("timestamp", "request_id"),
     ))
 }

@@ -16,7 +16,9 @@ use erp_http::body::opt_date_ms;
 use erp_schemas::timestamp::format_millis;
 
 use super::counts::{Cell, Tally, Window};
-use super::routes::{body, one_of, owned, success_rate, window};
+use super::routes::{
+    Series, enum_array, one_of, owned_request, series_request, success_rate, window,
+};
 use super::store::{BUCKET_MS, Store, StoreError};
 use super::time_series;
 use super::v1_shape::{self as shape, UseCaseFacts, detail};
@@ -163,32 +165,6 @@ async fn inbound_cells(
         .collect())
 }
 
-/// A `*_group_by` array: each item one of `allowed`.
-fn group_by(
-    fields: &Map<String, Value>,
-    key: &str,
-    allowed: &[&str],
-) -> Result<Vec<String>, ApiError> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .filter(|g| allowed.contains(g))
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "{key} items must be one of {}",
-                            allowed.join(", ")
-                        ))
-                    })
-            })
-            .collect(),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be an array"))),
-    }
-}
-
 fn day(bucket_ms: i64) -> String {
     format_millis(bucket_ms).get(..10).unwrap_or("").to_owned()
 }
@@ -264,10 +240,8 @@ pub async fn stats(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
-    let inbound_keys = group_by(
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
+    let inbound_keys = enum_array(
         &fields,
         "inbound_group_by",
         &[
@@ -280,7 +254,7 @@ pub async fn stats(
             "date",
         ],
     )?;
-    let outbound_keys = group_by(
+    let outbound_keys = enum_array(
         &fields,
         "outbound_group_by",
         &["event_name", "status", "webhook_config_id", "date"],
@@ -296,8 +270,8 @@ pub async fn stats(
     let facts = UseCaseFacts::of(&snapshot.use_cases(&caller.org_id, &integration_id));
 
     let (deliveries, last_failure) = store.delivery_cells(window.clone()).await?;
-    let cells = inbound_cells(store, window, &deliveries).await?;
-    let last_error = last_inbound_error(store, &caller, &integration_id, &fields).await?;
+    let cells = inbound_cells(&store, window, &deliveries).await?;
+    let last_error = last_inbound_error(&store, &caller, &integration_id, &fields).await?;
     let mut all = Tally::default();
     cells.iter().for_each(|c| all.add(c));
     let rows = cells.iter().map(|cell| {
@@ -372,33 +346,19 @@ pub async fn series(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
-    let from = opt_date_ms(&fields, "from_date")?
-        .ok_or_else(|| ApiError::bad_request("from_date is required"))?;
-    let interval_name = one_of(&fields, "interval", &time_series::INTERVAL_NAMES)?
-        .ok_or_else(|| ApiError::bad_request("interval is required"))?;
-    let interval = time_series::interval_ms(&interval_name).unwrap_or(time_series::DAY_MS);
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
     let direction = one_of(&fields, "direction", &["inbound", "outbound", "both"])?
         .unwrap_or_else(|| "both".to_owned());
-    let window = window(
-        &caller,
-        &integration_id,
-        Some(from),
-        opt_date_ms(&fields, "to_date")?,
-        Vec::new(),
-    )?;
-    let starts = time_series::bucket_starts(window.from, window.to, interval).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "the window holds more than {} buckets of {interval_name}",
-            time_series::MAX_BUCKETS
-        ))
-    })?;
+    let Series {
+        window,
+        starts,
+        interval,
+        interval_name,
+    } = series_request(&caller, &integration_id, &fields, Vec::new())?;
     let (from_ms, to_ms) = (window.from, window.to - 1);
     let (deliveries, _) = store.delivery_cells(window.clone()).await?;
     let inbound = if direction != "outbound" {
-        let cells = inbound_cells(store, window, &deliveries).await?;
+        let cells = inbound_cells(&store, window, &deliveries).await?;
         Some(time_series::buckets(&starts, interval, &cells, None))
     } else {
         None
