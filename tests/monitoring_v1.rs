@@ -304,6 +304,10 @@ async fn monitoring_v1_counts_a_known_stream_exactly() {
         .call_as(&viewer, Method::GET, &v1("outbound-status"), None)
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Refused for its permission: logged too, with who tried.
+    let path = format!("/v1/integrations/{integration}");
+    let (status, _) = h.call_as(&viewer, Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let started = Instant::now();
     let logs = loop {
         let (status, logs) = h
@@ -313,13 +317,24 @@ async fn monitoring_v1_counts_a_known_stream_exactly() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{logs}");
-        if logs["data"].as_array().is_some_and(|d| !d.is_empty()) {
+        if logs["data"].as_array().is_some_and(|d| d.len() == 2) {
             break logs;
         }
         assert!(started.elapsed() < LIMIT, "{logs}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let entry = &logs["data"][0];
+    // Newest first: the refused call, then the answered one.
+    let refused = &logs["data"][0];
+    assert_eq!(
+        (&refused["method"], &refused["path"], &refused["status"]),
+        (
+            &json!("DELETE"),
+            &json!("/v1/integrations/{id}"),
+            &json!(403)
+        ),
+        "{logs}"
+    );
+    let entry = &logs["data"][1];
     assert_eq!(entry["method"], "GET");
     assert_eq!(entry["path"], "/v1/integrations/{id}/outbound-status");
     assert_eq!(entry["status"], 200);

@@ -485,6 +485,8 @@ fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
     };
     let caller = authenticate(state, token)
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+    // For the access log, which reads who called once the answer is made (refused or not).
+    req.extensions_mut().insert(caller.clone());
     let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let admin_only =
         rule_of(req.method(), &pattern).is_some_and(|rule| rule.need == Need::DeploymentAdmin);
@@ -520,12 +522,7 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let admitted = admit(req);
-        if let Ok(caller) = &admitted {
-            // For the access log, which reads who called once the answer is made.
-            req.extensions_mut().insert(caller.clone());
-        }
-        ready(admitted)
+        ready(admit(req))
     }
 }
 
