@@ -69,9 +69,14 @@ pub fn server(
             .wrap_fn(move |req, srv| {
                 let service = service_of(req.path());
                 let http_metrics = http_metrics.clone();
+                let api = req.app_data::<web::Data<ApiState>>().cloned();
+                let started = std::time::Instant::now();
                 let answer = srv.call(req);
                 async move {
                     let answer = answer.await;
+                    if let (Some(api), Ok(response)) = (&api, &answer) {
+                        erp_api::monitoring::access_log::record(api, response, started.elapsed());
+                    }
                     let status = match &answer {
                         Ok(response) => response.status(),
                         Err(error) => error.as_response_error().status_code(),

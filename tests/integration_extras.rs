@@ -26,17 +26,7 @@ async fn call_as(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = h
-        .client
-        .request(method, format!("{}{path}", h.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request is answered");
-    let status = response.status();
-    let text = response.text().await.expect("body is read");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    h.call_as(token, method, path, body).await
 }
 
 /// Creates a token with the admin token; returns its value.

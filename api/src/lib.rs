@@ -179,6 +179,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::delete().to(integrations::v2::delete),
         )
         .route(
+            "/v1/integrations/{id}/monitoring/inbound-events",
+            web::post().to(monitoring::v1::inbound_events),
+        )
+        .route(
+            "/v1/integrations/{id}/monitoring/outbound-events",
+            web::post().to(monitoring::v1::outbound_events),
+        )
+        .route(
+            "/v1/integrations/{id}/monitoring/stats",
+            web::post().to(monitoring::v1_counts::stats),
+        )
+        .route(
+            "/v1/integrations/{id}/monitoring/timeseries",
+            web::post().to(monitoring::v1_counts::series),
+        )
+        .route(
+            "/v1/integrations/{id}/monitoring/access-logs",
+            web::post().to(monitoring::v1::access_logs),
+        )
+        .route(
+            "/v1/integrations/{id}/outbound-status",
+            web::get().to(integrations::outbound_status::status),
+        )
+        .route(
             "/v2/integrations/{id}/monitoring/events",
             web::post().to(monitoring::routes::events),
         )

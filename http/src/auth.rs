@@ -70,7 +70,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::Method;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -269,6 +269,16 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v1/integrations/{id}/replays/{task_id}", V),
     rule("DELETE", "/v1/integrations/{id}/replays/{task_id}", M),
     // Monitoring v2: queries, they change nothing.
+    rule("POST", "/v1/integrations/{id}/monitoring/inbound-events", V),
+    rule(
+        "POST",
+        "/v1/integrations/{id}/monitoring/outbound-events",
+        V,
+    ),
+    rule("POST", "/v1/integrations/{id}/monitoring/stats", V),
+    rule("POST", "/v1/integrations/{id}/monitoring/timeseries", V),
+    rule("POST", "/v1/integrations/{id}/monitoring/access-logs", V),
+    rule("GET", "/v1/integrations/{id}/outbound-status", V),
     rule("POST", "/v2/integrations/{id}/monitoring/events", V),
     rule("POST", "/v2/integrations/{id}/monitoring/stats", V),
     rule("POST", "/v2/integrations/{id}/monitoring/time-series", V),
@@ -528,6 +538,8 @@ fn check(req: &HttpRequest) -> Result<Caller, Refusal> {
     };
     let caller = authenticate(state, &token)
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))?;
+    // For the access log, which reads who called once the answer is made (refused or not).
+    req.extensions_mut().insert(caller.clone());
     let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let admin_only =
         rule_of(req.method(), &pattern).is_some_and(|rule| rule.need == Need::DeploymentAdmin);

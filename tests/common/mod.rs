@@ -77,10 +77,22 @@ impl Harness {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        self.call_as(&self.standalone.admin_token, method, path, body)
+            .await
+    }
+
+    /// Sends a request with `token`; returns status and JSON body (`Null` if none).
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.standalone.admin_token);
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -6,6 +6,8 @@ pub mod app_mapping;
 pub mod documentation;
 /// Checking file proxy use cases (their JSONata and parameters) on save.
 pub mod file_proxy;
+/// `GET /v1/integrations/{id}/outbound-status`: whether each outbound use case can deliver.
+pub mod outbound_status;
 /// `/v1/integrations/{id}/use-cases`: inbound, outbound and file proxy use cases.
 pub mod use_cases;
 /// `/v1/integrations`: integrations with their v1 mapping.

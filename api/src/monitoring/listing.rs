@@ -21,9 +21,17 @@ pub struct SpanFilter {
     pub from: Option<i64>,
     /// Inclusive, ms.
     pub to: Option<i64>,
-    /// Only spans before this (created_ms, id), newest first.
+    /// Only spans before this (created_ms, tie), newest first.
     pub before: Option<(i64, String)>,
     pub limit: usize,
+    /// What breaks ties of `created_ms` in the order and the cursor: `id` unless set (the v1
+    /// listings page by an event id, e.g. `event_id`).
+    pub tie: Option<&'static str>,
+    /// List the `info` steps (the access log) instead of the outcomes.
+    pub info: bool,
+    /// Further SQL conditions with their `?` parameters (the v1 listings' filters on a span's
+    /// detail).
+    pub clauses: Vec<(String, Vec<SqlValue>)>,
 }
 
 /// The marker epilot uses for spans of use cases that are no longer configured.
@@ -42,7 +50,8 @@ fn listing_error(e: libsql::Error) -> StoreError {
 
 impl Store {
     /// A page of `org_id`'s spans of `integration_id` matching `filter`, newest first. Steps
-    /// that are no outcome (`info`) are not listed: they have no level in epilot's listing.
+    /// that are no outcome (`info`) are not listed unless `filter.info` asks for them alone:
+    /// they have no level in epilot's listing.
     pub async fn page(
         &self,
         org_id: &str,
@@ -54,9 +63,15 @@ impl Store {
             let mut clauses = vec![
                 "org_id = ?".to_owned(),
                 "integration_id = ?".to_owned(),
-                "level != 'info'".to_owned(),
+                if filter.info {
+                    "level = 'info'"
+                } else {
+                    "level != 'info'"
+                }
+                .to_owned(),
             ];
             let mut params = vec![SqlValue::Text(org_id), SqlValue::Text(integration_id)];
+            let tie = filter.tie.unwrap_or("id");
             let mut equal = |column: &str, value: &Option<String>| {
                 if let Some(value) = value {
                     clauses.push(format!("{column} = ?"));
@@ -88,15 +103,21 @@ impl Store {
                 clauses.push("created_ms <= ?".to_owned());
                 params.push(SqlValue::Integer(to));
             }
+            for (clause, values) in &filter.clauses {
+                clauses.push(clause.clone());
+                params.extend(values.iter().cloned());
+            }
             if let Some((at, id)) = &filter.before {
-                clauses.push("(created_ms < ? OR (created_ms = ? AND id < ?))".to_owned());
+                clauses.push(format!(
+                    "(created_ms < ? OR (created_ms = ? AND {tie} < ?))"
+                ));
                 params.push(SqlValue::Integer(*at));
                 params.push(SqlValue::Integer(*at));
                 params.push(SqlValue::Text(id.clone()));
             }
             let query = format!(
                 "SELECT created_ms, span FROM spans WHERE {} \
-                 ORDER BY created_ms DESC, id DESC LIMIT {}",
+                 ORDER BY created_ms DESC, {tie} DESC, id DESC LIMIT {}",
                 clauses.join(" AND "),
                 filter.limit + 1
             );

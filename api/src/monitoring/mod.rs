@@ -8,7 +8,11 @@
 //! - [`external`]: partner log shipping, `POST …/monitoring/external-events`.
 //! - [`routes`]: `POST …/monitoring/events|stats|time-series`, `GET …/events/{id}/associated`,
 //!   `GET …/traces/{correlationId}`.
+//! - [`v1`], [`v1_counts`], [`v1_shape`]: epilot's monitoring v1 (`inbound-events`,
+//!   `outbound-events`, `stats`, `timeseries`, `access-logs`) as a view of the same spans.
+//! - [`access_log`]: the API's own access log, written as `info` spans through the indexer.
 
+pub mod access_log;
 pub mod counts;
 pub mod external;
 pub mod indexer;
@@ -16,6 +20,9 @@ pub mod listing;
 pub mod routes;
 pub mod store;
 pub mod time_series;
+pub mod v1;
+pub mod v1_counts;
+pub mod v1_shape;
 
 use std::sync::Arc;
 

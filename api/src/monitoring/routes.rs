@@ -14,6 +14,7 @@ use erp_schemas::timestamp::{format_millis, millis_of, now_millis, parse_rfc3339
 
 use super::counts::{Tally, Window};
 use super::listing::SpanFilter;
+use super::store::Store;
 use super::{USE_CASE_TYPES, time_series};
 use crate::state::ApiState;
 
@@ -21,7 +22,11 @@ use crate::state::ApiState;
 pub const TRACE_CAP: usize = 500;
 
 /// The caller's integration's use-case ids (404 for an integration not the caller's).
-fn owned(state: &ApiState, caller: &Caller, integration_id: &str) -> Result<Vec<String>, ApiError> {
+pub(super) fn owned(
+    state: &ApiState,
+    caller: &Caller,
+    integration_id: &str,
+) -> Result<Vec<String>, ApiError> {
     state.caller_integration(caller, integration_id)?;
     Ok(state
         .view()
@@ -32,14 +37,17 @@ fn owned(state: &ApiState, caller: &Caller, integration_id: &str) -> Result<Vec<
         .collect())
 }
 
-async fn body(state: &ApiState, payload: web::Payload) -> Result<Map<String, Value>, ApiError> {
+pub(super) async fn body(
+    state: &ApiState,
+    payload: web::Payload,
+) -> Result<Map<String, Value>, ApiError> {
     let value = read_optional_json(payload, state.body_limit)
         .await?
         .unwrap_or_else(|| json!({}));
     Ok(object(&value, "request body")?.clone())
 }
 
-fn one_of(
+pub(super) fn one_of(
     fields: &Map<String, Value>,
     key: &str,
     allowed: &[&str],
@@ -54,6 +62,70 @@ fn one_of(
     }
 }
 
+/// An optional array field whose items are each one of `allowed` (empty when absent).
+pub(super) fn enum_array(
+    fields: &Map<String, Value>,
+    key: &str,
+    allowed: &[&str],
+) -> Result<Vec<String>, ApiError> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .filter(|g| allowed.contains(g))
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "{key} items must be one of {}",
+                            allowed.join(", ")
+                        ))
+                    })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be an array"))),
+    }
+}
+
+/// The `limit` of a listing: 1 to 100, 50 when absent.
+pub(super) fn limit(fields: &Map<String, Value>) -> Result<usize, ApiError> {
+    match fields.get("limit") {
+        None | Some(Value::Null) => Ok(50),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| (1..=100).contains(n))
+            .map(|n| n as usize)
+            .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 100")),
+    }
+}
+
+/// A listing's `cursor` `{<at_key>: date-time, <id_key>: string}` as (ms, id).
+pub(super) fn cursor(
+    fields: &Map<String, Value>,
+    at_key: &str,
+    id_key: &str,
+) -> Result<Option<(i64, String)>, ApiError> {
+    match fields.get("cursor") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(cursor)) => {
+            let at = cursor
+                .get(at_key)
+                .and_then(Value::as_str)
+                .and_then(parse_rfc3339)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("cursor.{at_key} must be a date-time"))
+                })?;
+            let id = cursor
+                .get(id_key)
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request(format!("cursor.{id_key} is required")))?;
+            Ok(Some((millis_of(at), id.to_owned())))
+        }
+        Some(_) => Err(ApiError::bad_request("cursor must be an object")),
+    }
+}
+
 /// `POST /v2/integrations/{id}/monitoring/events`
 pub async fn events(
     state: web::Data<ApiState>,
@@ -62,34 +134,11 @@ pub async fn events(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    let known_use_cases = owned(&state, &caller, &integration_id)?;
+    let (fields, store, known_use_cases) =
+        owned_request(&state, &caller, &integration_id, payload).await?;
     let text = |key: &str| opt_string(&fields, "", key, 0, 1000).map(|v| v.map(str::to_owned));
-    let limit = match fields.get("limit") {
-        None | Some(Value::Null) => 50,
-        Some(value) => value
-            .as_u64()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 100"))?
-            as usize,
-    };
-    let before = match fields.get("cursor") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(cursor)) => {
-            let at = cursor
-                .get("created_at")
-                .and_then(Value::as_str)
-                .and_then(parse_rfc3339)
-                .ok_or_else(|| ApiError::bad_request("cursor.created_at must be a date-time"))?;
-            let id = cursor
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request("cursor.id is required"))?;
-            Some((millis_of(at), id.to_owned()))
-        }
-        Some(_) => return Err(ApiError::bad_request("cursor must be an object")),
-    };
+    let limit = limit(&fields)?;
+    let before = cursor(&fields, "created_at", "id")?;
     let filter = SpanFilter {
         use_case_id: text("use_case_id")?,
         known_use_cases,
@@ -106,6 +155,7 @@ pub async fn events(
         to: opt_date_ms(&fields, "to_date")?,
         before,
         limit,
+        ..SpanFilter::default()
     };
     let page = store.page(&caller.org_id, &integration_id, filter).await?;
     let next_cursor = match (page.has_more, page.spans.last()) {
@@ -122,7 +172,7 @@ pub async fn events(
 
 /// The window of a stats or time-series request: `[from, to]`, both inclusive in the request,
 /// as a half-open range in ms.
-fn window(
+pub(super) fn window(
     caller: &Caller,
     integration_id: &str,
     from: Option<i64>,
@@ -151,31 +201,12 @@ pub async fn stats(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
     let mut types: Vec<String> = one_of(&fields, "use_case_type", USE_CASE_TYPES)?
         .into_iter()
         .collect();
-    match fields.get("use_case_types") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            types = items
-                .iter()
-                .map(|item| {
-                    item.as_str()
-                        .filter(|t| USE_CASE_TYPES.contains(t))
-                        .map(str::to_owned)
-                        .ok_or_else(|| {
-                            ApiError::bad_request(format!(
-                                "use_case_types items must be one of {}",
-                                USE_CASE_TYPES.join(", ")
-                            ))
-                        })
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        Some(_) => return Err(ApiError::bad_request("use_case_types must be an array")),
+    if !matches!(fields.get("use_case_types"), None | Some(Value::Null)) {
+        types = enum_array(&fields, "use_case_types", USE_CASE_TYPES)?;
     }
     let group_by = one_of(
         &fields,
@@ -258,12 +289,68 @@ pub async fn stats(
 
 /// Successes among outcomes, as a percentage with two decimals; 100 with no outcomes at all
 /// (nothing failed).
-fn success_rate(counts: &Tally) -> f64 {
+pub(super) fn success_rate(counts: &Tally) -> f64 {
     let total = counts.total();
     if total == 0 {
         return 100.0;
     }
     (counts.success as f64 * 10_000.0 / total as f64).round() / 100.0
+}
+
+/// The window of a time-series request (v1 and v2) cut into its buckets.
+pub(super) struct Series {
+    pub window: Window,
+    pub starts: Vec<i64>,
+    pub interval: i64,
+    pub interval_name: String,
+}
+
+/// Reads `from_date` (required), `to_date` and `interval` (required) of a time-series request;
+/// a window of more than [`time_series::MAX_BUCKETS`] buckets is a 400.
+pub(super) fn series_request(
+    caller: &Caller,
+    integration_id: &str,
+    fields: &Map<String, Value>,
+    use_case_types: Vec<String>,
+) -> Result<Series, ApiError> {
+    let from = opt_date_ms(fields, "from_date")?
+        .ok_or_else(|| ApiError::bad_request("from_date is required"))?;
+    let interval_name = one_of(fields, "interval", &time_series::INTERVAL_NAMES)?
+        .ok_or_else(|| ApiError::bad_request("interval is required"))?;
+    let interval = time_series::interval_ms(&interval_name).unwrap_or(time_series::DAY_MS);
+    let window = window(
+        caller,
+        integration_id,
+        Some(from),
+        opt_date_ms(fields, "to_date")?,
+        use_case_types,
+    )?;
+    let starts = time_series::bucket_starts(window.from, window.to, interval).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the window holds more than {} buckets of {interval_name}",
+            time_series::MAX_BUCKETS
+        ))
+    })?;
+    Ok(Series {
+        window,
+        starts,
+        interval,
+        interval_name,
+    })
+}
+
+/// A monitoring POST's body and the store, once the integration is known to be the caller's;
+/// with the ids of its use cases.
+pub(super) async fn owned_request(
+    state: &ApiState,
+    caller: &Caller,
+    integration_id: &str,
+    payload: web::Payload,
+) -> Result<(Map<String, Value>, Store, Vec<String>), ApiError> {
+    let fields = body(state, payload).await?;
+    let store = state.monitoring_store()?.clone();
+    let use_cases = owned(state, caller, integration_id)?;
+    Ok((fields, store, use_cases))
 }
 
 /// `POST /v2/integrations/{id}/monitoring/time-series`
@@ -274,31 +361,17 @@ pub async fn series(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let integration_id = path.into_inner();
-    let fields = body(&state, payload).await?;
-    let store = state.monitoring_store()?;
-    owned(&state, &caller, &integration_id)?;
-    let from = opt_date_ms(&fields, "from_date")?
-        .ok_or_else(|| ApiError::bad_request("from_date is required"))?;
-    let interval_name = one_of(&fields, "interval", &time_series::INTERVAL_NAMES)?
-        .ok_or_else(|| ApiError::bad_request("interval is required"))?;
-    let interval = time_series::interval_ms(&interval_name).unwrap_or(time_series::DAY_MS);
+    let (fields, store, _) = owned_request(&state, &caller, &integration_id, payload).await?;
     let types: Vec<String> = one_of(&fields, "use_case_type", USE_CASE_TYPES)?
         .into_iter()
         .collect();
     let group_by = one_of(&fields, "group_by", &["use_case_type", "use_case"])?;
-    let window = window(
-        &caller,
-        &integration_id,
-        Some(from),
-        opt_date_ms(&fields, "to_date")?,
-        types,
-    )?;
-    let starts = time_series::bucket_starts(window.from, window.to, interval).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "the window holds more than {} buckets of {interval_name}",
-            time_series::MAX_BUCKETS
-        ))
-    })?;
+    let Series {
+        window,
+        starts,
+        interval,
+        interval_name,
+    } = series_request(&caller, &integration_id, &fields, types)?;
     let (from_ms, to_ms) = (window.from, window.to - 1);
     let cells = store.cells(window).await?;
     let buckets = time_series::buckets(&starts, interval, &cells, group_by.as_deref());
