@@ -25,8 +25,10 @@ fn text(error: rdkafka::error::KafkaError) -> String {
 /// A client that speaks for `group` (reads and commits its offsets) without joining it.
 pub struct GroupClient {
     group: BaseConsumer,
-    /// Reads single records (the age of the oldest unconsumed one); never commits.
-    reader: BaseConsumer,
+    kafka: KafkaSettings,
+    /// Reads single records (the age of the oldest unconsumed one, a timestamp's offset);
+    /// never commits. Created on first need: a group without lag needs none.
+    reader: std::cell::OnceCell<Option<BaseConsumer>>,
 }
 
 impl GroupClient {
@@ -38,12 +40,27 @@ impl GroupClient {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
         let group = config.create().map_err(text)?;
-        let mut config = kafka.reader_config("erp-toolkit-groups");
-        config
-            .set("max.partition.fetch.bytes", "1024")
-            .set("queued.min.messages", "1");
-        let reader = config.create().map_err(text)?;
-        Ok(Self { group, reader })
+        Ok(Self {
+            group,
+            kafka: kafka.clone(),
+            reader: std::cell::OnceCell::new(),
+        })
+    }
+
+    fn reader(&self) -> KafkaResult<&BaseConsumer> {
+        self.reader
+            .get_or_init(|| {
+                let mut config = self.kafka.reader_config("erp-toolkit-groups");
+                config
+                    .set("max.partition.fetch.bytes", "1024")
+                    .set("queued.min.messages", "1");
+                config
+                    .create()
+                    .map_err(|error| tracing::warn!(%error, "no record reader for group lag"))
+                    .ok()
+            })
+            .as_ref()
+            .ok_or_else(|| "no record reader".to_owned())
     }
 
     /// The partitions of `topic` and their `(log start, log end)`.
@@ -97,7 +114,7 @@ impl GroupClient {
 
     /// Seconds since the record at `offset` was written, if it can be read.
     pub fn age_at(&self, topic: &str, partition: i32, offset: i64) -> Option<f64> {
-        let written = timestamp_at(&self.reader, topic, partition, offset)?;
+        let written = timestamp_at(self.reader().ok()?, topic, partition, offset)?;
         Some(((now_millis() - written).max(0) as f64) / 1000.0)
     }
 
@@ -122,7 +139,7 @@ impl GroupClient {
         at: i64,
         range: (i64, i64),
     ) -> KafkaResult<i64> {
-        crate::replay::window::offset_for_time(&self.reader, topic, partition, at, range)
+        crate::replay::window::offset_for_time(self.reader()?, topic, partition, at, range)
     }
 }
 

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use serde_json::{Map, Value, json};
-use tracing::{info, warn};
+use tracing::info;
 
 use erp_http::ApiError;
 use erp_http::auth::Caller;
@@ -350,17 +350,7 @@ fn audit(state: &ApiState, plan: &ResetPlan, code: &str, message: String) -> Mon
 }
 
 async fn write_audit(state: &ApiState, span: &MonitoringSpan) {
-    let topic = state.topics.monitoring();
-    match serde_json::to_vec(span) {
-        Ok(bytes) => {
-            if let Err(error) =
-                erp_runtime::kafka::send(&state.producer, &topic, &span.org_id, &bytes).await
-            {
-                warn!(%error, plan = %span.correlation_id, "group reset audit span not written");
-            }
-        }
-        Err(error) => warn!(%error, "group reset audit span not serialised"),
-    }
+    crate::monitoring::write_audit_span(&state.producer, &state.topics, &span.org_id, span).await;
 }
 
 /// `POST /v1/ops/consumer-groups/{group_id}/reset` `{plan_id, assume_stopped?}`: applies a

@@ -69,3 +69,25 @@ pub async fn inbound_head(state: &ApiState, org_id: &str, event_id: &str) -> Val
         None => Value::Null,
     }
 }
+
+/// Writes one audit span (a replay's start or end, a group reset) to `erp.monitoring` and waits
+/// for its acknowledgement. A span that cannot be written is logged, not fatal: the operation
+/// it describes has happened either way.
+pub async fn write_audit_span(
+    producer: &rdkafka::producer::FutureProducer,
+    topics: &erp_schemas::topics::Topics,
+    key: &str,
+    span: &erp_schemas::monitoring::MonitoringSpan,
+) {
+    match serde_json::to_vec(span) {
+        Ok(bytes) => {
+            if let Err(error) =
+                erp_runtime::kafka::send(producer, &topics.monitoring(), key, &bytes).await
+            {
+                tracing::warn!(%error, code = %span.code, correlation = %span.correlation_id,
+                               "audit span not written");
+            }
+        }
+        Err(error) => tracing::warn!(%error, code = %span.code, "audit span not serialised"),
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use erp_runtime::{ConfigView, Runtime};
 use erp_schemas::inbound::InboundEventRecord;
@@ -100,17 +100,13 @@ fn audit(progress: &Progress, level: Level, code: &str, message: String) -> Moni
 }
 
 async fn write_audit(runtime: &Runtime, producer: &FutureProducer, span: &MonitoringSpan) {
-    let topic = runtime.kafka.topics.monitoring();
-    match serde_json::to_vec(span) {
-        Ok(bytes) => {
-            if let Err(error) =
-                erp_runtime::kafka::send(producer, &topic, &span.integration_id, &bytes).await
-            {
-                warn!(%error, task = %span.correlation_id, "replay audit span not written");
-            }
-        }
-        Err(error) => warn!(%error, "replay audit span not serialised"),
-    }
+    crate::monitoring::write_audit_span(
+        producer,
+        &runtime.kafka.topics,
+        &span.integration_id,
+        span,
+    )
+    .await;
 }
 
 /// Runs the replay to its end (or cancellation): re-publishes the selected records in chunks,
