@@ -17,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer}
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::{KafkaSettings, Metrics, Runtime};
 
@@ -60,15 +61,36 @@ impl LagGauges {
     }
 }
 
+/// A running lag measurement. Dropping it leaves the measurement running until the runtime
+/// shuts down or the consumer is dropped; [`LagWatch::stop`] ends it and waits.
+pub struct LagWatch {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl LagWatch {
+    /// Ends the measurement and waits until it no longer holds the consumer: a measurement
+    /// under way holds it on a blocking thread for up to a few broker round trips, and a role
+    /// that closes its consumer (and the state its rebalance callbacks use) must know that
+    /// nobody else still has it.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if let Err(error) = self.task.await {
+            tracing::warn!(%error, "consumer lag measurement ended abnormally");
+        }
+    }
+}
+
 /// Measures the lag of `consumer` (a member of `group`) every [`LAG_INTERVAL`] until the
-/// runtime shuts down or the consumer is dropped.
-pub fn watch<C>(runtime: &Runtime, group: &str, consumer: &Arc<StreamConsumer<C>>) -> JoinHandle<()>
+/// runtime shuts down, the consumer is dropped or the returned watch is stopped.
+pub fn watch<C>(runtime: &Runtime, group: &str, consumer: &Arc<StreamConsumer<C>>) -> LagWatch
 where
     C: ConsumerContext + 'static,
 {
     let gauges = LagGauges::of(&runtime.metrics);
     let consumer = Arc::downgrade(consumer);
-    let shutdown = runtime.shutdown.clone();
+    let stop = runtime.shutdown.child_token();
+    let shutdown = stop.clone();
     let mut meter = Meter {
         group: group.to_owned(),
         kafka: runtime.kafka.clone(),
@@ -76,10 +98,15 @@ where
         reported: HashSet::new(),
         gauges,
     };
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => {
+                    // The consumer is being closed: its partitions are no longer this
+                    // process's to report.
+                    meter.forget_all();
+                    break;
+                }
                 () = tokio::time::sleep(LAG_INTERVAL) => {}
             }
             let consumer: Weak<StreamConsumer<C>> = consumer.clone();
@@ -100,7 +127,8 @@ where
                 }
             }
         }
-    })
+    });
+    LagWatch { stop, task }
 }
 
 /// The state of one group's measurement, moved to the blocking thread and back.

@@ -68,12 +68,7 @@ pub async fn run(
             .create_with_context(context)?,
     );
     consumer.subscribe(&[&topics.inbound_events(), &topics.platform_events()])?;
-    // Detached: it ends with the shutdown or when the consumer is dropped.
-    drop(erp_runtime::lag::watch(
-        &runtime,
-        &settings.group_id,
-        &consumer,
-    ));
+    let lag = erp_runtime::lag::watch(&runtime, &settings.group_id, &consumer);
     runtime.readiness.flag("processor").set(true);
     info!(
         topic = topics.inbound_events(),
@@ -117,6 +112,9 @@ pub async fn run(
     let mut in_flight: Option<InFlight> = None;
     let mut idle = tokio::time::interval(IDLE_CHECK);
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every way out of the loop (a `return` or `?` inside this block) goes through the
+    // teardown below, which releases the dedup store.
+    let result: Result<(), ProcessorError> = async {
     loop {
         if failed.load(Ordering::SeqCst) {
             if let Some(previous) = in_flight.take() {
@@ -247,8 +245,63 @@ pub async fn run(
     }
     worker.finish_markers().await;
     store.flush().await?;
-    info!("processor stopped");
     Ok(())
+    }
+    .await;
+    watchdog.abort();
+    let teardown = Teardown {
+        lag,
+        in_flight,
+        worker,
+        consumer,
+        store,
+    };
+    teardown.release().await;
+    info!("processor stopped");
+    result
+}
+
+/// What a stopping processor holds that keeps its dedup store open.
+struct Teardown {
+    lag: erp_runtime::lag::LagWatch,
+    in_flight: Option<InFlight>,
+    worker: Arc<Worker>,
+    consumer: Arc<StreamConsumer<ProcessorContext>>,
+    store: Arc<StateStore>,
+}
+
+impl Teardown {
+    /// Closes everything that holds the dedup store, then the store itself, and returns only
+    /// when its file lock is free: a processor started next on the same directory (a restart
+    /// inside one process) must be able to open it. The lag measurement and the batch in
+    /// flight are bounded by broker timeouts; the consumer's close runs its revoke callback
+    /// (which uses the store) and blocks, so it runs on a blocking thread.
+    async fn release(self) {
+        let Self {
+            lag,
+            in_flight,
+            worker,
+            consumer,
+            store,
+        } = self;
+        lag.stop().await;
+        if let Some(in_flight) = in_flight {
+            // Left uncommitted: its next owner processes it again.
+            let _ = in_flight.task.await;
+        }
+        drop(worker);
+        if let Err(error) = tokio::task::spawn_blocking(move || drop(consumer)).await {
+            warn!(%error, "closing the processor's consumer failed");
+        }
+        match Arc::into_inner(store) {
+            Some(store) => {
+                if let Err(error) = tokio::task::spawn_blocking(move || drop(store)).await {
+                    warn!(%error, "closing the dedup store failed");
+                }
+            }
+            None => warn!("the dedup store is still in use after the processor stopped"),
+        }
+    }
 }
 
 /// A batch whose outputs are handed to the producer and whose completion runs in a task.
