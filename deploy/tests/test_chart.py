@@ -113,6 +113,7 @@ def test_values_schema_accepts_the_value_set(name):
     ({"ingest": {"config": {"ERP_TOOLKIT_BODY_LIMT": 1}}}, "ERP_TOOLKIT_BODY_LIMT"),
     ({"processor": {"config": {"ERP_TOOLKIT_BROKERS": "x:9092"}}}, "ERP_TOOLKIT_BROKERS"),
     ({"api": {"config": {"ERP_TOOLKIT_ADMIN_TOKEN": "erpt_x"}}}, "ERP_TOOLKIT_ADMIN_TOKEN"),
+    ({"processor": {"config": {"ERP_TOOLKIT_SCHEMA_REGISTRY_PASSWORD": "x"}}}, "ERP_TOOLKIT_SCHEMA_REGISTRY_PASSWORD"),
     ({"kafka": {"sasl": {"mechanism": "GSSAPI"}}}, "/kafka/sasl/mechanism"),
     ({"kafka": {"options": {"sasl.password": "hunter2"}}}, "sasl.password"),
     ({"kafka": {"options": {"client.rack": "a,b"}}}, "a,b"),
@@ -259,7 +260,8 @@ def test_no_secret_value_is_rendered(case):
     name, values, rendered, docs = case
     assert not [d for d in docs if d["kind"] == "Secret"], "the chart must not create Secrets"
     secret_settings = {"ERP_TOOLKIT_ADMIN_TOKEN", "ERP_TOOLKIT_KAFKA_OPTIONS", "KAFKA_SASL_USERNAME",
-                       "KAFKA_SASL_PASSWORD", "KAFKA_SECRET_OPTIONS"}
+                       "KAFKA_SASL_PASSWORD", "KAFKA_SECRET_OPTIONS", "ERP_TOOLKIT_SCHEMA_REGISTRY_PASSWORD",
+                       "ERP_TOOLKIT_SCHEMA_REGISTRY_TOKEN"}
     for config_map in by_kind(docs, "ConfigMap").values():
         leaked = secret_settings & set(config_map.get("data", {}))
         assert not leaked, f"{config_map['metadata']['name']} holds {leaked}"

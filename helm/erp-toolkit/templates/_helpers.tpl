@@ -108,7 +108,7 @@ Settings the chart itself derives; a role's `config` may not set them (the schem
 too, this guards `--skip-schema-validation`).
 */}}
 {{- define "erp-toolkit.reservedSettings" -}}
-{{- list "ERP_TOOLKIT_BROKERS" "ERP_TOOLKIT_TOPIC_PREFIX" "ERP_TOOLKIT_PARTITIONS" "ERP_TOOLKIT_REPLICATION_FACTOR" "ERP_TOOLKIT_KAFKA_OPTIONS" "ERP_TOOLKIT_LISTEN" "ERP_TOOLKIT_METRICS_LISTEN" "ERP_TOOLKIT_DATA_DIR" "ERP_TOOLKIT_ADMIN_TOKEN" "ERP_TOOLKIT_SECRETS_KEY_FILE" "ERP_TOOLKIT_SIGNING_KEY_FILE" "ERP_TOOLKIT_GROUP_INSTANCE_ID" "ERP_TOOLKIT_POLL_QUEUE" "ERP_TOOLKIT_LOG_FORMAT" "ERP_TOOLKIT_LOG" | toJson }}
+{{- list "ERP_TOOLKIT_BROKERS" "ERP_TOOLKIT_TOPIC_PREFIX" "ERP_TOOLKIT_PARTITIONS" "ERP_TOOLKIT_REPLICATION_FACTOR" "ERP_TOOLKIT_KAFKA_OPTIONS" "ERP_TOOLKIT_LISTEN" "ERP_TOOLKIT_METRICS_LISTEN" "ERP_TOOLKIT_DATA_DIR" "ERP_TOOLKIT_ADMIN_TOKEN" "ERP_TOOLKIT_SECRETS_KEY_FILE" "ERP_TOOLKIT_SIGNING_KEY_FILE" "ERP_TOOLKIT_GROUP_INSTANCE_ID" "ERP_TOOLKIT_POLL_QUEUE" "ERP_TOOLKIT_LOG_FORMAT" "ERP_TOOLKIT_LOG" "ERP_TOOLKIT_SCHEMA_REGISTRY_PASSWORD" "ERP_TOOLKIT_SCHEMA_REGISTRY_TOKEN" | toJson }}
 {{- end }}
 
 {{/*
@@ -222,6 +222,22 @@ container: the values themselves never appear in a manifest. Args: root, role.
     secretKeyRef:
       name: {{ $kafka.sasl.existingSecret }}
       key: {{ $kafka.sasl.passwordKey }}
+{{- end }}
+{{- with $root.Values.schemaRegistry.existingSecret }}
+{{- if $root.Values.schemaRegistry.passwordKey }}
+- name: ERP_TOOLKIT_SCHEMA_REGISTRY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $root.Values.schemaRegistry.passwordKey }}
+{{- end }}
+{{- if $root.Values.schemaRegistry.tokenKey }}
+- name: ERP_TOOLKIT_SCHEMA_REGISTRY_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $root.Values.schemaRegistry.tokenKey }}
+{{- end }}
 {{- end }}
 {{- if $kafka.optionsSecret.name }}
 - name: KAFKA_SECRET_OPTIONS
