@@ -3,6 +3,7 @@
 //! shows what it saved, not only how fast it went.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -12,12 +13,16 @@ use erp_runtime::KafkaSettings;
 /// The summed high watermark of every partition, per topic (internal `__` topics left out).
 pub type Watermarks = BTreeMap<String, i64>;
 
-/// Reads the high watermarks of every topic on `brokers`. Blocking (librdkafka round trips):
-/// call it from a blocking thread.
-pub fn watermarks(brokers: &str) -> anyhow::Result<Watermarks> {
-    let consumer: BaseConsumer = KafkaSettings::new(brokers)
+/// A client that reads the brokers' high watermarks.
+pub fn watermark_reader(brokers: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(KafkaSettings::new(brokers)
         .group_consumer_config("loadgen-counter", "loadgen-counter")
-        .create()?;
+        .create()?)
+}
+
+/// Reads the high watermarks of every topic. Blocking (librdkafka round trips): call it from a
+/// blocking thread.
+pub fn watermarks(consumer: &BaseConsumer) -> anyhow::Result<Watermarks> {
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(None, timeout)?;
     let mut totals = Watermarks::new();
@@ -38,19 +43,20 @@ pub fn watermarks(brokers: &str) -> anyhow::Result<Watermarks> {
 /// Reads the watermarks until they have not moved for `quiet`: the records a stage writes
 /// after the last delivery (its attempt span, index traffic) belong to the run too.
 pub async fn settled_watermarks(
-    brokers: &str,
+    consumer: &Arc<BaseConsumer>,
     quiet: Duration,
     limit: Duration,
 ) -> anyhow::Result<Watermarks> {
     let started = Instant::now();
-    let read = |brokers: String| async move {
-        tokio::task::spawn_blocking(move || watermarks(&brokers)).await?
+    let read = || {
+        let consumer = Arc::clone(consumer);
+        async move { tokio::task::spawn_blocking(move || watermarks(&consumer)).await? }
     };
-    let mut last = read(brokers.to_owned()).await?;
+    let mut last = read().await?;
     let mut unchanged_since = Instant::now();
     while started.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = read(brokers.to_owned()).await?;
+        let now = read().await?;
         if now != last {
             last = now;
             unchanged_since = Instant::now();

@@ -24,7 +24,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
-use erp_benches::counting::{CpuTime, cpu_time, settled_watermarks, spent, written};
+use erp_benches::counting::{
+    CpuTime, cpu_time, settled_watermarks, spent, watermark_reader, written,
+};
 use erp_benches::latency::{Percentiles, reading_number};
 use erp_benches::workload::{meter_reading_event, meter_reading_mapping};
 use erp_runtime::KafkaSettings;
@@ -92,7 +94,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let integration_id = api.configure(&receiver.url()).await?;
     let api = Arc::new(api);
-    let marks_before = settled_watermarks(&brokers, SETTLED, SETTLE_LIMIT).await?;
+    let counter = Arc::new(watermark_reader(&brokers)?);
+    let marks_before = settled_watermarks(&counter, SETTLED, SETTLE_LIMIT).await?;
     let cpu_before = cpu_time();
 
     let mode = if args.rate > 0 {
@@ -106,16 +109,16 @@ async fn main() -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let sent = if args.rate > 0 {
-        send_at_rate(&api, &integration_id, &args).await?
+        send_at_rate(&api, &integration_id, events, &args).await?
     } else {
-        send_all(&api, &integration_id, &args).await?
+        send_all(&api, &integration_id, events, &args).await?
     };
     let accepted = started.elapsed();
     if !receiver.wait_for(events, Duration::from_secs(1800)).await {
         bail!("only {} of {events} deliveries arrived", receiver.count());
     }
     let deliveries = receiver.deliveries();
-    let marks_after = settled_watermarks(&brokers, SETTLED, SETTLE_LIMIT).await?;
+    let marks_after = settled_watermarks(&counter, SETTLED, SETTLE_LIMIT).await?;
     let cpu_after = cpu_time();
 
     let mut pipeline_rate = None;
@@ -178,22 +181,37 @@ fn requests(events: usize, batch: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Sends `args.events` as fast as `args.concurrency` requests in flight allow.
-async fn send_all(api: &Arc<Api>, integration_id: &str, args: &Args) -> anyhow::Result<Vec<Sent>> {
-    let groups = args.groups;
-    let posted = futures::stream::iter(requests(args.events, args.batch))
+/// Posts one request's events and notes when it left and when it was answered.
+async fn post_timed(
+    api: Arc<Api>,
+    integration_id: String,
+    numbers: Vec<usize>,
+    groups: usize,
+) -> anyhow::Result<Sent> {
+    let sent_at = Instant::now();
+    api.post_events(&integration_id, &numbers, groups).await?;
+    Ok(Sent {
+        numbers,
+        sent_at,
+        answered_at: Instant::now(),
+    })
+}
+
+/// Sends `events` as fast as `args.concurrency` requests in flight allow.
+async fn send_all(
+    api: &Arc<Api>,
+    integration_id: &str,
+    events: usize,
+    args: &Args,
+) -> anyhow::Result<Vec<Sent>> {
+    let posted = futures::stream::iter(requests(events, args.batch))
         .map(|numbers| {
-            let api = Arc::clone(api);
-            let integration_id = integration_id.to_owned();
-            async move {
-                let sent_at = Instant::now();
-                api.post_events(&integration_id, &numbers, groups).await?;
-                anyhow::Ok(Sent {
-                    numbers,
-                    sent_at,
-                    answered_at: Instant::now(),
-                })
-            }
+            post_timed(
+                Arc::clone(api),
+                integration_id.to_owned(),
+                numbers,
+                args.groups,
+            )
         })
         .buffer_unordered(args.concurrency.max(1))
         .collect::<Vec<_>>()
@@ -201,34 +219,26 @@ async fn send_all(api: &Arc<Api>, integration_id: &str, args: &Args) -> anyhow::
     posted.into_iter().collect()
 }
 
-/// Sends `args.rate` events per second for `args.duration` seconds: each request leaves at its
-/// scheduled time whether or not earlier ones were answered, so a slow answer shows as latency
-/// instead of lowering the rate (no coordinated omission).
+/// Sends `events` at `args.rate` events per second: each request leaves at its scheduled time
+/// whether or not earlier ones were answered, so a slow answer shows as latency instead of
+/// lowering the rate (no coordinated omission).
 async fn send_at_rate(
     api: &Arc<Api>,
     integration_id: &str,
+    events: usize,
     args: &Args,
 ) -> anyhow::Result<Vec<Sent>> {
     let interval = Duration::from_secs_f64(args.batch as f64 / args.rate as f64);
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::new();
-    for (i, numbers) in requests(args.rate * args.duration as usize, args.batch)
-        .into_iter()
-        .enumerate()
-    {
+    for (i, numbers) in requests(events, args.batch).into_iter().enumerate() {
         tokio::time::sleep_until(start + interval * i as u32).await;
-        let api = Arc::clone(api);
-        let integration_id = integration_id.to_owned();
-        let groups = args.groups;
-        tasks.push(tokio::spawn(async move {
-            let sent_at = Instant::now();
-            api.post_events(&integration_id, &numbers, groups).await?;
-            anyhow::Ok(Sent {
-                numbers,
-                sent_at,
-                answered_at: Instant::now(),
-            })
-        }));
+        tasks.push(tokio::spawn(post_timed(
+            Arc::clone(api),
+            integration_id.to_owned(),
+            numbers,
+            args.groups,
+        )));
     }
     let mut sent = Vec::with_capacity(tasks.len());
     for task in tasks {
