@@ -262,7 +262,8 @@ pub async fn poll_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
 }
 
 /// Commits, for every partition in `batch`, the offset after its last record, and waits for
-/// the broker to confirm (on a blocking thread), so a clean stop leaves nothing to redo. A commit
+/// the broker to confirm (on a thread of its own, at most [`SYNC_COMMIT_LIMIT`]), so a clean stop
+/// leaves nothing to redo. A commit
 /// for a partition lost in a rebalance fails quietly: its new owner re-reads from the last
 /// commit, which every role here tolerates by design.
 pub async fn commit_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
@@ -303,12 +304,33 @@ pub async fn commit_batch_with<C: rdkafka::consumer::ConsumerContext + 'static>(
         }
         return;
     }
+    // librdkafka's synchronous commit waits without a limit while the group coordinator is
+    // unreachable. On a thread of its own, not tokio's blocking pool: a runtime that shuts down
+    // waits for its blocking threads, so one commit to a broker that has gone would hold the
+    // process's shutdown forever; and the caller goes on after SYNC_COMMIT_LIMIT as after any
+    // failed commit (the next batch's commit covers these offsets).
     let consumer = std::sync::Arc::clone(consumer);
-    let outcome =
-        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::debug!(%error, "offset commit not accepted"),
-        Err(error) => tracing::warn!(%error, "offset commit task failed"),
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-commit".into())
+        .spawn(move || {
+            let _ = done.send(consumer.commit(&list, CommitMode::Sync));
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "offset commit thread cannot start");
+        return;
+    }
+    match tokio::time::timeout(SYNC_COMMIT_LIMIT, outcome).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::debug!(%error, "offset commit not accepted"),
+        Ok(Err(_)) => tracing::warn!("offset commit thread ended without an answer"),
+        Err(_) => tracing::warn!(
+            limit_secs = SYNC_COMMIT_LIMIT.as_secs(),
+            "offset commit not confirmed in time; the next commit covers it"
+        ),
     }
 }
+
+/// The longest a waiting commit holds its caller: longer than any broker answers a healthy
+/// commit, short enough that an unreachable coordinator does not stop a delivery loop for good.
+pub const SYNC_COMMIT_LIMIT: Duration = Duration::from_secs(30);
