@@ -327,14 +327,43 @@ pub async fn read_topic_raw(
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned())
                     .unwrap_or_default();
-                let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
-                records.push((key, value.into_owned()));
+                let payload = message.payload().unwrap_or_default();
+                match serde_json::from_slice::<Value>(payload) {
+                    // One entry per span of a span batch, as its own JSON text.
+                    Ok(Value::Array(spans)) if topic.ends_with("monitoring") => {
+                        records.extend(spans.iter().map(|span| (key.clone(), span.to_string())))
+                    }
+                    _ => records.push((key, String::from_utf8_lossy(payload).into_owned())),
+                }
             }
             Ok(Err(error)) => panic!("consume failed: {error}"),
             Err(_) => break,
         }
     }
     records
+}
+
+/// How many records `topic` holds now (the sum of its partitions' high watermarks minus their
+/// starts): records, not spans, on the monitoring topic.
+pub fn record_count(brokers: &str, topic: &str) -> i64 {
+    let settings = KafkaSettings::new(brokers);
+    let consumer: StreamConsumer = settings.reader("erp-toolkit-test").expect("reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .expect("metadata");
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0) as i32;
+    (0..partitions)
+        .map(|partition| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(30))
+                .expect("watermarks");
+            high - low
+        })
+        .sum()
 }
 
 /// Every record of `topic` up to its end as of now (the high watermark of each partition, read
@@ -384,9 +413,20 @@ pub async fn read_topic_to_end(brokers: &str, topic: &str) -> Vec<(String, Value
             .unwrap_or_default();
         let value =
             serde_json::from_slice(message.payload().unwrap_or_default()).unwrap_or(Value::Null);
-        records.push((key, value));
+        push_flattened(&mut records, topic, key, value);
     }
     records
+}
+
+/// Adds a record's value, or on the monitoring topic each span of a span batch (an array, see
+/// `docs/monitoring.md`, "Record format"), so tests see one value per span.
+fn push_flattened(records: &mut Vec<(String, Value)>, topic: &str, key: String, value: Value) {
+    match value {
+        Value::Array(spans) if topic.ends_with("monitoring") => {
+            records.extend(spans.into_iter().map(|span| (key.clone(), span)));
+        }
+        value => records.push((key, value)),
+    }
 }
 
 /// A dispatcher role in a child process on `brokers` (3 partitions, loopback destinations

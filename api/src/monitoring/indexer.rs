@@ -10,7 +10,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use erp_runtime::Runtime;
-use erp_schemas::monitoring::MonitoringSpan;
 use erp_schemas::timestamp::now_millis;
 
 use super::store::{IndexedSpan, Store, StoreError};
@@ -24,17 +23,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Attempts of one batch before the indexer gives up (and the supervisor takes over).
 const APPLY_ATTEMPTS: u32 = 5;
 
-/// The spans one record carries: a span, or an array of spans (a batch written by one stage).
-/// A record that is neither is skipped with a warning.
-pub fn spans_of(payload: &[u8]) -> Result<Vec<MonitoringSpan>, serde_json::Error> {
-    match serde_json::from_slice::<serde_json::Value>(payload)? {
-        serde_json::Value::Array(items) => items
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<_, _>>(),
-        value => Ok(vec![serde_json::from_value(value)?]),
-    }
-}
+/// The spans one record carries (one span, or the array one stage wrote for a batch).
+pub use erp_schemas::monitoring::spans_of;
 
 /// A consumer of every partition of `topic`, each from the store's position (the beginning
 /// when it never started).

@@ -185,11 +185,13 @@ impl AttemptLog {
             let log = Arc::clone(&log);
             tokio::spawn(async move {
                 topic_index::follow(consumer, &log.tree, "attempt log", |message, batch| {
-                    if let Some(span) = message
+                    // One span, or the spans of one dispatcher batch.
+                    let spans = message
                         .payload()
-                        .and_then(|p| serde_json::from_slice::<MonitoringSpan>(p).ok())
-                    {
-                        log.fold(&span, batch);
+                        .and_then(|p| erp_schemas::monitoring::spans_of(p).ok())
+                        .unwrap_or_default();
+                    for span in &spans {
+                        log.fold(span, batch);
                     }
                 })
                 .await

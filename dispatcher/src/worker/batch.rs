@@ -20,8 +20,7 @@ use erp_schemas::ids::derived_uuid;
 use erp_schemas::monitoring::Level;
 use erp_schemas::timestamp::now_rfc3339;
 
-use rdkafka::producer::DeliveryFuture;
-
+use super::outputs::Outputs;
 use super::pipeline::{Core, Event, Job, Outcome, Ready, Sent};
 use super::record::{dead_letter, deferral_tier};
 use crate::delivery::{Attempt, AttemptResult};
@@ -89,11 +88,11 @@ impl Core {
     pub(super) async fn handle_batch(
         &self,
         members: Vec<Job>,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Vec<Outcome>, DispatcherError> {
         let mut outcomes = Vec::with_capacity(members.len());
         let prepared = futures::future::join_all(members.into_iter().map(|job| async move {
-            let mut out = Vec::new();
+            let mut out = Outputs::default();
             let ready = self.prepare(job, &mut out).await;
             (ready, out)
         }))
@@ -130,7 +129,7 @@ impl Core {
         let sent = futures::future::join_all(chunks.into_iter().map(|chunk| {
             let config = Arc::clone(&config);
             async move {
-                let mut out = Vec::new();
+                let mut out = Outputs::default();
                 let outcomes = self.send_batch(chunk, &config, &mut out).await;
                 (outcomes, out)
             }
@@ -148,7 +147,7 @@ impl Core {
         &self,
         mut chunk: Vec<Job>,
         config: &EndpointConfig,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Vec<Outcome>, DispatcherError> {
         let Some(first) = chunk.first() else {
             return Ok(Vec::new());
@@ -195,7 +194,7 @@ impl Core {
         &self,
         mut chunk: Vec<Job>,
         attempt: Attempt,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Vec<Outcome>, DispatcherError> {
         let attempts = chunk.first().map_or(0, |j| j.attempts) + 1;
         let allowed = chunk.first().map_or(0, |j| {
@@ -254,7 +253,7 @@ impl Core {
         tier: u32,
         last: Option<&AttemptResult>,
         reason: &str,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<i64, DispatcherError> {
         let Some(first) = chunk.first() else {
             return Ok(0);
@@ -283,7 +282,7 @@ impl Core {
         tier: u32,
         task: DeliveryTask,
         jobs: &mut Vec<Job>,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<u64, DispatcherError> {
         let batch_id: Arc<str> = Arc::from(task.webhook_id.as_str());
         let endpoint = config.webhook(&task.org_id, &task.webhook_config_id);

@@ -25,6 +25,7 @@ use crate::ordering::{LaneContext, Lanes, Put};
 use crate::schedule::Schedule;
 
 use super::ordered::deliver_held;
+use super::outputs::Outputs;
 use super::pipeline::*;
 use super::settings::DispatcherSettings;
 
@@ -491,7 +492,7 @@ impl Core {
         config: Option<Arc<ConfigState>>,
     ) -> Result<BatchEnd, DispatcherError> {
         let config = config.unwrap_or_else(|| self.view.snapshot());
-        let mut out = Vec::new();
+        let mut out = Outputs::default();
         let mut jobs = Vec::new();
         let mut parked = 0u64;
         for message in batch {
@@ -516,12 +517,12 @@ impl Core {
         }
         let (jobs, batches) = self.batches(jobs, tier);
         let singles = futures::future::join_all(jobs.into_iter().map(|job| async move {
-            let mut out = Vec::new();
+            let mut out = Outputs::default();
             let outcome = self.handle(job, &mut out).await;
             (outcome, out)
         }));
         let batched = futures::future::join_all(batches.into_iter().map(|members| async move {
-            let mut out = Vec::new();
+            let mut out = Outputs::default();
             let outcomes = self.handle_batch(members, &mut out).await;
             (outcomes, out)
         }));
@@ -538,7 +539,8 @@ impl Core {
         if outcomes.contains(&Outcome::Interrupted) {
             return Ok(BatchEnd::Interrupted);
         }
-        kafka::await_deliveries(out).await?;
+        out.settle(&self.producer, &self.topics.monitoring())
+            .await?;
         let count = |label: &str, n: u64| {
             self.metrics
                 .deliveries

@@ -28,6 +28,8 @@ pub mod batch;
 mod consume;
 /// Ordered endpoints: lane heads through admission, sending and recording.
 mod ordered;
+/// Outputs: the records a batch produced, spans written per batch, settled before commit.
+mod outputs;
 /// What moves between the stages, and the core they share.
 mod pipeline;
 /// Prepare: parsed endpoint configuration, environment references, filters and transform.

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::Value;
 
-use erp_runtime::{ConfigState, kafka};
+use erp_runtime::ConfigState;
 use erp_schemas::dead_letter::SourceCoordinates;
 
 use crate::error::DispatcherError;
 use crate::ordering::{self, LaneEntry, Put, Step};
 use erp_webhooks::settings::ordering::is_ordered;
 
+use super::outputs::Outputs;
 use super::pipeline::*;
 use super::record::dead_letter;
 
@@ -111,7 +112,7 @@ impl Core {
     /// before it returns.
     pub(super) async fn attempt_held(&self, entry: LaneEntry) -> Result<Step, DispatcherError> {
         let config = self.view.snapshot();
-        let mut out = Vec::new();
+        let mut out = Outputs::default();
         let Some(event) = Event::read(entry.event.as_bytes()) else {
             // Only core events are admitted; should one not read, it is still kept.
             let letter = dead_letter(
@@ -124,7 +125,8 @@ impl Core {
                 Some(&entry.webhook_config_id),
             );
             self.enqueue_dead_letter(&letter, &mut out).await?;
-            kafka::await_deliveries(out).await?;
+            out.settle(&self.producer, &self.topics.monitoring())
+                .await?;
             return Ok(Step::Done);
         };
         let outcome = match config.webhook(&entry.org_id, &entry.webhook_config_id) {
@@ -165,7 +167,8 @@ impl Core {
         if outcome == Outcome::Interrupted {
             return Ok(Step::Interrupted);
         }
-        kafka::await_deliveries(out).await?;
+        out.settle(&self.producer, &self.topics.monitoring())
+            .await?;
         let label = match outcome {
             Outcome::Held {
                 due_at_ms,

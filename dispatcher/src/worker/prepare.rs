@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use rdkafka::producer::DeliveryFuture;
-
 use erp_runtime::config::WebhookEntry;
 
 use crate::error::DispatcherError;
 use erp_webhooks::endpoint::{EndpointConfig, Prepared};
 
+use super::outputs::Outputs;
 use super::pipeline::*;
 
 impl Core {
@@ -42,7 +41,7 @@ impl Core {
     pub(super) async fn prepare(
         &self,
         mut job: Job,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Ready, DispatcherError> {
         // Secrets this process cannot decrypt (a key file without the key they were sealed
         // with) would sign with ciphertext: dead-lettered, recoverable once the key is given.

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::DeliveryFuture;
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
@@ -19,6 +18,7 @@ use crate::delivery::{self, Attempt, AttemptResult};
 use crate::error::DispatcherError;
 
 use super::admit::CIRCUIT_OPEN_TOO_LONG;
+use super::outputs::Outputs;
 use super::pipeline::*;
 use super::settings::DISABLED_REASON;
 
@@ -76,7 +76,7 @@ impl Core {
     pub(super) async fn skip(
         &self,
         job: &Job,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Outcome, DispatcherError> {
         let head = &job.head;
         let webhook = &job.endpoint.webhook;
@@ -115,16 +115,7 @@ impl Core {
             }),
             created_at: now_rfc3339(),
         };
-        let bytes = erp_schemas::error::encode("monitoring span", &span)?;
-        out.push(
-            kafka::enqueue(
-                &self.producer,
-                &self.topics.monitoring(),
-                &span.integration_id,
-                &bytes,
-            )
-            .await?,
-        );
+        out.span(span);
         Ok(Outcome::Skipped)
     }
 
@@ -133,7 +124,7 @@ impl Core {
         &self,
         mut job: Job,
         attempt: Attempt,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Outcome, DispatcherError> {
         job.attempts += 1;
         let attempted_at = now_rfc3339();
@@ -201,7 +192,7 @@ impl Core {
         &self,
         mut job: Job,
         reason: &str,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Outcome, DispatcherError> {
         if job.ordered {
             // Saturated: the head tries again shortly, still first in its lane.
@@ -231,7 +222,7 @@ impl Core {
         tier: u32,
         last: Option<&AttemptResult>,
         reason: &str,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<i64, DispatcherError> {
         self.enqueue_task(&self.task(job, tier, last), reason, out)
             .await
@@ -266,7 +257,7 @@ impl Core {
         &self,
         task: &DeliveryTask,
         reason: &str,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<i64, DispatcherError> {
         let bytes = erp_schemas::error::encode("delivery task", task)?;
         out.push(
@@ -290,7 +281,7 @@ impl Core {
         &self,
         job: &Job,
         result: &AttemptResult,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<(), DispatcherError> {
         let status = result
             .status()
@@ -398,7 +389,7 @@ impl Core {
         level: Level,
         outcome: Outcome,
         next: Option<(u32, i64)>,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<(), DispatcherError> {
         let head = &job.head;
         let webhook = &job.endpoint.webhook;
@@ -474,16 +465,7 @@ impl Core {
             }),
             created_at: now_rfc3339(),
         };
-        let bytes = erp_schemas::error::encode("monitoring span", &span)?;
-        out.push(
-            kafka::enqueue(
-                &self.producer,
-                &self.topics.monitoring(),
-                &span.integration_id,
-                &bytes,
-            )
-            .await?,
-        );
+        out.span(span);
         Ok(())
     }
 
@@ -491,7 +473,7 @@ impl Core {
     pub(super) async fn enqueue_dead_letter(
         &self,
         letter: &DeadLetter,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<(), DispatcherError> {
         let bytes = erp_schemas::error::encode("dead letter", letter)?;
         self.metrics

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use rdkafka::producer::DeliveryFuture;
 use serde_json::Value;
 use tracing::debug;
 
@@ -14,6 +13,7 @@ use erp_schemas::delivery_task::DeliveryTask;
 use crate::error::DispatcherError;
 use erp_webhooks::settings::ordering::is_ordered;
 
+use super::outputs::Outputs;
 use super::pipeline::*;
 use super::record::dead_letter;
 use super::settings::DISABLED_REASON;
@@ -80,7 +80,7 @@ impl Core {
         key: Option<String>,
         payload: &[u8],
         jobs: &mut Vec<Job>,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<u64, DispatcherError> {
         let Some(event) = Event::read(payload) else {
             let letter = dead_letter(
@@ -143,7 +143,7 @@ impl Core {
         key: Option<String>,
         payload: &[u8],
         jobs: &mut Vec<Job>,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<u64, DispatcherError> {
         let task = match erp_schemas::error::decode::<DeliveryTask>("delivery task", payload) {
             Ok(task) if !task.batch.is_empty() => {
@@ -217,7 +217,7 @@ impl Core {
         event: &Event,
         source: SourceCoordinates,
         key: Option<String>,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<(), DispatcherError> {
         let (code, reason) = match found {
             Some(entry) => (

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::DeliveryFuture;
 use tracing::info;
 
 use erp_runtime::config::WebhookEntry;
@@ -13,6 +12,7 @@ use crate::isolation::BreakerState;
 use erp_webhooks::endpoint::EndpointConfig;
 
 use super::admit::Admitted;
+use super::outputs::Outputs;
 use super::pipeline::*;
 
 impl Core {
@@ -21,7 +21,7 @@ impl Core {
     pub(super) async fn handle(
         &self,
         job: Job,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Outcome, DispatcherError> {
         match self.prepare(job, out).await? {
             Ready::Send(job, config) => self.send_prepared(*job, &config, out).await,
@@ -34,7 +34,7 @@ impl Core {
         &self,
         job: Job,
         config: &EndpointConfig,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Outcome, DispatcherError> {
         let message_id = delivery::webhook_id(&job.head.event_id);
         // A lane's head waits for the endpoint like a tier task does: it may be the half-open
@@ -141,7 +141,7 @@ impl Core {
         job: Job,
         code: &str,
         message: String,
-        out: &mut Vec<DeliveryFuture>,
+        out: &mut Outputs,
     ) -> Result<Outcome, DispatcherError> {
         self.metrics.attempts.with_label_values(&["terminal"]).inc();
         let attempt = Attempt {

@@ -9,6 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use erp_runtime::{ConfigView, kafka};
 use erp_schemas::inbound::InboundEventRecord;
+use erp_schemas::monitoring::MonitoringSpan;
 
 use super::guard::*;
 use super::map::*;
@@ -113,11 +114,14 @@ impl Worker {
         // Write every output in record order, then wait for all acknowledgements.
         let mut deliveries = Vec::new();
         let mut counts: Vec<&'static str> = Vec::with_capacity(outcomes.len());
+        let mut batch_spans = Vec::new();
         for (input, outcome) in batch.iter().zip(outcomes.iter()) {
             let Some(outcome) = outcome else { continue };
             counts.push(outcome.label());
-            self.write(input, outcome, &mut deliveries).await?;
+            self.write(input, outcome, &mut deliveries, &mut batch_spans)
+                .await?;
         }
+        self.write_spans(&batch_spans, &mut deliveries).await?;
         let mut firsts: HashMap<i32, i64> = HashMap::new();
         for input in batch {
             pending.advance(
@@ -144,6 +148,21 @@ impl Worker {
         })
     }
 
+    /// Writes the spans of a batch: one record per integration (an array where there are
+    /// several), instead of one record per span, since each record costs a broker write.
+    pub(super) async fn write_spans(
+        &self,
+        spans: &[MonitoringSpan],
+        deliveries: &mut Vec<rdkafka::producer::DeliveryFuture>,
+    ) -> Result<(), ProcessorError> {
+        let topic = self.topics.monitoring();
+        for record in erp_schemas::monitoring::batch_records(spans)? {
+            deliveries
+                .push(kafka::enqueue(&self.producer, &topic, &record.key, &record.value).await?);
+        }
+        Ok(())
+    }
+
     /// Encodes `value` in its topic's wire format (JSON, or Avro where chosen) and hands it to
     /// the producer; its delivery is awaited with the rest of the batch.
     pub(super) async fn enqueue<T: serde::Serialize>(
@@ -159,12 +178,14 @@ impl Worker {
         Ok(())
     }
 
-    /// Writes one record's outputs: its core events, poll items, ACK rows, span and dead letter.
+    /// Writes one record's outputs: its core events, poll items, ACK rows and dead letter; its
+    /// spans join `batch_spans`, written per batch by [`Self::write_spans`].
     pub(super) async fn write(
         &self,
         input: &Input,
         outcome: &Outcome,
         deliveries: &mut Vec<rdkafka::producer::DeliveryFuture>,
+        batch_spans: &mut Vec<MonitoringSpan>,
     ) -> Result<(), ProcessorError> {
         let key = input
             .message
@@ -202,16 +223,7 @@ impl Worker {
                 key.as_deref(),
                 &value,
             );
-            for span in spans {
-                self.enqueue(
-                    "monitoring span",
-                    &self.topics.monitoring(),
-                    &span.integration_id,
-                    &span,
-                    deliveries,
-                )
-                .await?;
-            }
+            batch_spans.extend(spans);
             self.count_dead_letter(&letter);
             let event_key = key.clone().unwrap_or_else(|| head.event_id.clone());
             return self
@@ -266,16 +278,7 @@ impl Worker {
                 )
                 .await?;
             }
-            for span in spans {
-                self.enqueue(
-                    "monitoring span",
-                    &self.topics.monitoring(),
-                    &span.integration_id,
-                    &span,
-                    deliveries,
-                )
-                .await?;
-            }
+            batch_spans.extend(spans);
             for letter in letters {
                 self.count_dead_letter(&letter);
                 self.enqueue(
@@ -290,26 +293,8 @@ impl Worker {
             return Ok(());
         }
         let wanted = self.settings.success_spans || !matches!(outcome, Outcome::Mapped { .. });
-        if let Some(span) = outcome::span(outcome, &input.source).filter(|_| wanted) {
-            self.enqueue(
-                "monitoring span",
-                &self.topics.monitoring(),
-                &span.integration_id,
-                &span,
-                deliveries,
-            )
-            .await?;
-        }
-        if let Some(span) = outcome::schema_warning_span(outcome, &input.source) {
-            self.enqueue(
-                "monitoring span",
-                &self.topics.monitoring(),
-                &span.integration_id,
-                &span,
-                deliveries,
-            )
-            .await?;
-        }
+        batch_spans.extend(outcome::span(outcome, &input.source).filter(|_| wanted));
+        batch_spans.extend(outcome::schema_warning_span(outcome, &input.source));
         let value =
             String::from_utf8_lossy(input.message.payload().unwrap_or_default()).into_owned();
         if let Some(letter) =
