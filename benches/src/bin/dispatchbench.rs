@@ -7,7 +7,8 @@
 //! plain loop posts N requests with `--max-in-flight` concurrent requests, a dispatcher (in this
 //! process, on the embedded broker, fresh consumer group) delivers the N events one per request,
 //! and another delivers them with the endpoint switched to batches of `--batch-size`. Rounds
-//! rotate which goes first; the median ratios are reported.
+//! rotate which goes first; the median ratios are reported, from each dispatcher's start (its
+//! group join included) and in steady state (from its first delivery on).
 //!
 //! ```sh
 //! cargo run --release -p erp-benches --bin dispatchbench -- --events 10000 --rounds 3
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Parser;
 use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use erp_dispatcher::DispatcherSettings;
@@ -90,9 +93,9 @@ async fn main() -> anyhow::Result<()> {
 
     let client = reqwest::Client::new();
     let url = receiver.url();
-    let mut ratios: [Vec<f64>; 3] = Default::default();
+    let mut ratios: [Vec<f64>; 6] = Default::default();
     for round in 0..args.rounds.max(1) {
-        let (mut plain, mut single, mut batched) = (0.0, 0.0, 0.0);
+        let (mut plain, mut single, mut batched) = (0.0, Rates::default(), Rates::default());
         for step in 0..3 {
             match (step + round) % 3 {
                 0 => {
@@ -129,23 +132,36 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        ratios[0].push(single / plain);
-        ratios[1].push(batched / plain);
-        ratios[2].push(batched / single);
+        ratios[0].push(single.total / plain);
+        ratios[1].push(batched.total / plain);
+        ratios[2].push(batched.total / single.total);
+        ratios[3].push(single.steady / plain);
+        ratios[4].push(batched.steady / single.steady);
+        // The ceiling of any delivery loop here: reading the events back, nothing else.
+        let read = read_rate(&settings, &core, args.events).await?;
+        ratios[5].push(batched.steady / read);
         println!(
-            "round {round}: plain HTTP loop {plain:>7.0} requests/s, dispatcher {single:>7.0} \
-             signed deliveries/s (ratio {:.3}), batched {batched:>7.0} signed events/s in \
-             requests of up to {} (ratio {:.3}; {:.1}x single)",
-            single / plain,
+            "round {round}: plain HTTP loop {plain:>7.0} requests/s, dispatcher {:>7.0} \
+             signed deliveries/s (ratio {:.3}; steady {:.0}), batched {:>7.0} signed events/s \
+             in requests of up to {} (ratio {:.3}; {:.1}x single; steady {:.0}); reading the \
+             events alone {read:>7.0} records/s",
+            single.total,
+            single.total / plain,
+            single.steady,
+            batched.total,
             args.batch_size,
-            batched / plain,
-            batched / single
+            batched.total / plain,
+            batched.total / single.total,
+            batched.steady,
         );
     }
     for (name, mut values) in [
         "single / plain loop",
         "batched events / plain loop",
         "batched / single",
+        "single / plain loop, steady state",
+        "batched / single, steady state",
+        "batched steady state / reading the events alone",
     ]
     .into_iter()
     .zip(ratios)
@@ -163,6 +179,24 @@ async fn main() -> anyhow::Result<()> {
     }
     broker.stop().await;
     Ok(())
+}
+
+/// Records/s of reading the first `count` records of `topic` from the beginning with one
+/// reader over every partition: what the broker gives a consumer that does nothing else.
+async fn read_rate(settings: &KafkaSettings, topic: &str, count: usize) -> anyhow::Result<f64> {
+    let consumer: StreamConsumer = settings.reader("dispatchbench-read")?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..settings.partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    let mut read = 0;
+    while read < count {
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await??;
+        read += 1;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Writes the benchmark's endpoint, taking batches of `batch` events when set. The signing
@@ -212,15 +246,23 @@ fn count_events(receiver: &Receiver, from: &mut usize, total: &mut usize) {
     *from = deliveries.len();
 }
 
+/// Events/s of one dispatcher run: from its start (group join included) and in steady state
+/// (from its first delivery on, so the join and the first fetch are left out).
+#[derive(Debug, Clone, Copy, Default)]
+struct Rates {
+    total: f64,
+    steady: f64,
+}
+
 /// Runs a dispatcher with consumer group `group` until the receiver got every event once more
-/// (in requests of up to `batch`); returns events/s (group join included).
+/// (in requests of up to `batch`).
 async fn dispatch(
     settings: &KafkaSettings,
     receiver: &Receiver,
     args: &Args,
     group: &str,
     batch: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Rates> {
     let count = args.events;
     let runtime = Runtime {
         kafka: settings.clone(),
@@ -244,8 +286,18 @@ async fn dispatch(
     let (mut counted_upto, mut events) = (before, 0);
     let started = Instant::now();
     let task = tokio::spawn(erp_dispatcher::run(runtime.clone(), view, dispatcher));
+    let mut first: Option<(Instant, usize)> = None;
     loop {
         let requests = receiver.count() - before;
+        if first.is_none() && requests > 0 {
+            let seen = if batch <= 1 {
+                requests
+            } else {
+                count_events(receiver, &mut counted_upto, &mut events);
+                events
+            };
+            first = Some((Instant::now(), seen));
+        }
         let done = if batch <= 1 {
             requests >= count
         } else if requests >= fewest {
@@ -263,8 +315,14 @@ async fn dispatch(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
+    let steady = first.map_or(0.0, |(at, seen)| {
+        (count - seen.min(count)) as f64 / at.elapsed().as_secs_f64().max(1e-6)
+    });
     runtime.shutdown.cancel();
     let _ = task.await;
     view_task.abort();
-    Ok(count as f64 / elapsed.as_secs_f64())
+    Ok(Rates {
+        total: count as f64 / elapsed.as_secs_f64(),
+        steady,
+    })
 }
