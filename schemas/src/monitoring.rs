@@ -99,16 +99,7 @@ fn record_of(key: &str, mut spans: Vec<Vec<u8>>) -> SpanRecord {
     let value = if spans.len() == 1 {
         spans.pop().unwrap_or_default()
     } else {
-        let mut value = Vec::with_capacity(spans.iter().map(|s| s.len() + 1).sum::<usize>() + 1);
-        value.push(b'[');
-        for (index, span) in spans.iter().enumerate() {
-            if index > 0 {
-                value.push(b',');
-            }
-            value.extend_from_slice(span);
-        }
-        value.push(b']');
-        value
+        crate::wire::json_array(spans.iter().map(Vec::as_slice))
     };
     SpanRecord {
         key: key.to_owned(),

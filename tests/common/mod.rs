@@ -343,11 +343,8 @@ pub async fn read_topic_raw(
     records
 }
 
-/// How many records `topic` holds now (the sum of its partitions' high watermarks minus their
-/// starts): records, not spans, on the monitoring topic.
-pub fn record_count(brokers: &str, topic: &str) -> i64 {
-    let settings = KafkaSettings::new(brokers);
-    let consumer: StreamConsumer = settings.reader("erp-toolkit-test").expect("reader");
+/// Each partition of `topic` with its low and high watermark, as of now.
+fn partition_watermarks(consumer: &StreamConsumer, topic: &str) -> Vec<(i32, i64, i64)> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .expect("metadata");
@@ -361,8 +358,19 @@ pub fn record_count(brokers: &str, topic: &str) -> i64 {
             let (low, high) = consumer
                 .fetch_watermarks(topic, partition, Duration::from_secs(30))
                 .expect("watermarks");
-            high - low
+            (partition, low, high)
         })
+        .collect()
+}
+
+/// How many records `topic` holds now (the sum of its partitions' high watermarks minus their
+/// starts): records, not spans, on the monitoring topic.
+pub fn record_count(brokers: &str, topic: &str) -> i64 {
+    let settings = KafkaSettings::new(brokers);
+    let consumer: StreamConsumer = settings.reader("erp-toolkit-test").expect("reader");
+    partition_watermarks(&consumer, topic)
+        .into_iter()
+        .map(|(_, low, high)| high - low)
         .sum()
 }
 
@@ -371,20 +379,9 @@ pub fn record_count(brokers: &str, topic: &str) -> i64 {
 pub async fn read_topic_to_end(brokers: &str, topic: &str) -> Vec<(String, Value)> {
     let settings = KafkaSettings::new(brokers);
     let consumer: StreamConsumer = settings.reader("erp-toolkit-test").expect("reader");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .expect("metadata");
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0) as i32;
     let mut assignment = TopicPartitionList::new();
     let mut remaining = std::collections::HashMap::new();
-    for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(30))
-            .expect("watermarks");
+    for (partition, low, high) in partition_watermarks(&consumer, topic) {
         if high > low {
             remaining.insert(partition, high);
             assignment

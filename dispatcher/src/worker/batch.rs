@@ -38,15 +38,7 @@ pub fn webhook_id<'a>(event_ids: impl IntoIterator<Item = &'a str>) -> String {
 
 /// The body of a batch: a JSON array of the members' bodies (each JSON), in order.
 pub fn body<'a>(bodies: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut out = vec![b'['];
-    for (i, member) in bodies.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(member);
-    }
-    out.push(b']');
-    out
+    erp_schemas::wire::json_array(bodies)
 }
 
 impl Core {
